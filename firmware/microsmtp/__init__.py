@@ -1,0 +1,146 @@
+# microsmtp: SMTP client for MicroPython boards (ESP32, Pico W) that send alert mail.
+# Behaves like the NetX Duo SMTP Client (RFC 5321 + AUTH) on a static buffer pool. MIT licence.
+import time
+
+from . import message, protocol, transport
+from .auth import AUTH_LOGIN, AUTH_NONE, AUTH_PLAIN
+from .message import PRIORITY_HIGH, PRIORITY_LOW, PRIORITY_NORMAL
+from .pool import BufferPool
+from .status import *  # noqa: F403 - every status code and SMTPError are public API
+from .status import INVALID_PARAM, SUCCESS, CLIENT_NOT_INITIALIZED, SMTPError
+
+__version__ = "0.1.0"
+
+# NetX Duo's defaults, seconds (NX_SMTP_CLIENT_*_TIMEOUT); QUIT waits at most "quit".
+TIMEOUTS = {"connect": 10, "greeting": 10, "envelope": 10, "message": 30, "quit": 5}
+_TIMEOUT_KEYS = ("connect", "greeting", "envelope", "message", "quit")
+_MAX_RECIPIENTS = 100  # RFC 5321 §4.5.3.1.8: servers must take at least 100
+
+
+def _timeouts_ms(timeouts):
+    merged = dict(TIMEOUTS)
+    if timeouts is not None:
+        if not isinstance(timeouts, dict):
+            raise TypeError("timeouts must be a dict such as {'message': 60}")
+        for key in timeouts:
+            if key not in merged:
+                raise ValueError("unknown timeout %r; known: %s" % (key, ", ".join(_TIMEOUT_KEYS)))
+            value = timeouts[key]
+            if not isinstance(value, (int, float)) or value <= 0:
+                raise ValueError("timeout %r must be a positive number of seconds" % key)
+            merged[key] = value
+    return tuple(int(merged[k] * 1000) for k in _TIMEOUT_KEYS)
+
+
+def _optional_text(value, what, limit):
+    if value is not None:
+        message.check_text(value, what, limit)
+
+
+class Client:
+    """One SMTP client; each send is a whole session on a new connection (NetX)."""
+
+    def __init__(self, server, port=25, *, from_address, username=None, password=None,
+                 client_domain=None, auth=AUTH_PLAIN, pool=None, timeouts=None, net=None):
+        message.check_text(server, "server", 255)
+        if not server or " " in server:
+            raise ValueError("server must be a host name or an IPv4/IPv6 address")
+        if not isinstance(port, int) or not 0 < port < 65536:
+            raise ValueError("port must be an int from 1 to 65535")
+        message.check_address(from_address, "from_address")
+        _optional_text(username, "username", 255)
+        _optional_text(password, "password", 255)
+        if password is not None and username is None:
+            raise ValueError("a password was given without a username")
+        if client_domain is not None:
+            message.check_domain(client_domain, "client_domain")
+        if auth not in (AUTH_NONE, AUTH_LOGIN, AUTH_PLAIN):
+            raise ValueError("auth must be AUTH_PLAIN, AUTH_LOGIN or AUTH_NONE")
+        if pool is None:
+            pool = BufferPool()
+        elif not isinstance(pool, BufferPool):
+            raise TypeError("pool must be a BufferPool")
+        if net is None:
+            import socket as net
+        self.pool = pool
+        self._net = net
+        self._session = protocol.Session(server, port, from_address, username, password,
+                                         client_domain, auth, _timeouts_ms(timeouts))
+
+    def __repr__(self):  # never shows the password
+        s = self._session
+        if s is None:
+            return "<microsmtp.Client closed>"
+        return "<microsmtp.Client %s:%d from %s>" % (s.host, s.port, s.from_address)
+
+    def send(self, recipients, subject, body, priority=PRIORITY_NORMAL):
+        """Send one mail; None on success, SMTPError otherwise. ValueError on bad input."""
+        if isinstance(recipients, str):
+            recipients = [recipients]
+        elif isinstance(recipients, (list, tuple)):
+            recipients = list(recipients)
+        else:
+            raise TypeError("recipients must be an address or a list of addresses")
+        if not recipients:
+            raise ValueError("no recipient given")
+        if len(recipients) > _MAX_RECIPIENTS:
+            raise ValueError("more than %d recipients in one mail" % _MAX_RECIPIENTS)
+        for rcpt in recipients:
+            message.check_address(rcpt, "recipient")
+        message.check_subject(subject)
+        if priority not in (PRIORITY_LOW, PRIORITY_NORMAL, PRIORITY_HIGH):
+            raise ValueError("priority must be PRIORITY_LOW, PRIORITY_NORMAL or PRIORITY_HIGH")
+        self._run(recipients, subject, body, None, priority)
+
+    def mail_send(self, recipient, priority, subject, body, body_length=None):
+        """NetX's nx_smtp_mail_send: SUCCESS (0) or a status code; raises only on misuse."""
+        if priority not in (PRIORITY_LOW, PRIORITY_NORMAL, PRIORITY_HIGH):
+            priority = PRIORITY_NORMAL  # NetX: any other value is normal priority
+        if body_length is not None and not isinstance(body_length, int):
+            raise TypeError("body_length must be an int")
+        try:
+            message.check_address(recipient, "recipient")
+            message.check_subject(subject)
+            if isinstance(body, (str, bytes, bytearray, memoryview)):
+                data = message.as_bytes(body) if isinstance(body, str) else memoryview(body)
+                if body_length is not None:
+                    if body_length > len(data):
+                        raise ValueError("body_length is longer than the body")
+                    body = bytes(data[:body_length])  # scannable, exactly the bytes to send
+                    body_length = None
+                if not len(data):
+                    raise ValueError("empty body")
+            if body_length is not None and body_length <= 0:
+                raise ValueError("body_length must be positive")
+        except ValueError:
+            return INVALID_PARAM  # NetX: bad input, checked before any connection
+        try:
+            self._run([recipient], subject, body, body_length, priority)
+        except SMTPError as e:
+            return e.status
+        return SUCCESS
+
+    def close(self):
+        """NetX's nx_smtp_client_delete: the client cannot send afterwards."""
+        self._session = None
+
+    def _run(self, recipients, subject, body, limit, priority):
+        s = self._session
+        if s is None:
+            raise SMTPError(CLIENT_NOT_INITIALIZED, "This client was closed; make a new Client.")
+        scan = message.scan_body(body) if isinstance(body, (str, bytes, bytearray)) else None
+        pool = self.pool
+        rx = tx = scratch = None
+        try:
+            rx = pool.acquire()
+            tx = pool.acquire()
+            scratch = pool.acquire()
+            s.prepare(recipients, subject, body, limit, priority, scan, time.gmtime(),
+                      rx, tx, scratch)
+            transport.run(s, self._net)
+        finally:
+            # Whatever happened: every buffer back, the session in its initial state.
+            s.release()
+            pool.release(rx)
+            pool.release(tx)
+            pool.release(scratch)

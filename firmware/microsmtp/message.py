@@ -1,0 +1,335 @@
+# microsmtp: what goes between DATA and "." — headers and the streamed body. MIT licence.
+# Also the input checks, so that bad input is refused before a byte goes on the wire.
+import binascii
+import os
+
+from micropython import const
+
+_CR = const(13)
+_LF = const(10)
+_DOT = const(46)
+_EQ = const(61)
+_MAX_LINE = const(998)  # RFC 5322 §2.1.1: at most 998 octets before CRLF
+_QP_LINE = const(76)  # RFC 2045 §6.7 rule 5
+_HEX = b"0123456789ABCDEF"
+
+# Content-Transfer-Encoding chosen per message (RFC 6152: 8bit only when 8BITMIME is offered).
+CTE_7BIT = const(0)
+CTE_8BIT = const(1)
+CTE_QP = const(2)
+CTE_NAMES = ("7bit", "8bit", "quoted-printable")
+
+PRIORITY_LOW = const(1)
+PRIORITY_NORMAL = const(2)
+PRIORITY_HIGH = const(4)
+
+
+def as_bytes(s):
+    # MicroPython keeps str as UTF-8 and lends it as a buffer without a copy; CPython can't.
+    try:
+        return memoryview(s)
+    except TypeError:
+        return s.encode()
+
+
+def check_text(value, what, limit):
+    """ValueError for control characters (header/command injection) or an over-long value."""
+    if not isinstance(value, str):
+        raise TypeError("%s must be a str" % what)
+    b = as_bytes(value)
+    for c in b:
+        # C0 controls and DEL; TAB too — none belongs in an address, domain or credential.
+        if c < 32 or c == 127:
+            raise ValueError("%s contains a control character (code %d)" % (what, c))
+    if len(b) > limit:
+        raise ValueError("%s is longer than %d bytes" % (what, limit))
+    return b
+
+
+def check_domain(domain, what):
+    b = check_text(domain, what, 255)  # RFC 5321 §4.5.3.1.2
+    if not b:
+        raise ValueError("%s is empty" % what)
+    if b[0] == 91:  # "[": an address literal, RFC 5321 §4.1.3
+        if b[len(b) - 1] != 93:
+            raise ValueError("%s: address literal must end with ']'" % what)
+        return
+    for c in b:
+        if not (48 <= c <= 57 or 65 <= c <= 90 or 97 <= c <= 122 or c == 45 or c == 46):
+            if c >= 128:
+                raise ValueError(
+                    "%s has non-ASCII characters: use its punycode (xn--) form" % what)
+            raise ValueError("%s contains %r, which no domain name may" % (what, chr(c)))
+
+
+def check_address(address, what="address"):
+    """Mailbox per RFC 5321 §4.1.2/§4.5.3.1: local-part <= 64, domain <= 255, path <= 256."""
+    b = check_text(address, what, 254)  # path <= 256 with the angle brackets
+    at = address.rfind("@")
+    if at < 1 or at == len(address) - 1:
+        raise ValueError("%s %r is not of the form name@domain" % (what, address))
+    local = as_bytes(address[:at])
+    if len(local) > 64:
+        raise ValueError("%s: the part before @ is longer than 64 bytes" % what)
+    for c in b:
+        if c >= 128:
+            # RFC 6531 would need SMTPUTF8 on both sides; refused here rather than mangled.
+            raise ValueError("%s %r has non-ASCII characters (SMTPUTF8 is not supported)"
+                             % (what, address))
+    for c in local:
+        if c == 32 or c == 60 or c == 62:  # space, "<", ">" would break the MAIL/RCPT path
+            raise ValueError("%s %r contains %r" % (what, address, chr(c)))
+    check_domain(address[at + 1:], what + " domain")
+
+
+def check_subject(subject):
+    check_text(subject, "subject", 4096)
+
+
+def scan_body(body):
+    """Classify an in-memory body: (all ASCII, every line fits 998 octets), or None when it
+    cannot be scanned cheaply (memoryview: no find()). Uses C-speed max() and find()."""
+    if isinstance(body, memoryview):
+        return None
+    if isinstance(body, str):
+        ascii_only = len(as_bytes(body)) == len(body)
+        lf_s, cr_s = "\n", "\r"  # str.find counts characters, equal to bytes when ASCII
+    else:
+        ascii_only = not len(body) or max(body) < 128
+        lf_s, cr_s = b"\n", b"\r"
+    per_char = 1 if ascii_only else 4  # a UTF-8 character is at most 4 bytes
+    n = len(body)
+    start = 0
+    lf = cr = -1
+    while start < n:
+        # Each find is redone only once passed, so the scan stays linear in the body size.
+        if lf < start:
+            lf = body.find(lf_s, start)
+            if lf < 0:
+                lf = n
+        if cr < start:
+            cr = body.find(cr_s, start)
+            if cr < 0:
+                cr = n
+        end = lf if lf < cr else cr
+        if (end - start) * per_char > _MAX_LINE:
+            if per_char == 1 or len(as_bytes(body[start:end])) > _MAX_LINE:
+                return ascii_only, False
+        start = end + 1
+    return ascii_only, True
+
+
+def encoded_subject_needed(subject):
+    b = as_bytes(subject)
+    if len(b) and max(b) >= 128:
+        return True
+    # An ASCII subject that contains "=?" would be decoded by the reader as an encoded word
+    # (CVE-2024-6923's shape): encode it so it shows literally. Long ones are folded too.
+    return subject.find("=?") >= 0 or len(b) > 900
+
+
+def subject_words(subject):
+    """Yield RFC 2047 B encoded words of <= 75 chars, split on UTF-8 character boundaries."""
+    b = as_bytes(subject)
+    n = len(b)
+    i = 0
+    while i < n:
+        j = i + 45 if i + 45 < n else n  # 45 bytes -> 60 base64 chars; +12 wrapper = 72
+        while j < n and (b[j] & 0xC0) == 0x80:  # never cut a character in two
+            j -= 1
+        yield binascii.b2a_base64(b[i:j])[:-1]  # MicroPython appends "\n" too: strip it
+        i = j
+
+
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def date_value(tm):
+    """RFC 5322 §3.3 date from a time.gmtime() tuple; None while the clock is unset.
+
+    A board without NTP starts at its epoch (2000 or 1970); such a Date would be wrong and
+    raise spam scores, so it is left out. gmtime()'s year does not depend on the epoch."""
+    if tm[0] <= 2020:
+        return None
+    return "%s, %02d %s %d %02d:%02d:%02d +0000" % (
+        _DAYS[tm[6]], tm[2], _MONTHS[tm[1] - 1], tm[0], tm[3], tm[4], tm[5])
+
+
+def message_id(from_address):
+    return "<%s@%s>" % (binascii.hexlify(os.urandom(12)).decode(),
+                        from_address[from_address.rfind("@") + 1:])
+
+
+class BodySource:
+    """One reader over every body kind: readinto(buf) -> bytes copied (0 at the end)."""
+
+    def __init__(self):
+        self.reset(None, None)
+
+    def reset(self, body, limit):
+        self.left = -1 if limit is None else limit  # NetX mail_body_length: send only this many
+        self.obj = body
+        self.mv = None  # in-memory body or current iterator chunk
+        self.pos = 0
+        self.kind = 0  # 0 memory, 1 readinto, 2 iterator
+        if body is None:
+            return
+        if isinstance(body, (str, bytes, bytearray, memoryview)):
+            self.mv = as_bytes(body) if isinstance(body, str) else memoryview(body)
+        elif hasattr(body, "readinto"):
+            self.kind = 1
+        elif hasattr(body, "__next__") or hasattr(body, "__iter__"):
+            self.kind = 2
+            self.obj = iter(body)
+        else:
+            raise TypeError("body must be str, bytes, bytearray, memoryview, a file or "
+                            "an iterator of chunks")
+
+    def readinto(self, buf):
+        room = len(buf)
+        if self.left == 0:
+            return 0
+        if 0 < self.left < room:
+            room = self.left
+        mv = memoryview(buf)
+        if self.kind == 1:
+            n = self.obj.readinto(mv[:room]) or 0
+        else:
+            while self.mv is None or self.pos >= len(self.mv):
+                if self.kind == 0:
+                    return 0
+                try:
+                    chunk = next(self.obj)
+                except StopIteration:
+                    self.kind = 0
+                    self.mv = None
+                    return 0
+                if isinstance(chunk, str):
+                    self.mv = as_bytes(chunk)
+                elif isinstance(chunk, (bytes, bytearray, memoryview)):
+                    self.mv = memoryview(chunk)
+                else:
+                    raise TypeError("body chunks must be str or bytes-like")
+                self.pos = 0
+            n = len(self.mv) - self.pos
+            if n > room:
+                n = room
+            mv[:n] = self.mv[self.pos:self.pos + n]
+            self.pos += n
+        if self.left > 0:
+            self.left -= n
+        return n
+
+
+class BodyEncoder:
+    """CRLF-normalise, transfer-encode and dot-stuff body bytes from `src` into `out`.
+
+    RFC 5321 §2.3.8 and the SMTP smuggling advisories: CR, LF and CRLF each become CRLF
+    before anything else, so no bare CR or LF reaches the wire; then §4.5.2 dot-stuffing.
+    Runs of ordinary bytes are copied with slice assignment (C speed); only quoted-printable
+    looks at single bytes, and only when the server lacks 8BITMIME."""
+
+    def start(self, cte, out):
+        self.cte = cte
+        self.out = out
+        self.omv = memoryview(out)
+        self.bol = True  # at the beginning of a line
+        self.cr = False  # last input byte was CR: a following LF belongs to it
+        self.col = 0  # bytes on the current output line
+        self.too_long = False
+        self.o = 0  # next output byte
+        self.chunk()
+
+    def chunk(self):
+        """A new chunk of input starts at src[0]."""
+        self.i = 0
+        self.lf_at = self.cr_at = -1
+
+    def encode(self, src, n):
+        """Consume src[self.i:n] into out from self.o until out is full (no tuple per call)."""
+        out = self.out
+        cap = len(out) - 4  # room for the worst step: "=XX", "." + byte, or CRLF
+        smv = memoryview(src)
+        qp = self.cte == CTE_QP
+        i = self.i
+        o = self.o
+        while i < n and o < cap:
+            c = src[i]
+            if self.cr:
+                self.cr = False
+                if c == _LF:
+                    i += 1
+                    continue
+            if c == _CR or c == _LF:
+                out[o] = _CR
+                out[o + 1] = _LF
+                o += 2
+                self.bol = True
+                self.cr = c == _CR
+                self.col = 0
+                i += 1
+                continue
+            if self.bol:
+                self.bol = False
+                if c == _DOT:  # RFC 5321 §4.5.2: a line starting with "." gets one more
+                    out[o] = _DOT
+                    o += 1
+            if qp:
+                if self.col >= _QP_LINE - 3:  # soft line break, RFC 2045 §6.7 rule 5
+                    out[o] = _EQ
+                    out[o + 1] = _CR
+                    out[o + 2] = _LF
+                    o += 3
+                    self.col = 0
+                    continue
+                # Space or tab before a line end (or a chunk end: unknown) is encoded.
+                nxt = src[i + 1] if i + 1 < n else _CR
+                if (33 <= c <= 126 and c != _EQ) or (
+                        (c == 32 or c == 9) and nxt != _CR and nxt != _LF):
+                    out[o] = c
+                    o += 1
+                    self.col += 1
+                else:
+                    out[o] = _EQ
+                    out[o + 1] = _HEX[c >> 4]
+                    out[o + 2] = _HEX[c & 15]
+                    o += 3
+                    self.col += 3
+                i += 1
+                continue
+            # A run up to the next CR or LF, as much as fits: one slice copy. Each find is
+            # redone only once passed, so a chunk is scanned about once, not once a line.
+            if self.lf_at < i:
+                self.lf_at = src.find(b"\n", i, n)
+                if self.lf_at < 0:
+                    self.lf_at = n
+            if self.cr_at < i:
+                self.cr_at = src.find(b"\r", i, n)
+                if self.cr_at < 0:
+                    self.cr_at = n
+            j = self.lf_at if self.lf_at < self.cr_at else self.cr_at
+            if j - i > cap - o:
+                j = i + cap - o
+            run = j - i
+            self.omv[o:o + run] = smv[i:j]
+            o += run
+            i = j
+            self.col += run
+            if self.col > _MAX_LINE:
+                self.too_long = True
+                break
+        self.i = i
+        self.o = o
+
+    def finish(self, o):
+        """End the body: a CRLF if the last line lacks one (never an extra empty line)."""
+        out = self.out
+        if not self.bol:
+            out[o] = _CR
+            out[o + 1] = _LF
+            o += 2
+        out[o] = _DOT
+        out[o + 1] = _CR
+        out[o + 2] = _LF
+        return o + 3

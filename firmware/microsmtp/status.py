@@ -1,0 +1,56 @@
+# microsmtp: status codes and the one exception type. MIT licence.
+from micropython import const
+
+SUCCESS = const(0)
+
+# NetX Duo SMTP Client status codes (nxd_smtp_client.h): same values, "NX_SMTP_" dropped.
+AUTHENTICATION_ERROR = const(0xA0)
+OVERSIZE_MAIL_DATA = const(0xA1)
+INVALID_SERVER_REPLY = const(0xA2)
+INTERNAL_ERROR = const(0xA3)
+SERVER_ERROR_CODE_RECEIVED = const(0xA4)
+INVALID_PARAM = const(0xA5)
+PACKET_ALLOCATE_ERROR = const(0xA6)
+GREET_REPLY_ERROR = const(0xA7)
+HELLO_REPLY_ERROR = const(0xA8)
+MAIL_REPLY_ERROR = const(0xA9)
+RCPT_REPLY_ERROR = const(0xAA)
+MESSAGE_REPLY_ERROR = const(0xAB)
+DATA_REPLY_ERROR = const(0xAC)
+AUTH_REPLY_ERROR = const(0xAD)
+SERVER_ERROR_REPLY = const(0xAE)
+TRANSMIT_ERROR = const(0xAF)
+INVALID_SERVER_CHALLENGE = const(0xB0)
+OVERSIZE_SERVER_REPLY = const(0xB1)
+CLIENT_NOT_INITIALIZED = const(0xB2)
+
+# microsmtp's own range. NetX hands back the TCP layer's raw status for these; a person
+# needs to know which of them happened, and an outbox needs to know they are temporary.
+RESOLVE_ERROR = const(0xC0)  # getaddrinfo found no address for the server name
+CONNECT_ERROR = const(0xC1)  # refused, unreachable, or no answer within the connect timeout
+TIMEOUT_ERROR = const(0xC2)  # the server did not answer within the phase's timeout
+CONNECTION_CLOSED = const(0xC3)  # the server closed or reset the connection mid-session
+DELIVERY_UNKNOWN = const(0xC4)  # lost after "." before the reply: it may have been delivered
+MESSAGE_FORMAT_ERROR = const(0xC5)  # a streamed body could not be sent as valid mail
+
+
+class SMTPError(Exception):
+    """Every failure of a send: .status, .step, .reply_code, .reply; str() is one sentence."""
+
+    def __init__(self, status, sentence, step=None, reply_code=None, reply=""):
+        super().__init__(sentence)
+        self.status = status
+        self.step = step
+        self.reply_code = reply_code
+        self.reply = reply
+        self.refused = None  # per-recipient results [(address, code, reply)] for RCPT failures
+
+    def __str__(self):
+        return self.args[0]
+
+    @property
+    def temporary(self):
+        # RFC 5321 §4.2.1: 4yz is transient; a dropped or silent connection counts as 451 (§3.8).
+        if self.reply_code is not None:
+            return 400 <= self.reply_code < 500
+        return RESOLVE_ERROR <= self.status <= DELIVERY_UNKNOWN

@@ -1,0 +1,1 @@
+"""Host tooling for microsmtp: runs firmware/ on CPython through the shim, and more."""

@@ -1,0 +1,85 @@
+"""Every scenario of scenarios.py, on CPython and on the MicroPython unix port (32 KB heap)."""
+
+import base64
+import json
+
+import microsmtp
+import pytest
+import runtimes
+import scenarios
+import scripted
+
+SCENARIOS = scenarios.all_scenarios()
+IDS = [sc["name"] for sc in SCENARIOS]
+
+
+def test_scenario_names_unique():
+    assert len(set(IDS)) == len(IDS)
+
+
+@pytest.fixture(scope="session")
+def micropython_results(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("mp_scenarios")
+    data = tmp / "scenarios.jsonl"
+    with open(data, "w") as f:
+        f.write(json.dumps(scenarios.OK_SCRIPTS) + "\n")
+        for sc in SCENARIOS:
+            f.write(json.dumps(sc) + "\n")
+    test_mpy = runtimes.compile_mpy(
+        [runtimes.ROOT / "tests" / "scripted.py", runtimes.ROOT / "tests" / "mp_scenarios.py"],
+        tmp / "mpy")
+    proc = runtimes.run_micropython("mp_scenarios", [str(data)],
+                                    [test_mpy, runtimes.firmware_mpy()], timeout=300)
+    results = {}
+    for line in proc.stdout.splitlines():
+        if line.startswith("{"):
+            res = json.loads(line)
+            results[res["name"]] = res
+    return results, proc
+
+
+def _check(sc, res):
+    assert res["script_errors"] == [], res["script_errors"]
+    assert res["leftover"] == sc.get("leftover", []), "script not played to the end"
+    assert res["status"] == sc["expect"], res.get("error")
+    for key in ("step", "reply_code", "temporary", "refused"):
+        if key in sc:
+            assert res[key] == sc[key], (key, res)
+    assert res["sockets_closed"], "a socket was left open"
+    assert res["pool_full"], "a pool buffer leaked"
+    if sc.get("reusable", True):
+        assert res["next_ok"], res.get("next_error")
+    assert res["pool_full_after_next"]
+    if sc["expect"] in ("ValueError", "INVALID_PARAM", "PACKET_ALLOCATE_ERROR"):
+        assert res["wire"] == "" and res["connections"] == 0, "bytes sent on bad input"
+    if sc["expect"] not in ("SUCCESS", "ValueError", "INVALID_PARAM") and res["error"]:
+        text = res["error"]
+        assert text.endswith("."), text
+        assert "\n" not in text and "\r" not in text
+        if res["step"]:
+            assert res["step"] in text, text
+    if res["error"]:
+        for secret in ("s3cret", scenarios.PLAIN_IR, scenarios.B64_PASS,
+                       base64.b64encode(b"s3cret").decode()):
+            assert secret not in res["error"], "a credential leaked into the error text"
+    for piece in sc.get("wire_contains", ()):
+        assert piece in res["wire"], piece
+    for piece in sc.get("wire_excludes", ()):
+        assert piece not in res["wire"], piece
+    if "max_line" in sc:
+        assert max(len(x) + 2 for x in res["wire"].split("\r\n")) <= sc["max_line"]
+    # RFC 5321 §2.3.8: no bare CR or LF ever reaches the wire.
+    wire = res["wire"].replace("\r\n", "")
+    assert "\r" not in wire and "\n" not in wire
+
+
+@pytest.mark.parametrize("sc", SCENARIOS, ids=IDS)
+def test_cpython(sc):
+    _check(sc, scripted.run(microsmtp, sc, scenarios.OK_SCRIPTS))
+
+
+@pytest.mark.parametrize("sc", SCENARIOS, ids=IDS)
+def test_micropython(sc, micropython_results):
+    results, proc = micropython_results
+    assert sc["name"] in results, "MicroPython produced no result: %s" % proc.stderr[-2000:]
+    _check(sc, results[sc["name"]])
