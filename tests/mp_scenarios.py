@@ -1,6 +1,7 @@
-# MicroPython runner for the scenario data: reads JSON lines from the file named by
-# argv[1] (first line: the scripts for the follow-up send), prints one JSON result a line.
-# Short argv on purpose: the unix port wheel crashes on arguments over 255 characters.
+# MicroPython runner for the scenario data: reads JSON lines from the file named by argv[1]
+# (first line: the scripts for the follow-up send), writes each scenario's client bytes to
+# argv[2]/<name>.wire and prints one JSON result a line. Short argv on purpose: the unix
+# port wheel crashes on arguments over 255 characters.
 import gc
 import json
 import sys
@@ -14,7 +15,8 @@ with open(sys.argv[1]) as f:
         sc = json.loads(line)
         line = None
         gc.collect()
-        res = scripted.run(microsmtp, sc, ok_scripts)
+        with open(sys.argv[2] + "/" + sc["name"] + ".wire", "wb") as wire:
+            res = scripted.run(microsmtp, sc, ok_scripts, wire)
         sc = None
         print(json.dumps(res))
         res = None

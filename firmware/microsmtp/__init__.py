@@ -32,28 +32,26 @@ def _timeouts_ms(timeouts):
     return tuple(int(merged[k] * 1000) for k in _TIMEOUT_KEYS)
 
 
-def _optional_text(value, what, limit):
-    if value is not None:
-        message.check_text(value, what, limit)
-
-
 class Client:
     """One SMTP client; each send is a whole session on a new connection (NetX)."""
 
     def __init__(self, server, port=25, *, from_address, username=None, password=None,
                  client_domain=None, auth=AUTH_PLAIN, pool=None, timeouts=None, net=None):
-        message.check_text(server, "server", 255)
+        check = message.check
+        check(server, "server")
         if not server or " " in server:
             raise ValueError("server must be a host name or an IPv4/IPv6 address")
         if not isinstance(port, int) or not 0 < port < 65536:
             raise ValueError("port must be an int from 1 to 65535")
-        message.check_address(from_address, "from_address")
-        _optional_text(username, "username", 255)
-        _optional_text(password, "password", 255)
-        if password is not None and username is None:
-            raise ValueError("a password was given without a username")
+        check(from_address, "from_address", message.ADDRESS)
+        if username is not None:
+            check(username, "username")
+        if password is not None:
+            check(password, "password")
+            if username is None:
+                raise ValueError("a password was given without a username")
         if client_domain is not None:
-            message.check_domain(client_domain, "client_domain")
+            check(client_domain, "client_domain", message.DOMAIN)
         if auth not in (AUTH_NONE, AUTH_LOGIN, AUTH_PLAIN):
             raise ValueError("auth must be AUTH_PLAIN, AUTH_LOGIN or AUTH_NONE")
         if pool is None:
@@ -86,8 +84,8 @@ class Client:
         if len(recipients) > _MAX_RECIPIENTS:
             raise ValueError("more than %d recipients in one mail" % _MAX_RECIPIENTS)
         for rcpt in recipients:
-            message.check_address(rcpt, "recipient")
-        message.check_subject(subject)
+            message.check(rcpt, "recipient", message.ADDRESS)
+        message.check(subject, "subject", message.TEXT, 4096)
         if priority not in (PRIORITY_LOW, PRIORITY_NORMAL, PRIORITY_HIGH):
             raise ValueError("priority must be PRIORITY_LOW, PRIORITY_NORMAL or PRIORITY_HIGH")
         self._run(recipients, subject, body, None, priority)
@@ -99,8 +97,8 @@ class Client:
         if body_length is not None and not isinstance(body_length, int):
             raise TypeError("body_length must be an int")
         try:
-            message.check_address(recipient, "recipient")
-            message.check_subject(subject)
+            message.check(recipient, "recipient", message.ADDRESS)
+            message.check(subject, "subject", message.TEXT, 4096)
             if isinstance(body, (str, bytes, bytearray, memoryview)):
                 data = message.as_bytes(body) if isinstance(body, str) else memoryview(body)
                 if body_length is not None:

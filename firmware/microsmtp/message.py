@@ -32,58 +32,50 @@ def as_bytes(s):
         return s.encode()
 
 
-def check_text(value, what, limit):
-    """ValueError for control characters (header/command injection) or an over-long value."""
+TEXT = const(0)
+DOMAIN = const(1)
+ADDRESS = const(2)
+
+
+def check(value, what, kind=TEXT, limit=255):
+    """ValueError before anything is sent: any control character (command and header
+    injection), over-long values, and addresses or domains that are not of their form.
+
+    ADDRESS: RFC 5321 §4.1.2 / §4.5.3.1: local-part <= 64, domain <= 255, path <= 256."""
     if not isinstance(value, str):
-        raise TypeError("%s must be a str" % what)
+        raise TypeError(what + " must be a str")
     b = as_bytes(value)
-    for c in b:
-        # C0 controls and DEL; TAB too — none belongs in an address, domain or credential.
-        if c < 32 or c == 127:
-            raise ValueError("%s contains a control character (code %d)" % (what, c))
-    if len(b) > limit:
-        raise ValueError("%s is longer than %d bytes" % (what, limit))
-    return b
-
-
-def check_domain(domain, what):
-    b = check_text(domain, what, 255)  # RFC 5321 §4.5.3.1.2
-    if not b:
-        raise ValueError("%s is empty" % what)
-    if b[0] == 91:  # "[": an address literal, RFC 5321 §4.1.3
-        if b[len(b) - 1] != 93:
-            raise ValueError("%s: address literal must end with ']'" % what)
-        return
-    for c in b:
-        if not (48 <= c <= 57 or 65 <= c <= 90 or 97 <= c <= 122 or c == 45 or c == 46):
-            if c >= 128:
-                raise ValueError(
-                    "%s has non-ASCII characters: use its punycode (xn--) form" % what)
-            raise ValueError("%s contains %r, which no domain name may" % (what, chr(c)))
-
-
-def check_address(address, what="address"):
-    """Mailbox per RFC 5321 §4.1.2/§4.5.3.1: local-part <= 64, domain <= 255, path <= 256."""
-    b = check_text(address, what, 254)  # path <= 256 with the angle brackets
-    at = address.rfind("@")
-    if at < 1 or at == len(address) - 1:
-        raise ValueError("%s %r is not of the form name@domain" % (what, address))
-    local = as_bytes(address[:at])
-    if len(local) > 64:
-        raise ValueError("%s: the part before @ is longer than 64 bytes" % what)
-    for c in b:
-        if c >= 128:
-            # RFC 6531 would need SMTPUTF8 on both sides; refused here rather than mangled.
-            raise ValueError("%s %r has non-ASCII characters (SMTPUTF8 is not supported)"
-                             % (what, address))
-    for c in local:
-        if c == 32 or c == 60 or c == 62:  # space, "<", ">" would break the MAIL/RCPT path
-            raise ValueError("%s %r contains %r" % (what, address, chr(c)))
-    check_domain(address[at + 1:], what + " domain")
-
-
-def check_subject(subject):
-    check_text(subject, "subject", 4096)
+    n = len(b)
+    at = value.rfind("@") if kind == ADDRESS else -1
+    literal = kind and n > at + 1 and b[at + 1] == 91  # "[...]", RFC 5321 §4.1.3
+    err = None
+    if n > limit:
+        err = "is longer than %d bytes" % limit
+    elif kind == ADDRESS and not 0 < at < n - 1:
+        err = "is not of the form name@domain"
+    elif kind == ADDRESS and at > 64:
+        err = "has more than 64 bytes before @"
+    elif kind and not n:
+        err = "is empty"
+    elif literal and b[n - 1] != 93:
+        err = "is an address literal without ']'"
+    else:
+        for i in range(n):
+            c = b[i]
+            if c < 32 or c == 127:  # C0 controls and DEL, TAB too
+                err = "contains a control character (code %d)" % c
+            elif kind and c > 127:
+                # RFC 6531 (SMTPUTF8) and IDNA are not supported: refused, never mangled.
+                err = "has non-ASCII characters (use the punycode form of a domain)"
+            elif i < at and (c == 32 or c == 60 or c == 62):  # would break MAIL/RCPT <path>
+                err = "contains a space, '<' or '>'"
+            elif kind and i > at and not literal and not (
+                    48 <= c <= 57 or 65 <= c <= 90 or 97 <= c <= 122 or c == 45 or c == 46):
+                err = "contains %r, which no domain name may" % chr(c)
+            if err:
+                break
+    if err:
+        raise ValueError("%s %r %s" % (what, value, err) if kind else "%s %s" % (what, err))
 
 
 def scan_body(body):
@@ -141,8 +133,8 @@ def subject_words(subject):
         i = j
 
 
-_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
-_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_DAYS = "MonTueWedThuFriSatSun"
+_MONTHS = "JanFebMarAprMayJunJulAugSepOctNovDec"
 
 
 def date_value(tm):
@@ -152,8 +144,10 @@ def date_value(tm):
     raise spam scores, so it is left out. gmtime()'s year does not depend on the epoch."""
     if tm[0] <= 2020:
         return None
+    d = tm[6] * 3
+    m = tm[1] * 3 - 3
     return "%s, %02d %s %d %02d:%02d:%02d +0000" % (
-        _DAYS[tm[6]], tm[2], _MONTHS[tm[1] - 1], tm[0], tm[3], tm[4], tm[5])
+        _DAYS[d:d + 3], tm[2], _MONTHS[m:m + 3], tm[0], tm[3], tm[4], tm[5])
 
 
 def message_id(from_address):

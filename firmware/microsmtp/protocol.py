@@ -2,33 +2,16 @@
 # Session.run() is a generator: it yields small int requests (OP_*) and gets int results.
 # It never touches a socket, a file or the clock: transport.py (or a test's scripted
 # driver) does the I/O, so every driver runs exactly the same protocol code.
+# Heap is the budget here (a board loads this into RAM): few functions, short strings,
+# private consts that mpy-cross inlines.
 from micropython import const
 
 from . import auth, message
-from .status import (
-    AUTH_REPLY_ERROR,
-    CONNECT_ERROR,
-    CONNECTION_CLOSED,
-    DATA_REPLY_ERROR,
-    DELIVERY_UNKNOWN,
-    GREET_REPLY_ERROR,
-    HELLO_REPLY_ERROR,
-    INTERNAL_ERROR,
-    INVALID_SERVER_REPLY,
-    MAIL_REPLY_ERROR,
-    MESSAGE_FORMAT_ERROR,
-    MESSAGE_REPLY_ERROR,
-    OVERSIZE_SERVER_REPLY,
-    RCPT_REPLY_ERROR,
-    RESOLVE_ERROR,
-    SERVER_ERROR_REPLY,
-    TIMEOUT_ERROR,
-    SMTPError,
-)
+from .status import SMTPError
 
 # Requests yielded to the driver.
 OP_CONNECT = const(1)  # resolve host, connect (connect_ms); sets local_literal. -> 0 or ERR_*
-OP_SEND = const(2)  # write tx[0:tx_n] (io_ms per write) -> 0 or ERR_*
+OP_SEND = const(2)  # write tx[0:tx_n] within io_ms -> 0 or ERR_*
 OP_WAIT = const(3)  # start a new reply deadline of wait_ms, then do OP_RECV
 OP_RECV = const(4)  # readinto rx[rx_end:rx_cap] before the deadline -> n, 0 at EOF, or ERR_*
 
@@ -37,6 +20,25 @@ ERR_TIMEOUT = const(-1)
 ERR_CLOSED = const(-2)  # reset, broken pipe, any other socket error mid-session
 ERR_RESOLVE = const(-3)
 ERR_CONNECT = const(-4)
+
+# Status codes, the values of status.py (tests/test_status.py checks they match).
+_INVALID_SERVER_REPLY = const(0xA2)
+_INTERNAL_ERROR = const(0xA3)
+_GREET_REPLY_ERROR = const(0xA7)
+_HELLO_REPLY_ERROR = const(0xA8)
+_MAIL_REPLY_ERROR = const(0xA9)
+_RCPT_REPLY_ERROR = const(0xAA)
+_MESSAGE_REPLY_ERROR = const(0xAB)
+_DATA_REPLY_ERROR = const(0xAC)
+_AUTH_REPLY_ERROR = const(0xAD)
+_SERVER_ERROR_REPLY = const(0xAE)
+_OVERSIZE_SERVER_REPLY = const(0xB1)
+_RESOLVE_ERROR = const(0xC0)
+_CONNECT_ERROR = const(0xC1)
+_TIMEOUT_ERROR = const(0xC2)
+_CONNECTION_CLOSED = const(0xC3)
+_DELIVERY_UNKNOWN = const(0xC4)
+_MESSAGE_FORMAT_ERROR = const(0xC5)
 
 _LINE_MAX = const(512)  # RFC 5321 §4.5.3.1.5: reply line <= 512 octets with CRLF
 _MAX_LINES = const(40)  # more lines in one reply is a broken or hostile server
@@ -49,24 +51,11 @@ _CAP_STARTTLS = const(4)
 _CAP_SMTPUTF8 = const(8)
 _CAP_SIZE = const(16)
 _CAP_AUTH = const(32)
+_CAPS = {b"8BITMIME": _CAP_8BITMIME, b"PIPELINING": _CAP_PIPELINING,
+         b"STARTTLS": _CAP_STARTTLS, b"SMTPUTF8": _CAP_SMTPUTF8, b"SIZE": _CAP_SIZE}
 
-_PRIORITY_HEADERS = {
-    message.PRIORITY_HIGH: b"X-Priority: 1 (Highest)\r\nImportance: high\r\n",
-    message.PRIORITY_LOW: b"X-Priority: 5 (Lowest)\r\nImportance: low\r\n",
-}
-
-
-def printable(raw):
-    """Server text for a person: printable ASCII kept, anything else shown as '?'."""
-    out = bytearray(raw)
-    for i in range(len(out)):
-        if out[i] < 32 or out[i] > 126:
-            out[i] = 63
-    return bytes(out).decode()
-
-
-def _seconds(ms):
-    return "%d" % (ms // 1000) if ms % 1000 == 0 else "%.1f" % (ms / 1000)
+_PRIORITY = {4: b"X-Priority: 1 (Highest)\r\nImportance: high\r\n",
+             1: b"X-Priority: 5 (Lowest)\r\nImportance: low\r\n"}
 
 
 class Session:
@@ -75,15 +64,13 @@ class Session:
         self.host = host
         self.port = port
         self.from_address = from_address
-        self.from_b = message.as_bytes(from_address)
         self.username = None if username is None else message.as_bytes(username)
-        self.password = None if password is None else message.as_bytes(password)
-        # Credentials as they could come back in a server's reply text, for scrubbing.
-        # Longest first, so a shorter secret inside a longer one cannot leave a remainder.
-        self.secrets = () if password is None or username is None else (
+        self.password = message.as_bytes(password or "")
+        # Credentials as a server could echo them in a reply, longest first, for scrubbing.
+        self.secrets = () if not password or username is None else (
             auth.plain_response(self.username, self.password).decode(),
             auth.b64(self.password).decode(), password)
-        self.domain = None if domain is None else message.as_bytes(domain)
+        self.domain = domain
         self.auth_type = auth_type
         (self.connect_ms, self.greeting_ms, self.envelope_ms, self.message_ms,
          self.quit_ms) = timeouts
@@ -105,28 +92,21 @@ class Session:
         self.scratch = scratch
 
     def release(self):
-        """Drop every reference to the pool buffers and the body: back to the initial state."""
+        """Drop every reference to the pool buffers and the body: the initial state again."""
         self.rx = self.rx_mv = self.tx = self.tx_mv = self.scratch = None
-        self.recipients = self.subject = self.now = None
+        self.recipients = self.subject = self.now = self.local_literal = self.os_error = None
         self.body.reset(None, None)
-        self.local_literal = None
-        self.os_error = None
 
     # --- the session ---------------------------------------------------------------------
 
     def run(self):
-        self.rx_start = self.rx_end = 0
+        self.rx_start = self.rx_end = self.tx_n = self.caps = self.mechs = self.wait_ms = 0
+        self.code = 0
         self.rx_cap = _LINE_MAX
-        self.tx_n = 0
-        self.caps = 0
-        self.mechs = 0
-        self.size_max = 0
-        self.after_dot = False
-        self.can_quit = False
+        self.after_dot = self.can_quit = False
         self.refused = None
         self.step = "CONNECT"
         self.io_ms = self.envelope_ms
-        self.wait_ms = 0
         try:
             yield from self._transaction()
         except SMTPError:
@@ -137,166 +117,122 @@ class Session:
             raise
         yield from self._quit()
         if self.refused:
-            e = SMTPError(
-                RCPT_REPLY_ERROR,
-                "The message went to %d of %d recipients; refused (RCPT): %s." % (
-                    len(self.recipients) - len(self.refused), len(self.recipients),
-                    self._refusals(self.refused)),
-                "RCPT", self.refused[0][1], self.refused[0][2])
-            e.refused = self.refused
-            raise e
+            self.step = "RCPT"
+            self._fail(_RCPT_REPLY_ERROR, "The message went to %d of %d recipients; refused" % (
+                len(self.recipients) - len(self.refused), len(self.recipients)))
 
     def _transaction(self):
         r = yield OP_CONNECT
         if r < 0:
-            self._net_fail(r)
+            self._lost(r)
         self.can_quit = True
-
         self.step = "GREETING"
         yield from self._reply(self.greeting_ms)
         if self.code != 220:
-            self._refused(GREET_REPLY_ERROR, "The server did not greet with 220")
+            self._fail(_GREET_REPLY_ERROR, "No 220 greeting")
 
-        yield from self._hello()
+        # RFC 5321 §4.1.4: our domain, else our address literal.
+        domain = self.domain or self.local_literal or "[127.0.0.1]"
+        yield from self._command("EHLO", b"EHLO ", domain)
+        if self.code == 500 or self.code == 502:
+            # §3.2: a server that does not know EHLO gets HELO (NetX has no fallback).
+            yield from self._command("HELO", b"HELO ", domain)
+        if self.code != 250:
+            self._fail(_HELLO_REPLY_ERROR, "%s refused" % self.step)
+
         yield from self._auth()
 
-        self.step = "MAIL"
-        cte = self._choose_cte()
-        self._cmd(b"MAIL FROM:<", self.from_b,
-                  b"> BODY=8BITMIME" if cte == message.CTE_8BIT else b">")
-        yield from self._exchange(self.envelope_ms)
+        # RFC 6152: 8-bit only with 8BITMIME; lines over 998 octets only quoted-printable.
+        has_8bit = self.caps & _CAP_8BITMIME
+        if self.scan is None:  # a streamed body: no look ahead
+            cte = message.CTE_8BIT if has_8bit else message.CTE_QP
+        elif self.scan[1]:
+            cte = message.CTE_7BIT if self.scan[0] else (
+                message.CTE_8BIT if has_8bit else message.CTE_QP)
+        else:
+            cte = message.CTE_QP
+        yield from self._command("MAIL", b"MAIL FROM:<", self.from_address,
+                                 b"> BODY=8BITMIME" if cte == message.CTE_8BIT else b">")
         if self.code != 250:
-            self._refused(MAIL_REPLY_ERROR, "The sender %s was refused" % self.from_address)
+            self._fail(_MAIL_REPLY_ERROR, "Sender %s refused" % self.from_address)
 
-        self.step = "RCPT"
-        refused = None
+        refused = []
         for rcpt in self.recipients:
-            self._cmd(b"RCPT TO:<", message.as_bytes(rcpt), b">")
-            yield from self._exchange(self.envelope_ms)
-            if self.code == 250 or self.code == 251:  # 251: "will forward", accepted
-                continue
+            yield from self._command("RCPT", b"RCPT TO:<", rcpt, b">")
             if self.code == 421:
-                self._refused(RCPT_REPLY_ERROR, "The server is closing the connection")
-            if refused is None:
-                refused = []
-            refused.append((rcpt, self.code, self._text()))
-        if refused is not None and len(refused) == len(self.recipients):
-            # Every recipient refused: RSET, no DATA (RFC 5321 §4.1.1.5).
-            self.step = "RSET"
-            self._cmd(b"RSET")
-            yield from self._exchange(self.envelope_ms)
-            self.step = "RCPT"
-            e = SMTPError(RCPT_REPLY_ERROR, "Every recipient was refused (RCPT): %s." %
-                          self._refusals(refused), "RCPT", refused[0][1], refused[0][2])
-            e.refused = refused
-            raise e
+                self._fail(_RCPT_REPLY_ERROR, "Server closing")
+            if self.code != 250 and self.code != 251:  # 251: "will forward", accepted
+                refused.append((rcpt, self.code, self._text()))
         self.refused = refused
+        if len(refused) == len(self.recipients):
+            # Every recipient refused: RSET, no DATA (RFC 5321 §4.1.1.5).
+            yield from self._command("RSET", b"RSET")
+            self.step = "RCPT"
+            self._fail(_RCPT_REPLY_ERROR, "Every recipient refused")
 
-        self.step = "DATA"
-        self._cmd(b"DATA")
-        yield from self._exchange(self.envelope_ms)
+        yield from self._command("DATA", b"DATA")
         if self.code != 354:
-            self._refused(DATA_REPLY_ERROR, "DATA was refused")
-
+            self._fail(_DATA_REPLY_ERROR, "DATA refused")
         self.step = "MESSAGE"
         yield from self._message(cte)
         self.after_dot = True
         yield from self._reply(self.message_ms)
         if self.code != 250:
-            self._refused(MESSAGE_REPLY_ERROR, "The message was not accepted")
+            self._fail(_MESSAGE_REPLY_ERROR, "Message not accepted")
         self.after_dot = False
-
-    def _hello(self):
-        domain = self.domain
-        if domain is None:
-            domain = message.as_bytes(self.local_literal or "[127.0.0.1]")
-        self.step = "EHLO"
-        self._cmd(b"EHLO ", domain)
-        yield from self._exchange(self.envelope_ms)
-        if self.code == 500 or self.code == 502:
-            # RFC 5321 §3.2: a server that does not know EHLO gets HELO (NetX has no fallback).
-            self.step = "HELO"
-            self._cmd(b"HELO ", domain)
-            yield from self._exchange(self.envelope_ms)
-        if self.code != 250:
-            self._refused(HELLO_REPLY_ERROR, "The server refused our %s" % self.step)
 
     def _auth(self):
         mech = auth.choose(self.auth_type, self.caps & _CAP_AUTH, self.mechs,
                            self.username is not None)
         if mech == auth.AUTH_NONE:
             return
-        self.step = "AUTH"
         user = self.username
-        password = self.password if self.password is not None else b""
         if mech == auth.AUTH_PLAIN:
-            answer = auth.plain_response(user, password)
+            answer = auth.plain_response(user, self.password)
             # RFC 4954 §4: the initial response goes on the AUTH line when the line fits.
-            if 11 + len(answer) + 2 <= _LINE_MAX:
-                self._cmd(b"AUTH PLAIN ", answer)
-            else:
-                self._cmd(b"AUTH PLAIN")
+            yield from self._command("AUTH", b"AUTH PLAIN ", answer) if len(answer) < 490 else \
+                self._command("AUTH", b"AUTH PLAIN")
         else:
-            answer = None
-            self._cmd(b"AUTH LOGIN")
-        yield from self._exchange(self.envelope_ms)
+            yield from self._command("AUTH", b"AUTH LOGIN")
         rounds = 0
         while self.code == 334:
             rounds += 1
             if mech == auth.AUTH_LOGIN:
-                answer = auth.login_answer(self.challenge, user, password)
+                answer = auth.login_answer(self.challenge, user, self.password)
             if answer is None or rounds > _AUTH_ROUNDS:
                 # An unknown prompt or a never-ending exchange: cancel (RFC 4954 §4).
-                self._cmd(b"*")
-                yield from self._exchange(self.envelope_ms)
-                raise self._error(
-                    AUTH_REPLY_ERROR, "Authentication with %s failed on an unexpected challenge"
-                    % auth.NAMES[mech], None, "")
-            self._cmd(answer)
-            yield from self._exchange(self.envelope_ms)
+                yield from self._command("AUTH", b"*")
+                self.code = 0
+                self._fail(_AUTH_REPLY_ERROR, "Unexpected %s challenge" % auth.NAMES[mech])
+            yield from self._command("AUTH", answer)
         if self.code != 235:
-            self._refused(AUTH_REPLY_ERROR,
-                          "Authentication with %s was refused" % auth.NAMES[mech])
-
-    def _choose_cte(self):
-        # RFC 6152: 8-bit only with 8BITMIME; lines over 998 octets only quoted-printable.
-        has_8bit = self.caps & _CAP_8BITMIME
-        if self.scan is None:  # streamed: cannot look ahead
-            return message.CTE_8BIT if has_8bit else message.CTE_QP
-        ascii_only, short_lines = self.scan
-        if short_lines and ascii_only:
-            return message.CTE_7BIT
-        if short_lines and has_8bit:
-            return message.CTE_8BIT
-        return message.CTE_QP
+            self._fail(_AUTH_REPLY_ERROR, "%s login refused" % auth.NAMES[mech])
 
     def _message(self, cte):
         self.io_ms = self.message_ms
         self.tx_n = 0
         date = message.date_value(self.now)
-        if date is not None:
+        if date:
             yield from self._out(b"Date: ", date, b"\r\n")
-        yield from self._out(b"From: ", self.from_b, b"\r\nTo: ")
-        first = True
+        yield from self._out(b"From: ", self.from_address, b"\r\nTo: ")
+        sep = b""
         for rcpt in self.recipients:
             # One address per line keeps every header line short (RFC 5322 §2.2.3 folding).
-            yield from self._out(b"" if first else b",\r\n ", message.as_bytes(rcpt), b"")
-            first = False
-        yield from self._out(b"\r\nSubject:", b"", b"")
+            yield from self._out(sep, rcpt, b"")
+            sep = b",\r\n "
         if message.encoded_subject_needed(self.subject):
             # RFC 2047 encoded words, one per folded line; never a raw control character.
-            sep = b" =?utf-8?B?"
+            sep = b"\r\nSubject: =?utf-8?B?"
             for word in message.subject_words(self.subject):
                 yield from self._out(sep, word, b"?=")
                 sep = b"\r\n =?utf-8?B?"
             yield from self._out(b"\r\n", b"", b"")
         else:
-            yield from self._out(b" ", message.as_bytes(self.subject), b"\r\n")
+            yield from self._out(b"\r\nSubject: ", self.subject, b"\r\n")
         yield from self._out(b"Message-ID: ", message.message_id(self.from_address),
                              b"\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; "
                              b"charset=utf-8\r\nContent-Transfer-Encoding: ")
-        yield from self._out(message.CTE_NAMES[cte], b"\r\n",
-                             _PRIORITY_HEADERS.get(self.priority, b""))
+        yield from self._out(message.CTE_NAMES[cte], b"\r\n", _PRIORITY.get(self.priority, b""))
         yield from self._out(b"\r\n", b"", b"")
 
         enc = self.enc
@@ -311,124 +247,103 @@ class Session:
             while enc.i < n:
                 enc.encode(src, n)
                 if enc.too_long:
-                    self.can_quit = False  # mid-DATA: closing without "." discards it
-                    raise SMTPError(
-                        MESSAGE_FORMAT_ERROR,
-                        "The message was not sent: a line of the streamed body is longer than"
-                        " 998 bytes; pass it in memory (it is then quoted-printable encoded)"
-                        " or break its lines.", "MESSAGE")
+                    self.can_quit = False  # mid-DATA: closing without "." discards the mail
+                    self._fail(_MESSAGE_FORMAT_ERROR, "Not sent: a streamed body line is over "
+                               "998 bytes; pass the body in memory or break its lines")
                 if enc.i < n:  # tx is full: send it
                     self.tx_n = enc.o
                     r = yield OP_SEND
                     if r < 0:
-                        self._net_fail(r)
+                        self._lost(r)
                     enc.o = 0
         if enc.o > len(self.tx) - 5:
             self.tx_n = enc.o
             r = yield OP_SEND
             if r < 0:
-                self._net_fail(r)
+                self._lost(r)
             enc.o = 0
         self.tx_n = enc.finish(enc.o)
         r = yield OP_SEND
         if r < 0:
-            self._net_fail(r)
+            self._lost(r)
         self.io_ms = self.envelope_ms
 
     def _quit(self):
-        self.step = "QUIT"
         self.can_quit = False
         try:
-            self._cmd(b"QUIT")
-            r = yield OP_SEND
-            if r < 0:
-                return
-            # Only the end matters now: any reply, or none within quit_ms (RFC 5321 §4.1.1.10).
+            # Any reply or none within quit_ms ends it (RFC 5321 §4.1.1.10); nothing to report.
             self.rx_start = self.rx_end = 0
-            yield from self._reply(self.quit_ms)
+            yield from self._command("QUIT", b"QUIT", None, None, self.quit_ms)
         except SMTPError:
             pass
 
     # --- commands and replies ------------------------------------------------------------
 
-    def _cmd(self, a, b=None, c=None):
-        """Build one command line in tx: one write per protocol step (no Nagle stalls)."""
+    def _command(self, step, a, b=None, c=None, wait_ms=0):
+        """Send one command line (one write: no Nagle stall) and read its whole reply."""
+        self.step = step
         mv = self.tx_mv
-        n = len(a)
-        mv[0:n] = a
-        if b is not None:
-            k = len(b)
-            if n + k > _LINE_MAX - 2:
-                self._too_long()
-            mv[n:n + k] = b
-            n += k
-        if c is not None:
-            k = len(c)
-            if n + k > _LINE_MAX - 2:
-                self._too_long()
-            mv[n:n + k] = c
-            n += k
-        mv[n] = 13
-        mv[n + 1] = 10
+        n = 0
+        for part in (a, b, c):
+            if part is not None:
+                part = message.as_bytes(part)
+                k = len(part)
+                if n + k > _LINE_MAX - 2:
+                    self.code = 0
+                    self._fail(_INTERNAL_ERROR, "Command over 512 bytes")
+                mv[n:n + k] = part
+                n += k
+        mv[n:n + 2] = b"\r\n"
         self.tx_n = n + 2
-
-    def _too_long(self):
-        raise SMTPError(INTERNAL_ERROR, "The %s command would exceed 512 bytes." % self.step,
-                        self.step)
+        r = yield OP_SEND
+        if r < 0:
+            self._lost(r)
+        yield from self._reply(wait_ms or self.envelope_ms)
 
     def _out(self, a, b, c):
         """Append pieces of the message to tx, sending full buffers as it goes."""
         for piece in (a, b, c):
-            if isinstance(piece, str):
-                piece = message.as_bytes(piece)
+            piece = message.as_bytes(piece)
             i = 0
             n = len(piece)
             while i < n:
                 room = len(self.tx) - self.tx_n
-                if room == 0:
+                if not room:
                     r = yield OP_SEND
                     if r < 0:
-                        self._net_fail(r)
+                        self._lost(r)
                     self.tx_n = 0
                     room = len(self.tx)
-                k = n - i if n - i < room else room
+                k = min(n - i, room)
                 self.tx_mv[self.tx_n:self.tx_n + k] = piece[i:i + k]
                 self.tx_n += k
                 i += k
 
-    def _exchange(self, wait_ms):
-        r = yield OP_SEND
-        if r < 0:
-            self._net_fail(r)
-        yield from self._reply(wait_ms)
-
     def _reply(self, wait_ms):
-        """Read one whole reply; set code (and challenge/text when needed).
+        """Read one whole reply into code (and challenge / error text when needed).
 
         Lines may arrive split over any number of reads (NetX regressions 5 and 6); a line
         is capped at 512 bytes and a reply at _MAX_LINES lines, so memory stays bounded."""
         rx = self.rx
+        mv = self.rx_mv
         first = True
-        code = 0
-        lines = 0
-        self.text_b = None
-        self.challenge = None
+        code = lines = 0
+        self.text_b = self.challenge = None
         while True:
             j = rx.find(b"\n", self.rx_start, self.rx_end)
             if j < 0:
                 if self.rx_start:  # move the partial line to the front
                     k = self.rx_end - self.rx_start
-                    self.rx_mv[0:k] = self.rx_mv[self.rx_start:self.rx_end]
+                    mv[0:k] = mv[self.rx_start:self.rx_end]
                     self.rx_start = 0
                     self.rx_end = k
                 if self.rx_end >= _LINE_MAX:
-                    self._bad_reply(OVERSIZE_SERVER_REPLY,
-                                    "sent a reply line longer than 512 bytes", False)
+                    self._bad(_OVERSIZE_SERVER_REPLY, "a line over 512 bytes")
                 self.wait_ms = wait_ms
                 r = yield OP_WAIT if first else OP_RECV
                 first = False
                 if r <= 0:
-                    self._net_fail(r)
+                    self._lost(r)
                 self.rx_end += r
                 continue
             ls = self.rx_start
@@ -436,127 +351,105 @@ class Session:
             self.rx_start = j + 1
             if le > ls and rx[le - 1] == 13:
                 le -= 1
-            # RFC 5321 §4.2: three digits, the first 2-5, then SP, "-" or the line end.
-            if le - ls < 3:
-                self._bad_reply(SERVER_ERROR_REPLY, "sent a reply without a 3-digit code")
-            d0 = rx[ls] - 48
-            d1 = rx[ls + 1] - 48
-            d2 = rx[ls + 2] - 48
-            if not (2 <= d0 <= 5 and 0 <= d1 <= 9 and 0 <= d2 <= 9):
-                self._bad_reply(SERVER_ERROR_REPLY, "sent a reply without a valid code")
+            # RFC 5321 §4.2: three digits, the first 2-5, then SP, "-" or the line end;
+            # "222222220-" (NetX regression 8) is not 222.
+            c = 0
             sep = rx[ls + 3] if le - ls > 3 else 32
-            if sep != 32 and sep != 45:  # NetX regression 8: "222222220-" is not 222
-                self._bad_reply(SERVER_ERROR_REPLY, "sent a malformed reply code")
-            c = d0 * 100 + d1 * 10 + d2
+            if le - ls >= 3 and 50 <= rx[ls] <= 53 and (sep == 32 or sep == 45):
+                c = rx[ls] * 100 + rx[ls + 1] * 10 + rx[ls + 2] - 5328  # 5328: "000"
+                if not 48 <= rx[ls + 1] <= 57 or not 48 <= rx[ls + 2] <= 57:
+                    c = 0
+            if not c:
+                self._bad(_SERVER_ERROR_REPLY, "a malformed reply code", True)
             if code and c != code:
-                self._bad_reply(INVALID_SERVER_REPLY, "mixed reply codes in one reply")
+                self._bad(_INVALID_SERVER_REPLY, "mixed reply codes", True)
             code = c
             lines += 1
             if lines > _MAX_LINES:
-                self._bad_reply(OVERSIZE_SERVER_REPLY,
-                                "sent a reply of more than %d lines" % _MAX_LINES, False)
-            ts = ls + 4 if le - ls > 3 else le
-            if c >= 400:
-                self._keep_text(ts, le)
+                self._bad(_OVERSIZE_SERVER_REPLY, "over %d reply lines" % _MAX_LINES)
+            text = mv[ls + 4 if le - ls > 3 else le:le]
+            if c >= 400:  # kept for the error message, bounded
+                if self.text_b is None:
+                    self.text_b = bytes(text)
+                elif len(self.text_b) < _TEXT_MAX:
+                    self.text_b = (self.text_b + b" " + bytes(text))[:_TEXT_MAX]
             elif c == 334 and self.challenge is None:
-                self.challenge = bytes(self.rx_mv[ts:le])
+                self.challenge = bytes(text)
             elif c == 250 and lines > 1 and self.step == "EHLO":
-                self._capability(ts, le)  # the first line names the server, not a keyword
+                self._capability(bytes(text))  # line 1 names the server, not a keyword
             if sep != 45:
                 break
         self.code = code
         if self.rx_start < self.rx_end and self.step != "QUIT":
             # No pipelining yet: bytes nobody asked for would be read as the next reply
             # (reply desynchronisation), so they end the session.
-            self._bad_reply(INVALID_SERVER_REPLY, "sent data that answers nothing", False)
+            self._bad(_INVALID_SERVER_REPLY, "data that answers nothing")
 
-    def _keep_text(self, a, b):
-        piece = bytes(self.rx_mv[a:b])
-        if self.text_b is None:
-            self.text_b = piece
-        elif len(self.text_b) < _TEXT_MAX:
-            self.text_b += b" " + piece
-        if len(self.text_b) > _TEXT_MAX:
-            self.text_b = self.text_b[:_TEXT_MAX]
-
-    def _capability(self, a, b):
-        words = bytes(self.rx_mv[a:b]).upper().split()
+    def _capability(self, line):
+        words = line.upper().split()
         if not words:
             return
-        kw = words[0]
+        kw = words.pop(0)
         if kw == b"AUTH" or kw.startswith(b"AUTH="):  # "AUTH=PLAIN" is the pre-RFC form
             self.caps |= _CAP_AUTH
-            if len(kw) > 5:
-                words[0] = kw[5:]
-            else:
-                words.pop(0)
+            words.append(kw[5:])
             for m in words:
                 self.mechs |= auth.MECH_BITS.get(m, 0)
-        elif kw == b"8BITMIME":
-            self.caps |= _CAP_8BITMIME
-        elif kw == b"PIPELINING":
-            self.caps |= _CAP_PIPELINING
-        elif kw == b"STARTTLS":
-            self.caps |= _CAP_STARTTLS
-        elif kw == b"SMTPUTF8":
-            self.caps |= _CAP_SMTPUTF8
-        elif kw == b"SIZE":
-            self.caps |= _CAP_SIZE
-            if len(words) > 1 and words[1].isdigit():
-                self.size_max = int(words[1])
+        else:
+            self.caps |= _CAPS.get(kw, 0)
 
-    # --- failures --------------------------------------------------------------------------
+    # --- failures: one sentence each, naming the step and the server's words ---------------
 
     def _text(self):
         if not self.text_b:
             return ""
-        text = printable(self.text_b)
+        out = bytearray(self.text_b)
+        for i in range(len(out)):
+            if not 32 <= out[i] <= 126:  # control or non-ASCII bytes shown as "?"
+                out[i] = 63
+        text = out.decode()
         for secret in self.secrets:  # a server may echo a credential back (e.g. in a 500)
-            if secret:
-                text = text.replace(secret, "***")
+            text = text.replace(secret, "***")
         return text
 
-    def _refusals(self, refused):
-        return "; ".join("%s %d %s" % (r[0], r[1], r[2]) for r in refused)
-
-    def _error(self, status, what, code, text):
-        # One sentence: what went wrong (STEP): the server's own words.
-        sentence = "%s (%s)" % (what, self.step)
-        if code:
-            sentence += ": %d %s" % (code, text) if text else ": %d" % code
-        return SMTPError(status, sentence + ".", self.step, code, text)
-
-    def _refused(self, status, what):
-        if self.code == 421:  # §3.8: the server is going away; no QUIT, no RSET
+    def _fail(self, status, what):
+        code = self.code if self.step != "CONNECT" else 0
+        if code == 421:  # §3.8: the server is going away; no QUIT, no RSET
             self.can_quit = False
-        raise self._error(status, what, self.code, self._text())
+        text = self._text() if code else ""
+        sentence = "%s (%s)" % (what, self.step)
+        refused = self.refused if status == _RCPT_REPLY_ERROR and self.refused else None
+        if refused:  # per-recipient results
+            sentence += ": " + "; ".join("%s %d %s" % r for r in refused)
+            code = refused[0][1]
+            text = refused[0][2]
+        elif code:
+            sentence += ": %d %s" % (code, text)
+        e = SMTPError(status, sentence.rstrip() + ".", self.step, code or None, text)
+        e.refused = refused
+        raise e
 
-    def _bad_reply(self, status, what, framed=True):
+    def _bad(self, status, what, framed=False):
         # A reply we cannot use. QUIT still makes sense if the lines were intact (NetX
         # regression 8); after an over-long line or unsolicited data the framing is lost.
-        if not framed:
-            self.can_quit = False
-        raise SMTPError(status, "The server %s (%s); the session was ended." % (what, self.step),
-                        self.step)
+        self.can_quit = framed
+        self.code = 0
+        self._fail(status, "Bad reply from the server, " + what)
 
-    def _net_fail(self, r):
+    def _lost(self, r):
+        """The driver reported a network failure (r < 0, or 0: closed)."""
         self.can_quit = False
-        step = self.step
+        self.code = 0
         if self.after_dot:
-            raise SMTPError(
-                DELIVERY_UNKNOWN,
-                "The connection was lost after the message was sent and before the server "
-                "confirmed it (MESSAGE): it may or may not have been delivered.", step)
+            self._fail(_DELIVERY_UNKNOWN, "Connection lost after the message was sent, before "
+                       "the server confirmed it: it may or may not have been delivered")
         if r == ERR_RESOLVE:
-            raise SMTPError(RESOLVE_ERROR, "Cannot resolve the server name %r (CONNECT, %s): "
-                            "check the name and that the network is up." % (
-                                self.host, self.os_error), step)
+            self._fail(_RESOLVE_ERROR, "Cannot resolve %s (%s); check the name and the "
+                       "network" % (self.host, self.os_error))
         if r == ERR_CONNECT:
-            raise SMTPError(CONNECT_ERROR, "Cannot connect to %s port %d (CONNECT, %s): check "
-                            "the server, the port and the network." % (
-                                self.host, self.port, self.os_error), step)
+            self._fail(_CONNECT_ERROR, "Cannot connect to %s port %d (%s); check the server, "
+                       "the port and the network" % (self.host, self.port, self.os_error))
         if r == ERR_TIMEOUT:
-            raise SMTPError(TIMEOUT_ERROR, "The server did not answer within %s s (%s)." % (
-                _seconds(self.wait_ms), step), step)
-        raise SMTPError(CONNECTION_CLOSED, "The server closed the connection (%s%s)." % (
-            step, "" if self.os_error is None else ", %s" % self.os_error), step)
+            self._fail(_TIMEOUT_ERROR, "No answer from the server within %d ms" % self.wait_ms)
+        self._fail(_CONNECTION_CLOSED, "The server closed the connection" + (
+            " (%s)" % self.os_error if self.os_error else ""))

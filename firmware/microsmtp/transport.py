@@ -2,6 +2,7 @@
 # Per-phase deadlines (RFC 5321 §4.5.3.2, NetX's defaults) are measured with ticks since
 # the command went out, so a server that trickles one byte at a time still times out.
 import errno
+import select
 import time
 
 from .protocol import (
@@ -19,6 +20,7 @@ from .protocol import (
 def run(session, net):
     """Drive one session to its end; SMTPError propagates. The socket is always closed."""
     sock = None
+    poller = None
     gen = session.run()
     result = None
     deadline = 0
@@ -31,14 +33,25 @@ def run(session, net):
             if op == OP_RECV or op == OP_WAIT:
                 if op == OP_WAIT:
                     deadline = time.ticks_add(time.ticks_ms(), session.wait_ms)
-                result = _recv(sock, session, deadline)
+                result = _recv(sock, poller, session, deadline)
             elif op == OP_SEND:
-                result = _send(sock, session)
+                result = _send(sock, poller, session)
             elif op == OP_CONNECT:
                 sock = _connect(net, session)
-                result = 0 if sock is not None else session.connect_result
+                if sock is None:
+                    result = session.connect_result
+                else:
+                    # Non-blocking from here on: MicroPython's readinto() on a blocking socket
+                    # waits until the buffer is full ("no short reads"); a non-blocking one
+                    # returns what has arrived, and poll() waits with the phase's deadline.
+                    sock.setblocking(False)
+                    poller = (getattr(net, "poll", None) or select.poll)()
+                    poller.register(sock, select.POLLIN)
+                    result = 0
     finally:
         if sock is not None:
+            if poller is not None:
+                poller.unregister(sock)
             try:
                 sock.close()
             except OSError:
@@ -57,45 +70,55 @@ def describe(e):
 
 
 def _timed_out(e):
+    # EAGAIN: a non-blocking socket with nothing to give yet; ETIMEDOUT: a blocking one.
     code = e.args[0] if e.args else None
-    return code == errno.ETIMEDOUT or code == errno.EAGAIN
+    return code == errno.ETIMEDOUT or code == errno.EAGAIN or code == errno.EINPROGRESS
 
 
-def _recv(sock, s, deadline):
+def _wait(poller, deadline):
+    """Wait until the socket is ready or the deadline passes; False on timeout."""
     left = time.ticks_diff(deadline, time.ticks_ms())
-    if left <= 0:
-        return ERR_TIMEOUT
-    try:
-        sock.settimeout(left / 1000)
-        n = sock.readinto(s.rx_mv[s.rx_end:s.rx_cap])
-    except OSError as e:
-        if _timed_out(e):
+    return left > 0 and bool(poller.poll(left))
+
+
+def _recv(sock, poller, s, deadline):
+    mv = s.rx_mv[s.rx_end:s.rx_cap]
+    while True:
+        try:
+            n = sock.readinto(mv)
+        except OSError as e:
+            if not _timed_out(e):
+                s.os_error = describe(e)
+                return ERR_CLOSED
+            n = None
+        if n is not None:
+            return n  # 0: the server closed the connection
+        if not _wait(poller, deadline):
             return ERR_TIMEOUT
-        s.os_error = describe(e)
-        return ERR_CLOSED
-    if n is None:  # a non-blocking stream with nothing to read
-        return ERR_TIMEOUT
-    return n
 
 
-def _send(sock, s):
+def _send(sock, poller, s):
     mv = s.tx_mv
     n = s.tx_n
     i = 0
+    deadline = time.ticks_add(time.ticks_ms(), s.io_ms)
+    poller.modify(sock, select.POLLOUT)
     try:
-        sock.settimeout(s.io_ms / 1000)
         while i < n:
-            k = sock.write(mv[i:n])
-            if not k:
+            try:
+                k = sock.write(mv[i:n])
+            except OSError as e:
+                if not _timed_out(e):
+                    s.os_error = describe(e)
+                    return ERR_CLOSED
+                k = None
+            if k:
+                i += k
+            elif not _wait(poller, deadline):  # the server stopped reading (slow reader)
                 s.wait_ms = s.io_ms
                 return ERR_TIMEOUT
-            i += k
-    except OSError as e:
-        if _timed_out(e):
-            s.wait_ms = s.io_ms
-            return ERR_TIMEOUT
-        s.os_error = describe(e)
-        return ERR_CLOSED
+    finally:
+        poller.modify(sock, select.POLLIN)
     return 0
 
 

@@ -29,6 +29,12 @@ class HostSocket:
     def settimeout(self, seconds):
         self.sock.settimeout(seconds)
 
+    def setblocking(self, flag):
+        self.sock.setblocking(flag)
+
+    def fileno(self):  # for select.poll()
+        return self.sock.fileno()
+
     def connect(self, addr):
         try:
             self.sock.connect(addr)
@@ -38,15 +44,20 @@ class HostSocket:
     def getsockname(self):
         return self.sock.getsockname()
 
+    # Non-blocking like MicroPython's streams: None when nothing can move yet.
     def readinto(self, buf, nbytes=None):
         try:
             return self.sock.recv_into(buf, nbytes or 0)
+        except BlockingIOError:
+            return None
         except _socket.timeout:
             raise _timeout() from None
 
     def write(self, buf):
         try:
             return self.sock.send(buf)
+        except BlockingIOError:
+            return None
         except _socket.timeout:
             raise _timeout() from None
 
