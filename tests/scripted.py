@@ -180,6 +180,9 @@ def run(microsmtp, sc, ok_scripts, wire=None):
     to = send.get("to", "ops@example.org")
     subject = send.get("subject", "Boiler at 92 C")
     body = send.get("body", "Temperature 92 C\n")
+    if "body_repeat" in send:  # an iterator of chunks; never the whole body in RAM
+        chunk, count = send["body_repeat"]
+        body = (chunk for _ in range(count))
     try:
         if send.get("api") == "mail_send":
             res["status"] = client.mail_send(to, send.get("priority", 2), subject, body,
