@@ -34,10 +34,10 @@ def _own(module):
 def collect_uses(files):
     """{(module, name or None): [where, ...]} for every built-in module firmware/ touches.
 
-    Counted: `import m`, `from m import a`, `m.a` and `getattr(m, "a", ...)` where m is bound
+    Counted: `import m`, `from m import a`, `m.a` and `getattr(m, "a")` where m is bound
     by an import anywhere in the file (an import inside try/except ImportError counts like any
-    other: the boards must have it). `hasattr(m, "a")` is a probe for an optional name, not a
-    use. Names bound with `import m as alias` count package-wide, because the Client injects
+    other: the boards must have it). `hasattr(m, "a")` and `getattr(m, "a", default)` are
+    probes for an optional name with a fallback, not uses. Names bound with `import m as alias` count package-wide, because the Client injects
     `import socket as net` and transport.py receives it as its `net` parameter.
     """
     uses = {}
@@ -73,7 +73,7 @@ def collect_uses(files):
                     and node.value.id in bound):
                 use(bound[node.value.id], node.attr, _where(path, node))
             elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
-                    and node.func.id == "getattr" and len(node.args) >= 2
+                    and node.func.id == "getattr" and len(node.args) == 2
                     and isinstance(node.args[0], ast.Name) and node.args[0].id in bound
                     and isinstance(node.args[1], ast.Constant)
                     and isinstance(node.args[1].value, str)):
@@ -225,13 +225,14 @@ def test_checker_sees_uses_and_gaps(tmp_path):
         "from os import urandom\n_X = const(1)\n"
         "def f():\n    import socket as net\n    return time.ticks_ms(), net\n"
         "def g():\n    try:\n        import network\n    except ImportError:\n        return\n"
-        "    return network.WLAN(network.STA_IF), getattr(errno, 'errorcode', None)\n"
+        "    return network.WLAN(network.STA_IF), getattr(errno, 'errorcode', None), "
+        "getattr(errno, 'EAGAIN')\n"
         "def h():\n    return hasattr(time, 'ticks_cpu'), b.thing\n")
     b = tmp_path / "b.py"
     b.write_text("def run(net):\n    return net.getaddrinfo, net.AF_INET6\n")
     uses = collect_uses([a, b])
     assert set(uses) == {
-        ("time", None), ("time", "ticks_ms"), ("errno", None), ("errno", "errorcode"),
+        ("time", None), ("time", "ticks_ms"), ("errno", None), ("errno", "EAGAIN"),
         ("os", None), ("os", "urandom"), ("socket", None), ("socket", "getaddrinfo"),
         ("socket", "AF_INET6"), ("network", None), ("network", "WLAN"), ("network", "STA_IF"),
         ("micropython", None)}
