@@ -276,6 +276,7 @@ class BodyEncoder:
                     out[o + 2] = _LF
                     o += 3
                     self.col = 0
+                    self.bol = True  # a "." after it starts a wire line: stuff it too
                     continue
                 # Space or tab before a line end (or a chunk end: unknown) is encoded.
                 nxt = src[i + 1] if i + 1 < n else _CR

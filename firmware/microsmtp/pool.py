@@ -17,7 +17,8 @@ class BufferPool:
             raise ValueError("buffers must hold a 512-byte SMTP line (size >= 512)")
         self.count = count
         self.size = size
-        self._free = [bytearray(size) for _ in range(count)]
+        self._own = tuple(bytearray(size) for _ in range(count))
+        self._free = list(self._own)
 
     def available(self):
         return len(self._free)
@@ -35,9 +36,9 @@ class BufferPool:
     def release(self, buf):
         # NetX regression 9 released a packet twice; a double release here is ignored so the
         # free count can never exceed what the pool owns.
-        if buf is None or len(buf) != self.size:
-            return
         for b in self._free:
             if b is buf:
                 return
-        self._free.append(buf)
+        for b in self._own:  # only our own buffers come back in
+            if b is buf:
+                self._free.append(buf)

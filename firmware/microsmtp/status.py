@@ -45,12 +45,13 @@ class SMTPError(Exception):
         self.reply = reply
         self.refused = None  # per-recipient results [(address, code, reply)] for RCPT failures
 
-    def __str__(self):
-        return self.args[0]
-
     @property
     def temporary(self):
-        # RFC 5321 §4.2.1: 4yz is transient; a dropped or silent connection counts as 451 (§3.8).
-        if self.reply_code is not None:
-            return 400 <= self.reply_code < 500
+        """True when trying again later may work (an outbox retries these)."""
+        code = self.reply_code
+        if code is not None:
+            # RFC 5321 §4.2.1: 4yz is transient; §4.5.3.1.10: 552 to RCPT means "too many
+            # recipients", to be treated as 452.
+            return 400 <= code < 500 or code == 552 and self.step == "RCPT"
+        # A dropped or silent connection counts as 451 (§3.8).
         return RESOLVE_ERROR <= self.status <= DELIVERY_UNKNOWN

@@ -1,0 +1,78 @@
+"""unit_cases.py on CPython and on the MicroPython unix port; plus CPython-only checks."""
+
+import json
+import re
+
+import microsmtp
+import pytest
+import runtimes
+import unit_cases
+
+
+@pytest.mark.parametrize("name", unit_cases.CASES)
+def test_cpython(name):
+    unit_cases.run(name)
+
+
+@pytest.fixture(scope="session")
+def micropython_units(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("mp_units")
+    # -O0 for the test files: asserts are not used, but keep the test code unoptimised.
+    test_mpy = runtimes.compile_mpy(
+        [runtimes.ROOT / "tests" / "unit_cases.py", runtimes.ROOT / "tests" / "mp_units.py"],
+        tmp)
+    proc = runtimes.run_micropython("mp_units", [], [test_mpy, runtimes.firmware_mpy()],
+                                    timeout=120)
+    results = {}
+    for line in proc.stdout.splitlines():
+        if line.startswith("{"):
+            res = json.loads(line)
+            results[res["name"]] = res
+    return results, proc
+
+
+@pytest.mark.parametrize("name", unit_cases.CASES)
+def test_micropython(name, micropython_units):
+    results, proc = micropython_units
+    assert name in results, "no result from MicroPython: %s" % proc.stderr[-2000:]
+    assert results[name]["ok"], results[name].get("error")
+
+
+def test_status_codes_match_protocol_constants():
+    """protocol.py inlines status values as private consts: they must equal the public ones."""
+    src = (runtimes.ROOT / "firmware" / "microsmtp" / "protocol.py").read_text()
+    found = re.findall(r"^_([A-Z_]+) = const\((0x[0-9A-F]+)\)", src, re.M)
+    assert len(found) > 10
+    for name, value in found:
+        assert getattr(microsmtp, name) == int(value, 16), name
+
+
+def test_status_codes_are_netx_values():
+    netx = {"AUTHENTICATION_ERROR": 0xA0, "OVERSIZE_MAIL_DATA": 0xA1,
+            "INVALID_SERVER_REPLY": 0xA2, "INTERNAL_ERROR": 0xA3,
+            "SERVER_ERROR_CODE_RECEIVED": 0xA4, "INVALID_PARAM": 0xA5,
+            "PACKET_ALLOCATE_ERROR": 0xA6, "GREET_REPLY_ERROR": 0xA7,
+            "HELLO_REPLY_ERROR": 0xA8, "MAIL_REPLY_ERROR": 0xA9, "RCPT_REPLY_ERROR": 0xAA,
+            "MESSAGE_REPLY_ERROR": 0xAB, "DATA_REPLY_ERROR": 0xAC, "AUTH_REPLY_ERROR": 0xAD,
+            "SERVER_ERROR_REPLY": 0xAE, "TRANSMIT_ERROR": 0xAF,
+            "INVALID_SERVER_CHALLENGE": 0xB0, "OVERSIZE_SERVER_REPLY": 0xB1,
+            "CLIENT_NOT_INITIALIZED": 0xB2, "SUCCESS": 0}
+    for name, value in netx.items():
+        assert getattr(microsmtp, name) == value, name
+    assert (microsmtp.AUTH_NONE, microsmtp.AUTH_LOGIN, microsmtp.AUTH_PLAIN) == (0xFFFF, 1, 3)
+    assert (microsmtp.PRIORITY_LOW, microsmtp.PRIORITY_NORMAL, microsmtp.PRIORITY_HIGH) == (
+        1, 2, 4)
+    own = [microsmtp.RESOLVE_ERROR, microsmtp.CONNECT_ERROR, microsmtp.TIMEOUT_ERROR,
+           microsmtp.CONNECTION_CLOSED, microsmtp.DELIVERY_UNKNOWN,
+           microsmtp.MESSAGE_FORMAT_ERROR]
+    assert len(set(own)) == len(own) and min(own) > max(netx.values())
+
+
+def test_shim_ticks_wrap_like_micropython():
+    from microsmtp_host import shim
+
+    top = (1 << 30) - 1
+    assert shim.ticks_add(top, 5) == 4
+    assert shim.ticks_diff(4, top) == 5
+    assert shim.ticks_diff(top, 4) == -5
+    assert shim.ticks_diff(shim.ticks_add(123, 10_000), 123) == 10_000

@@ -1,0 +1,209 @@
+# Unit cases for the pieces under the session, run on CPython (test_units.py) and on the
+# MicroPython unix port (the same file, compiled with mpy-cross). Plain functions and an
+# explicit check(): asserts would vanish in the -O3 build the unix port runs.
+import microsmtp
+from microsmtp import auth, message
+
+
+def check(cond, what):
+    if not cond:
+        raise AssertionError(what)
+
+
+def raises(exc, fn, *args, **kw):
+    try:
+        fn(*args, **kw)
+    except exc as e:
+        return e
+    raise AssertionError("%s not raised by %r%r" % (exc.__name__, fn, args))
+
+
+def case_date_header():
+    check(message.date_value((2026, 11, 28, 9, 5, 7, 5, 332)) == "Sat, 28 Nov 2026 09:05:07 +0000",
+          "RFC 5322 date")
+    check(message.date_value((2000, 1, 1, 0, 0, 0, 5, 1)) is None, "unset clock: no Date")
+    check(message.date_value((2020, 12, 31, 0, 0, 0, 3, 366)) is None, "2020 counts as unset")
+
+
+def case_subject_words():
+    subject = "Kessel \u00fcberhitzt: 92 \u00b0C \u20ac \u6e29\u5ea6 " * 4
+    raw = subject.encode()
+    out = b""
+    import binascii
+    for word in message.subject_words(subject):
+        check(len(word) + 12 <= 75, "encoded word over 75 characters")
+        part = binascii.a2b_base64(word)
+        part.decode()  # each word is whole UTF-8 characters: decodes alone
+        out += part
+    check(out == raw, "words join back to the subject")
+    check(message.encoded_subject_needed("caf\u00e9"), "non-ASCII needs encoding")
+    check(message.encoded_subject_needed("=?UTF-8?Q?=0A?="), "an encoded-word look-alike")
+    check(not message.encoded_subject_needed("Door opened"), "plain ASCII stays")
+
+
+def case_scan_body():
+    check(message.scan_body("plain\nascii\r\n") == (True, True), "ascii")
+    check(message.scan_body(b"caf\xc3\xa9\n") == (False, True), "8-bit bytes")
+    check(message.scan_body("caf\u00e9") == (False, True), "8-bit str")
+    check(message.scan_body("x" * 998) == (True, True), "998 fits")
+    check(message.scan_body("a\n" + "x" * 999 + "\nb") == (True, False), "999 is too long")
+    check(message.scan_body(b"x" * 999) == (True, False), "bytes too long")
+    check(message.scan_body(memoryview(b"abc")) is None, "memoryview: not scanned")
+    check(message.scan_body("") == (True, True), "empty")
+
+
+def case_input_checks():
+    bad = ("a\r\n@example.org", "a@example.org\r\nRCPT TO:<x@y>", "a\x00@example.org",
+           "a b@example.org", "<a@example.org>", "no-at-sign", "@example.org", "a@",
+           "a@exa mple.org", "caf\u00e9@example.org", "x" * 65 + "@example.org",
+           "a@" + "d" * 250 + ".org", "a@[192.0.2.1")
+    for addr in bad:
+        raises(ValueError, message.check, addr, "recipient", message.ADDRESS)
+    for addr in ("a@example.org", "first.last+tag@sub.example.org", "a@[192.0.2.1]",
+                 "x" * 64 + "@example.org"):
+        message.check(addr, "recipient", message.ADDRESS)
+    for text in ("hi\r\nBcc: x@y", "tab\there", "del\x7f", "nul\x00"):
+        raises(ValueError, message.check, text, "subject")
+    raises(TypeError, message.check, b"bytes", "subject")
+    message.check("Boiler at 92 \u00b0C", "subject", message.TEXT, 4096)
+
+
+def case_client_rejects_bad_config():
+    def client(**kw):
+        args = {"from_address": "dev@example.org"}
+        args.update(kw)
+        return microsmtp.Client(args.pop("server", "mail.test"), args.pop("port", 25), **args)
+
+    raises(ValueError, client, from_address="dev@example.org\r\nX: y")
+    raises(ValueError, client, username="alice\r\n", password="x")
+    raises(ValueError, client, username="alice", password="pa\nss")
+    raises(ValueError, client, password="orphan")
+    raises(ValueError, client, client_domain="dev example.org")
+    raises(ValueError, client, server="mail.test\r\n")
+    raises(ValueError, client, port=0)
+    raises(ValueError, client, auth=7)
+    raises(ValueError, client, timeouts={"greting": 5})
+    raises(ValueError, client, timeouts={"message": 0})
+    raises(TypeError, client, pool=[bytearray(536)])
+    c = client(username="alice", password="s3cret")
+    check("s3cret" not in repr(c), "repr shows no password")
+    raises(ValueError, c.send, [], "s", "b")
+    raises(ValueError, c.send, "ops@example.org", "s", "b", 3)
+    raises(TypeError, c.send, "ops@example.org", "s", 12345)
+    check(c.pool.available() == c.pool.count, "nothing taken on bad input")
+    c.close()
+    e = raises(microsmtp.SMTPError, c.send, "ops@example.org", "s", "b")
+    check(e.status == microsmtp.CLIENT_NOT_INITIALIZED, "closed client")
+    check(c.mail_send("ops@example.org", 2, "s", "b") == microsmtp.CLIENT_NOT_INITIALIZED,
+          "mail_send returns the status")
+
+
+def case_buffer_pool():
+    raises(ValueError, microsmtp.BufferPool, 0)
+    raises(ValueError, microsmtp.BufferPool, 2, 100)
+    pool = microsmtp.BufferPool(2, 512)
+    a = pool.acquire()
+    b = pool.acquire()
+    check(pool.available() == 0, "both taken")
+    e = raises(microsmtp.SMTPError, pool.acquire)
+    check(e.status == microsmtp.PACKET_ALLOCATE_ERROR, "exhaustion is a status, not MemoryError")
+    pool.release(a)
+    pool.release(a)  # a double release (NetX regression 9) changes nothing
+    pool.release(bytearray(512))  # nor does a stranger's buffer
+    check(pool.available() == 1, "double release ignored")
+    pool.release(b)
+    check(pool.available() == 2, "all back")
+
+
+def case_error_classification():
+    E = microsmtp.SMTPError
+    check(E(0xA9, "x.", "MAIL", 451).temporary, "4xx is temporary")
+    check(not E(0xA9, "x.", "MAIL", 550).temporary, "5xx is permanent")
+    check(E(0xAA, "x.", "RCPT", 552).temporary, "552 to RCPT is 452")
+    check(not E(0xAB, "x.", "MESSAGE", 552).temporary, "552 after DATA is permanent")
+    check(E(microsmtp.TIMEOUT_ERROR, "x.", "EHLO").temporary, "timeouts are temporary")
+    check(E(microsmtp.DELIVERY_UNKNOWN, "x.", "MESSAGE").temporary, "unknown: retry may dup")
+    check(not E(microsmtp.INVALID_PARAM, "x.").temporary, "bad input is not")
+    check(str(E(0xA7, "One sentence.")) == "One sentence.", "str is the sentence")
+
+
+def case_auth_fallback_rules():
+    P, L, N = auth.AUTH_PLAIN, auth.AUTH_LOGIN, auth.AUTH_NONE
+    mp, ml, mc = auth.MECH_PLAIN, auth.MECH_LOGIN, auth.MECH_CRAM_MD5
+    rules = (  # configured, AUTH listed, mechanisms offered, credentials -> used
+        (P, False, 0, True, P),  # guide 1: nothing listed -> PLAIN
+        (L, False, 0, True, P),
+        (N, True, mp | ml, True, P),  # guide 2: NONE but the server has AUTH -> PLAIN
+        (N, True, ml, True, L),  # ... and then guide 3
+        (N, False, 0, True, N),
+        (N, True, mp, False, N),  # no credentials: nothing to send
+        (P, True, mp, False, N),
+        (L, True, mp, True, P),  # guide 3
+        (P, True, ml, True, L),
+        (L, True, mc, True, P),  # NetX regression 3: only unknown names -> PLAIN
+        (L, True, mp | ml, True, L),
+        (P, True, mp | ml, True, P),
+    )
+    for configured, listed, offered, creds, want in rules:
+        got = auth.choose(configured, listed, offered, creds)
+        check(got == want, "choose%r -> %r" % ((configured, listed, offered, creds), got))
+
+
+def case_login_prompts():
+    user, password = memoryview(b"alice"), memoryview(b"s3cret")
+    for prompt, want in ((b"VXNlcm5hbWU6", b"YWxpY2U="), (b"dXNlcm5hbWU6", b"YWxpY2U="),
+                         (b"VXNlciBOYW1lAA==", b"YWxpY2U="), (b"UGFzc3dvcmQ6", b"czNjcmV0"),
+                         (b"cGFzc3dvcmQ6", b"czNjcmV0")):
+        check(auth.login_answer(prompt, user, password) == want, prompt)
+    check(auth.login_answer(b"SGVsbG8/", user, password) is None, "unknown prompt")
+    check(auth.plain_response(user, password) == b"YWxpY2UAYWxpY2UAczNjcmV0", "PLAIN")
+
+
+def _encode(body_chunks, cte):
+    """Run the body path (BodySource + BodyEncoder) as the session does, small buffers."""
+    src = message.BodySource()
+    src.reset(iter(body_chunks), None)
+    enc = message.BodyEncoder()
+    out = bytearray(64)
+    scratch = bytearray(16)
+    enc.start(cte, out)
+    wire = b""
+    while True:
+        n = src.readinto(scratch)
+        if not n:
+            break
+        enc.chunk()
+        while enc.i < n:
+            enc.encode(scratch, n)
+            if enc.i < n:
+                wire += bytes(out[:enc.o])
+                enc.o = 0
+    if enc.o > len(out) - 5:
+        wire += bytes(out[:enc.o])
+        enc.o = 0
+    return wire + bytes(out[:enc.finish(enc.o)])
+
+
+def case_body_chunk_boundaries():
+    # CRLF split across chunks is one line end; a dot after a split line end is stuffed.
+    check(_encode([b"a\r", b"\n.b\r", b"\r\n", b"c"], 0) == b"a\r\n..b\r\n\r\nc\r\n.\r\n",
+          "split CRLF")
+    one_byte = [bytes([c]) for c in b"x\n.\n..\r.y\r\n\n."]
+    check(_encode(one_byte, 0) == b"x\r\n..\r\n...\r\n..y\r\n\r\n..\r\n.\r\n", "byte by byte")
+    # A space that ends a chunk may end a line, so it is encoded (=20): valid either way.
+    check(_encode(["caf\u00e9 = ", "ok \n"], 2) == b"caf=C3=A9 =3D=20ok=20\r\n.\r\n", "QP")
+    qp = _encode([b"z" * 200], 2)
+    check(all(len(line) <= 76 for line in qp.split(b"\r\n")), "QP lines <= 76")
+    check(qp.count(b"=\r\n") == 2, "QP soft breaks")
+    src = message.BodySource()
+    src.reset(b"HELLO WORLD", 5)
+    buf = bytearray(16)
+    check(src.readinto(buf) == 5 and buf[:5] == b"HELLO" and src.readinto(buf) == 0,
+          "body_length limits what is read")
+
+
+CASES = [name for name in sorted(globals()) if name.startswith("case_")]
+
+
+def run(name):
+    globals()[name]()
