@@ -1,7 +1,8 @@
 """SMTP session scenarios, written once as data and run by two runners: pytest on CPython
 (test_scenarios.py) and the MicroPython unix port (mp_scenarios.py). Each scenario is a
-script of server bytes ("S"), the exact client bytes expected ("C", or "C*" = anything up to
-and including the given end), and faults ("stall", "close", "reset", "wfail")."""
+script of server bytes ("S"; "S1" hands them over one byte per read), the exact client
+bytes expected ("C", or "C*" = anything up to and including the given end), and faults
+("stall", "close", "reset", "wfail")."""
 
 import base64
 
@@ -232,7 +233,7 @@ def more():
         {"name": "greeting_199_invalid_code", "script": [S("199 odd\r\n")] + QUIT,
          "expect": "SERVER_ERROR_REPLY"},
         {"name": "greeting_one_byte_at_a_time",
-         "script": [S(ch) for ch in GREETING] + [C(EHLO)] + [S(ch) for ch in CAPS_NOAUTH]
+         "script": [["S1", GREETING], C(EHLO), ["S1", CAPS_NOAUTH]]
          + envelope() + QUIT, "expect": "SUCCESS"},
         # The client reads at most 512 bytes of a line, fails, and never reads the rest.
         {"name": "reply_line_over_512_bytes",

