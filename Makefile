@@ -41,7 +41,7 @@ demo: setup mpy
 
 # bench: throughput and heap numbers; never part of `make test`
 bench: setup mpy
-	$(PY) -m microsmtp_host.bench
+	$(PY) bench/bench.py
 
 # lint: ruff over every Python tree (bench/ only once it exists)
 lint: setup

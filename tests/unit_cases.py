@@ -166,7 +166,7 @@ def _encode(body_chunks, cte):
     enc = message.BodyEncoder()
     out = bytearray(64)
     scratch = bytearray(16)
-    enc.start(cte, out)
+    enc.start(cte, scratch, out)
     wire = b""
     while True:
         n = src.readinto(scratch)
@@ -174,7 +174,7 @@ def _encode(body_chunks, cte):
             break
         enc.chunk()
         while enc.i < n:
-            enc.encode(scratch, n)
+            enc.encode(n)
             if enc.i < n:
                 wire += bytes(out[:enc.o])
                 enc.o = 0

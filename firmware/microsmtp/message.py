@@ -186,9 +186,8 @@ class BodySource:
             return 0
         if 0 < self.left < room:
             room = self.left
-        mv = memoryview(buf)
-        if self.kind == 1:
-            n = self.obj.readinto(mv[:room]) or 0
+        if self.kind == 1:  # a file: straight into the buffer, sliced only for a limit
+            n = self.obj.readinto(buf if room == len(buf) else memoryview(buf)[:room]) or 0
         else:
             while self.mv is None or self.pos >= len(self.mv):
                 if self.kind == 0:
@@ -209,7 +208,7 @@ class BodySource:
             n = len(self.mv) - self.pos
             if n > room:
                 n = room
-            mv[:n] = self.mv[self.pos:self.pos + n]
+            buf[:n] = self.mv[self.pos:self.pos + n]
             self.pos += n
         if self.left > 0:
             self.left -= n
@@ -224,8 +223,11 @@ class BodyEncoder:
     Runs of ordinary bytes are copied with slice assignment (C speed); only quoted-printable
     looks at single bytes, and only when the server lacks 8BITMIME."""
 
-    def start(self, cte, out):
+    def start(self, cte, src, out):
+        """A body from buffer `src` into buffer `out`; memoryviews made once per message."""
         self.cte = cte
+        self.src = src
+        self.smv = memoryview(src)
         self.out = out
         self.omv = memoryview(out)
         self.bol = True  # at the beginning of a line
@@ -240,11 +242,11 @@ class BodyEncoder:
         self.i = 0
         self.lf_at = self.cr_at = -1
 
-    def encode(self, src, n):
+    def encode(self, n):
         """Consume src[self.i:n] into out from self.o until out is full (no tuple per call)."""
+        src = self.src
         out = self.out
         cap = len(out) - 4  # room for the worst step: "=XX", "." + byte, or CRLF
-        smv = memoryview(src)
         qp = self.cte == CTE_QP
         i = self.i
         o = self.o
@@ -307,7 +309,8 @@ class BodyEncoder:
             if j - i > cap - o:
                 j = i + cap - o
             run = j - i
-            self.omv[o:o + run] = smv[i:j]
+            # The only allocations per line: two slices (MicroPython has no memmove).
+            self.omv[o:o + run] = self.smv[i:j]
             o += run
             i = j
             self.col += run

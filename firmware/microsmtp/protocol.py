@@ -236,16 +236,15 @@ class Session:
         yield from self._out(b"\r\n", b"", b"")
 
         enc = self.enc
-        enc.start(cte, self.tx)
+        enc.start(cte, self.scratch, self.tx)
         enc.o = self.tx_n
-        src = self.scratch
         while True:
-            n = self.body.readinto(src)
+            n = self.body.readinto(self.scratch)
             if not n:
                 break
             enc.chunk()
             while enc.i < n:
-                enc.encode(src, n)
+                enc.encode(n)
                 if enc.too_long:
                     self.can_quit = False  # mid-DATA: closing without "." discards the mail
                     self._fail(_MESSAGE_FORMAT_ERROR, "Not sent: a streamed body line is over "

@@ -71,13 +71,26 @@ def _blocked(e):
     return code == errno.EAGAIN or code == errno.ETIMEDOUT or code == errno.EINPROGRESS
 
 
+def _ready(poller, ms):
+    # MicroPython's ipoll() reuses one result tuple; poll() makes a list each call.
+    if hasattr(poller, "ipoll"):
+        for _ in poller.ipoll(ms):
+            return True
+        return False
+    return bool(poller.poll(ms))
+
+
 def _io(sock, poller, s, deadline, sending):
     """Receive into rx (-> bytes read, 0 when closed) or send all of tx (-> 0); or ERR_*."""
     i = 0
     while True:
         try:
-            k = sock.write(s.tx_mv[i:s.tx_n]) if sending else sock.readinto(
-                s.rx_mv[s.rx_end:s.rx_cap])
+            if not sending:
+                k = sock.readinto(s.rx_mv[s.rx_end:s.rx_cap])
+            elif i == 0 and s.tx_n == len(s.tx):  # a full buffer: no slice object
+                k = sock.write(s.tx)
+            else:
+                k = sock.write(s.tx_mv[i:s.tx_n])
         except OSError as e:
             if not _blocked(e):
                 s.os_error = _name(e)
@@ -92,7 +105,7 @@ def _io(sock, poller, s, deadline, sending):
             return k
         left = time.ticks_diff(deadline, time.ticks_ms())
         poller.modify(sock, select.POLLOUT if sending else select.POLLIN)
-        if left <= 0 or not poller.poll(left):
+        if left <= 0 or not _ready(poller, left):
             if sending:  # the server stopped reading (a slow reader): no unbounded wait
                 s.wait_ms = s.io_ms
             return ERR_TIMEOUT
