@@ -37,8 +37,9 @@ def collect_uses(files):
     Counted: `import m`, `from m import a`, `m.a` and `getattr(m, "a")` where m is bound
     by an import anywhere in the file (an import inside try/except ImportError counts like any
     other: the boards must have it). `hasattr(m, "a")` and `getattr(m, "a", default)` are
-    probes for an optional name with a fallback, not uses. Names bound with `import m as alias` count package-wide, because the Client injects
-    `import socket as net` and transport.py receives it as its `net` parameter.
+    probes for an optional name with a fallback, not uses. Names bound with
+    `import m as alias` count package-wide, because the Client injects `import socket as net`
+    and transport.py receives it as its `net` parameter.
     """
     uses = {}
     trees = [(path, ast.parse(path.read_text(), str(path))) for path in files]

@@ -7,7 +7,7 @@ from .auth import AUTH_LOGIN, AUTH_NONE, AUTH_PLAIN
 from .message import PRIORITY_HIGH, PRIORITY_LOW, PRIORITY_NORMAL
 from .pool import BufferPool
 from .status import *  # noqa: F403 - every status code and SMTPError are public API
-from .status import INVALID_PARAM, SUCCESS, CLIENT_NOT_INITIALIZED, SMTPError
+from .status import CLIENT_NOT_INITIALIZED, INVALID_PARAM, SUCCESS, SMTPError
 
 __version__ = "0.1.0"
 

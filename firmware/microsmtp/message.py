@@ -223,6 +223,9 @@ class BodyEncoder:
     Runs of ordinary bytes are copied with slice assignment (C speed); only quoted-printable
     looks at single bytes, and only when the server lacks 8BITMIME."""
 
+    def __init__(self):
+        self.start(CTE_7BIT, b"", b"")  # every attribute now: the instance dict never grows
+
     def start(self, cte, src, out):
         """A body from buffer `src` into buffer `out`; memoryviews made once per message."""
         self.cte = cte

@@ -25,12 +25,9 @@ class BufferPool:
 
     def acquire(self):
         if not self._free:
-            raise SMTPError(
-                PACKET_ALLOCATE_ERROR,
-                "No free buffer in the pool (%d of %d in use): use a bigger BufferPool "
-                "or do not share it between clients sending at once (POOL)." % (self.count, self.count),
-                "POOL",
-            )
+            raise SMTPError(PACKET_ALLOCATE_ERROR, "No free buffer in the pool (all %d in use)"
+                            "; use a bigger BufferPool or one per client (POOL)." % self.count,
+                            "POOL")
         return self._free.pop()
 
     def release(self, buf):
