@@ -18,7 +18,7 @@ MPY_DIR = ROOT / "build" / "mpy"
 # tests/scripted.py with its JSON data, or the unit cases).
 HEAP = os.environ.get("MICROSMTP_TEST_HEAP", "32K")
 HARNESS_HEAP = os.environ.get("MICROSMTP_HARNESS_HEAP", "48K")
-RAM_HEAP = os.environ.get("MICROSMTP_RAM_HEAP", "48K")
+RAM_HEAP = os.environ.get("MICROSMTP_RAM_HEAP", "52K")
 
 
 compile_mpy = unixport.compile_mpy  # mpy-cross -O3, as `make mpy` does

@@ -1,0 +1,37 @@
+# MicroPython driver for tests/test_integration.py: one real send (or "repeat" sends on the
+# same Client) to the server named in the JSON config file argv[1]; one JSON result line a
+# send. Kept tiny: it runs under the capped heap of a small board. Config through a file,
+# not argv: the unix port wheel crashes on arguments over 255 characters.
+import gc
+import json
+import sys
+
+import micropython
+import microsmtp
+
+with open(sys.argv[1]) as f:
+    cfg = json.load(f)
+gc.collect()  # the parser's garbage, before the Client's long-lived objects
+client = microsmtp.Client(
+    cfg["server"], cfg["port"], from_address=cfg["from"], username=cfg.get("username"),
+    password=cfg.get("password"), client_domain=cfg.get("client_domain"),
+    auth=getattr(microsmtp, "AUTH_" + (cfg.get("auth") or "PLAIN")),
+    timeouts=cfg.get("timeouts"))
+for _ in range(cfg.get("repeat") or 1):
+    f = open(cfg["body_file"], "rb") if cfg.get("body_file") else None
+    e = None
+    gc.collect()
+    before = micropython.mem_total()
+    try:
+        client.send(cfg["to"], cfg["subject"], f or cfg["body"])
+    except microsmtp.SMTPError as err:
+        e = err
+    delta = micropython.mem_total() - before
+    res = {"status": e.status if e else 0, "step": e and e.step, "error": e and str(e),
+           "reply_code": e and e.reply_code, "mem_total_delta": delta}
+    res["mem_peak"] = micropython.mem_peak()
+    res["pool_full"] = client.pool.available() == client.pool.count
+    if f:
+        f.close()
+    print(json.dumps(res))
+    res = e = f = None
