@@ -82,6 +82,9 @@ def run(module, args=(), *, heap, rom=(), path=(), timeout=120, cwd=None, work=N
         boot = compile_mpy([HERE / "romboot.py"], work / "boot")
         env = dict(os.environ)
         env["MICROPYPATH"] = os.pathsep.join(str(p) for p in [boot, *path])
+        # The launcher is this package: importable from wherever the caller runs.
+        env["PYTHONPATH"] = os.pathsep.join(
+            [str(ROOT / "host")] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
         cmd = [sys.executable, "-m", "microsmtp_host.unixport"]
         if rom:
             cmd += ["--rom", str(build_rom(rom, work / "code.romfs"))]
