@@ -13,7 +13,7 @@ with open(sys.argv[1]) as f:
     cfg = json.load(f)
 client = microsmtp.Client("127.0.0.1", cfg["port"], from_address="bench@example.org",
                           username="bench", password=cfg["password"],
-                          client_domain="bench.example.org")
+                          client_domain="bench.example.org", allow_plaintext_auth=True)
 for _ in range(cfg["repeat"]):
     body = open(cfg["body_file"], "rb")
     gc.collect()

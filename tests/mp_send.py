@@ -15,8 +15,10 @@ gc.collect()  # the parser's garbage, before the Client's long-lived objects
 client = microsmtp.Client(
     cfg["server"], cfg["port"], from_address=cfg["from"], username=cfg.get("username"),
     password=cfg.get("password"), client_domain=cfg.get("client_domain"),
-    auth=getattr(microsmtp, "AUTH_" + (cfg.get("auth") or "PLAIN")),
-    timeouts=cfg.get("timeouts"))
+    auth=getattr(microsmtp, "AUTH_" + (cfg.get("auth") or "AUTO")),
+    timeouts=cfg.get("timeouts"), tls=cfg.get("tls"), cadata=cfg.get("cadata"),
+    insecure=cfg.get("insecure", False), oauth_token=cfg.get("oauth_token"),
+    allow_plaintext_auth=cfg.get("allow_plaintext_auth", True))
 for _ in range(cfg.get("repeat") or 1):
     f = open(cfg["body_file"], "rb") if cfg.get("body_file") else None
     e = None

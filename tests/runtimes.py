@@ -15,9 +15,9 @@ MPY_DIR = ROOT / "build" / "mpy"
 # as from a board's filesystem (README, "Memory" has both numbers).
 # HARNESS_HEAP adds room for a test harness sharing that heap (the scripted server of
 # tests/scripted.py with its JSON data, or the unit cases).
-HEAP = os.environ.get("MICROSMTP_TEST_HEAP", "32K")
+HEAP = os.environ.get("MICROSMTP_TEST_HEAP", "40K")
 HARNESS_HEAP = os.environ.get("MICROSMTP_HARNESS_HEAP", "48K")
-RAM_HEAP = os.environ.get("MICROSMTP_RAM_HEAP", "52K")
+RAM_HEAP = os.environ.get("MICROSMTP_RAM_HEAP", "60K")
 
 
 compile_mpy = unixport.compile_mpy  # mpy-cross -O3, as `make mpy` does

@@ -159,7 +159,7 @@ class ScriptedNet:
         return [" ".join(ev) for ev in self.script[self.pos:]]
 
 
-AUTH = {"NONE": 0xFFFF, "LOGIN": 1, "PLAIN": 3}
+AUTH = {"NONE": 0xFFFF, "LOGIN": 1, "PLAIN": 3, "CRAM_MD5": 2, "XOAUTH2": 4, "AUTO": 0}
 
 
 def run(microsmtp, sc, ok_script, wire=None):
@@ -174,7 +174,10 @@ def run(microsmtp, sc, ok_script, wire=None):
         "mail.test", 25, from_address="dev@example.org", username=cfg.get("username"),
         password=cfg.get("password"), client_domain="dev.example.org",
         auth=AUTH[cfg.get("auth", "PLAIN")], timeouts=cfg.get("timeouts"), net=net,
-        pool=microsmtp.BufferPool(cfg.get("pool_count", 4)))
+        pool=microsmtp.BufferPool(cfg.get("pool_count", 4)), tls=cfg.get("tls"),
+        insecure=cfg.get("insecure", False), cadata=cfg.get("cadata"),
+        oauth_token=cfg.get("oauth_token"),
+        allow_plaintext_auth=cfg.get("allow_plaintext_auth", True))
     send = sc.get("send", {})
     res = {"name": sc["name"], "status": 0, "step": None, "reply_code": None, "error": None,
            "refused": None}

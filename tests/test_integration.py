@@ -277,7 +277,9 @@ def _send_cpython(cfg, body):
         cfg["server"], cfg["port"], from_address=cfg["from"], username=cfg["username"],
         password=cfg["password"], client_domain=cfg["client_domain"],
         auth=getattr(microsmtp, "AUTH_" + cfg["auth"]), timeouts=cfg["timeouts"],
-        net=net)
+        net=net, tls=cfg.get("tls"), cadata=cfg.get("cadata"),
+        insecure=cfg.get("insecure", False), oauth_token=cfg.get("oauth_token"),
+        allow_plaintext_auth=cfg.get("allow_plaintext_auth", True))
     results = []
     for _ in range(cfg["repeat"]):
         res = {"status": 0, "step": None, "reply_code": None, "error": None}

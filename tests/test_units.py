@@ -46,6 +46,20 @@ def test_status_codes_match_protocol_constants():
         assert getattr(microsmtp, name) == int(value, 16), name
 
 
+def test_private_constants_agree_across_modules():
+    """protocol.py, transport.py, secure.py and __init__.py each inline the same request,
+    result and TLS-mode values as private consts (a name kept costs heap on a board)."""
+    seen = {}
+    for name in ("protocol", "transport", "secure", "__init__"):
+        src = (runtimes.ROOT / "firmware" / "microsmtp" / (name + ".py")).read_text()
+        for const, value in re.findall(r"^_?((?:OP|ERR|TLS)_[A-Z]+) = const\((-?\d+)\)", src,
+                                       re.M):
+            assert seen.setdefault(const, int(value)) == int(value), (name, const)
+    assert len(seen) >= 14
+    for public in ("TLS_NONE", "TLS_STARTTLS", "TLS_IMPLICIT"):
+        assert getattr(microsmtp, public) == seen[public]
+
+
 def test_status_codes_are_netx_values():
     netx = {"AUTHENTICATION_ERROR": 0xA0, "OVERSIZE_MAIL_DATA": 0xA1,
             "INVALID_SERVER_REPLY": 0xA2, "INTERNAL_ERROR": 0xA3,

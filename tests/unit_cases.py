@@ -149,13 +149,41 @@ def case_auth_fallback_rules():
         check(got == want, "choose%r -> %r" % ((configured, listed, offered, creds), got))
 
 
+def case_auth_strongest_first():
+    A, N = auth.AUTH_AUTO, auth.AUTH_NONE
+    P, L, C, X = auth.AUTH_PLAIN, auth.AUTH_LOGIN, auth.AUTH_CRAM_MD5, auth.AUTH_XOAUTH2
+    mp, ml, mc, mx = auth.MECH_PLAIN, auth.MECH_LOGIN, auth.MECH_CRAM_MD5, auth.MECH_XOAUTH2
+    every = mp | ml | mc | mx
+    rules = (  # configured, offered, creds (1 password, 2 token), tried -> used
+        (A, every, 1, 0, C),  # CRAM-MD5 never sends the password
+        (A, every, 3, 0, X),  # a token beats a password
+        (A, every, 2, 0, X),
+        (A, mp | ml, 1, 0, P),
+        (A, ml, 1, 0, L),
+        (A, 0, 1, 0, P),  # nothing listed: guide rule 1
+        (A, 0, 2, 0, X),
+        (A, every, 1, mc, P),  # 534 to CRAM-MD5: the next one
+        (A, every, 1, mc | mp, L),
+        (A, mc | mp | ml, 1, mc | mp | ml, N),  # all too weak: give up
+        (A, every, 0, 0, N),  # nothing to authenticate with
+        (C, mp, 1, 0, C),  # pinned: used as asked
+        (X, mp, 2, 0, X),
+        (C, every, 1, mc, N),  # a pinned mechanism is not swapped after 534
+    )
+    for configured, offered, creds, tried, want in rules:
+        got = auth.choose(configured, bool(offered), offered, creds, tried)
+        check(got == want, "choose%r -> %r" % ((configured, offered, creds, tried), got))
+
+
 def case_login_prompts():
     user, password = memoryview(b"alice"), memoryview(b"s3cret")
     for prompt, want in ((b"VXNlcm5hbWU6", b"YWxpY2U="), (b"dXNlcm5hbWU6", b"YWxpY2U="),
                          (b"VXNlciBOYW1lAA==", b"YWxpY2U="), (b"UGFzc3dvcmQ6", b"czNjcmV0"),
                          (b"cGFzc3dvcmQ6", b"czNjcmV0")):
-        check(auth.login_answer(prompt, user, password) == want, prompt)
-    check(auth.login_answer(b"SGVsbG8/", user, password) is None, "unknown prompt")
+        check(auth.login_answer(auth.decode(prompt), user, password) == want, prompt)
+    check(auth.login_answer(auth.decode(b"SGVsbG8/"), user, password) is None, "unknown")
+    check(auth.decode(b"!!not base64!!") is None, "undecodable challenge")
+    check(auth.decode(b"") == b"", "an empty challenge is valid")
     check(auth.plain_response(user, password) == b"YWxpY2UAYWxpY2UAczNjcmV0", "PLAIN")
 
 

@@ -2,14 +2,22 @@
 # Behaves like the NetX Duo SMTP Client (RFC 5321 + AUTH) on a static buffer pool. MIT licence.
 import time
 
+from micropython import const
+
 from . import message, protocol, transport
-from .auth import AUTH_LOGIN, AUTH_NONE, AUTH_PLAIN
+from .auth import AUTH_AUTO, AUTH_CRAM_MD5, AUTH_LOGIN, AUTH_NONE, AUTH_PLAIN, AUTH_XOAUTH2
 from .message import PRIORITY_HIGH, PRIORITY_LOW, PRIORITY_NORMAL
 from .pool import BufferPool
 from .status import *  # noqa: F403 - every status code and SMTPError are public API
-from .status import CLIENT_NOT_INITIALIZED, INVALID_PARAM, SUCCESS, SMTPError
+from .status import CLIENT_NOT_INITIALIZED, INVALID_PARAM, SUCCESS, TLS_NO_CA, SMTPError
 
 __version__ = "0.1.0"
+
+# TLS modes; protocol.py has the same values (and 3: STARTTLS when offered, port 25's default).
+TLS_NONE = const(0)
+TLS_STARTTLS = const(1)
+TLS_IMPLICIT = const(2)
+_TLS_OPPORTUNISTIC = const(3)
 
 # NetX Duo's defaults, seconds (NX_SMTP_CLIENT_*_TIMEOUT); QUIT waits at most "quit".
 TIMEOUTS = {"connect": 10, "greeting": 10, "envelope": 10, "message": 30, "quit": 5}
@@ -36,7 +44,9 @@ class Client:
     """One SMTP client; each send is a whole session on a new connection (NetX)."""
 
     def __init__(self, server, port=25, *, from_address, username=None, password=None,
-                 client_domain=None, auth=AUTH_PLAIN, pool=None, timeouts=None, net=None):
+                 client_domain=None, auth=AUTH_AUTO, pool=None, timeouts=None, net=None,
+                 tls=None, cadata=None, insecure=False, allow_plaintext_auth=False,
+                 oauth_token=None):
         check = message.check
         check(server, "server")
         if not server or " " in server:
@@ -50,10 +60,32 @@ class Client:
             check(password, "password")
             if username is None:
                 raise ValueError("a password was given without a username")
+        if oauth_token is not None:
+            check(oauth_token, "oauth_token", message.TEXT, 8000)
+            if username is None:
+                raise ValueError("oauth_token needs the username (the mailbox) too")
         if client_domain is not None:
             check(client_domain, "client_domain", message.DOMAIN)
-        if auth not in (AUTH_NONE, AUTH_LOGIN, AUTH_PLAIN):
-            raise ValueError("auth must be AUTH_PLAIN, AUTH_LOGIN or AUTH_NONE")
+        if auth not in (AUTH_AUTO, AUTH_NONE, AUTH_LOGIN, AUTH_PLAIN, AUTH_CRAM_MD5,
+                        AUTH_XOAUTH2):
+            raise ValueError("auth must be one of the AUTH_* constants")
+        if auth == AUTH_XOAUTH2 and oauth_token is None:
+            raise ValueError("AUTH_XOAUTH2 needs oauth_token")
+        # RFC 8314 / 6409 ports: 465 speaks TLS at once, 587 must STARTTLS; elsewhere (25)
+        # STARTTLS is used when offered and a CA can check the server, else plaintext.
+        if tls is None:
+            tls = TLS_IMPLICIT if port == 465 else TLS_STARTTLS if port == 587 else \
+                _TLS_OPPORTUNISTIC
+        elif tls not in (TLS_NONE, TLS_STARTTLS, TLS_IMPLICIT):
+            raise ValueError("tls must be TLS_NONE, TLS_STARTTLS or TLS_IMPLICIT")
+        # ca: DER certificates; [] = insecure (no checks); None = no CA to check with.
+        ca = []
+        if not insecure:
+            ca = None
+            if cadata is not None:
+                from .secure import ca_certs  # only for clients that use TLS
+
+                ca = ca_certs(cadata)
         if pool is None:
             pool = BufferPool()
         elif not isinstance(pool, BufferPool):
@@ -63,7 +95,8 @@ class Client:
         self.pool = pool
         self._net = net
         self._session = protocol.Session(server, port, from_address, username, password,
-                                         client_domain, auth, _timeouts_ms(timeouts))
+                                         client_domain, auth, _timeouts_ms(timeouts), tls, ca,
+                                         allow_plaintext_auth, oauth_token)
 
     def __repr__(self):  # never shows the password
         s = self._session
@@ -126,6 +159,11 @@ class Client:
         s = self._session
         if s is None:
             raise SMTPError(CLIENT_NOT_INITIALIZED, "This client was closed; make a new Client.")
+        if s.ca is None and (s.tls == TLS_STARTTLS or s.tls == TLS_IMPLICIT):
+            # Never a silent fallback to an unverified connection.
+            raise SMTPError(TLS_NO_CA, "TLS needs the server's CA certificate to verify it: "
+                            "pass cadata= (boards have no CA store), or insecure=True to "
+                            "skip the check (CONNECT).", "CONNECT")
         scan = message.scan_body(body) if isinstance(body, (str, bytes, bytearray)) else None
         pool = self.pool
         rx = tx = scratch = None

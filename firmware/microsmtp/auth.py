@@ -3,19 +3,26 @@ import binascii
 
 from micropython import const
 
+# NetX Duo's values for LOGIN, CRAM-MD5, PLAIN and NONE; XOAUTH2 and AUTO are microsmtp's.
 AUTH_LOGIN = const(1)
+AUTH_CRAM_MD5 = const(2)
 AUTH_PLAIN = const(3)
+AUTH_XOAUTH2 = const(4)
+AUTH_AUTO = const(0)  # the strongest mechanism both sides support
 AUTH_NONE = const(0xFFFF)
 
-# Bits for the mechanisms a server lists after AUTH in its EHLO reply.
-MECH_PLAIN = const(1)
-MECH_LOGIN = const(2)
-MECH_CRAM_MD5 = const(4)
+# Bits for the mechanisms a server lists after AUTH in its EHLO reply: 1 << (AUTH_* - 1).
+MECH_LOGIN = const(1)
+MECH_CRAM_MD5 = const(2)
+MECH_PLAIN = const(4)
 MECH_XOAUTH2 = const(8)
 MECH_BITS = {b"PLAIN": MECH_PLAIN, b"LOGIN": MECH_LOGIN, b"CRAM-MD5": MECH_CRAM_MD5,
              b"XOAUTH2": MECH_XOAUTH2}
+# Strongest first: a token never shows the password; CRAM-MD5 sends only a keyed digest.
+_STRENGTH = (AUTH_XOAUTH2, AUTH_CRAM_MD5, AUTH_PLAIN, AUTH_LOGIN)
 
-NAMES = {AUTH_LOGIN: "LOGIN", AUTH_PLAIN: "PLAIN", AUTH_NONE: "NONE"}
+NAMES = {AUTH_LOGIN: "LOGIN", AUTH_PLAIN: "PLAIN", AUTH_CRAM_MD5: "CRAM-MD5",
+         AUTH_XOAUTH2: "XOAUTH2", AUTH_NONE: "NONE"}
 
 
 def b64(data):
@@ -23,12 +30,31 @@ def b64(data):
     return binascii.b2a_base64(data)[:-1]
 
 
-def choose(configured, listed, offered, have_credentials):
-    """The mechanism to use, by the NetX Duo SMTP Client user guide's fallback rules.
+def choose(configured, listed, offered, creds, tried=0):
+    """The mechanism to use next, or AUTH_NONE.
 
-    listed: the server's EHLO had an AUTH line; offered: MECH_* bits it named."""
-    if not have_credentials:
+    listed: the server's EHLO had an AUTH line; offered: the MECH_* bits it named;
+    creds: 1 a password, 2 a token, 3 both; tried: MECH_* bits already refused with 534
+    ("too weak": try the next one)."""
+    have_password = creds & 1
+    have_token = creds & 2
+    if not creds:
         return AUTH_NONE  # nothing to authenticate with (documented)
+    if configured == AUTH_AUTO:
+        for mech in _STRENGTH:
+            bit = 1 << (mech - 1)
+            if offered & bit and not tried & bit and (
+                    have_token if mech == AUTH_XOAUTH2 else have_password):
+                return mech
+        if tried:
+            return AUTH_NONE  # every mechanism we could use was refused as too weak
+        # Nothing usable listed: guide rule 1 says PLAIN; with only a token, XOAUTH2.
+        return AUTH_PLAIN if have_password else AUTH_XOAUTH2
+    if tried:
+        return AUTH_NONE  # a pinned mechanism is not swapped for another after 534
+    if configured == AUTH_CRAM_MD5 or configured == AUTH_XOAUTH2:
+        return configured
+    # The NetX Duo user guide's rules for PLAIN, LOGIN and NONE.
     if configured == AUTH_NONE:
         if not listed:
             return AUTH_NONE
@@ -49,17 +75,24 @@ def plain_response(username, password):
     return b64(user + b"\0" + user + b"\0" + bytes(password))
 
 
-def login_answer(challenge, username, password):
-    """Answer to an AUTH LOGIN prompt, or None for a prompt that is neither.
-
-    Servers word them differently ("Username:", "User Name", "password:"), so the decoded
-    prompt is matched on "user" / "pass", in any case."""
+def decode(challenge):
+    """A 334 challenge's bytes, or None when it is not valid base64 (answered with "*")."""
     try:
-        prompt = binascii.a2b_base64(challenge).lower()
+        data = binascii.a2b_base64(challenge)
     except ValueError:
         return None
-    if prompt.find(b"user") >= 0:
+    # MicroPython's a2b_base64 skips bad characters instead of failing: re-encode to check.
+    return data if b64(data) == bytes(challenge).strip() else None
+
+
+def login_answer(challenge, username, password):
+    """Answer to a decoded AUTH LOGIN prompt, or None for a prompt that is neither.
+
+    Servers word them differently ("Username:", "User Name", "password:"), so the prompt
+    is matched on "user" / "pass", in any case."""
+    challenge = challenge.lower()
+    if challenge.find(b"user") >= 0:
         return b64(bytes(username))
-    if prompt.find(b"pass") >= 0:
+    if challenge.find(b"pass") >= 0:
         return b64(bytes(password))
     return None

@@ -9,17 +9,28 @@ from micropython import const
 from . import auth, message
 from .status import SMTPError
 
-# Requests yielded to the driver.
-OP_CONNECT = const(1)  # resolve host, connect (connect_ms); sets local_literal. -> 0 or ERR_*
-OP_SEND = const(2)  # write tx[0:tx_n] within io_ms -> 0 or ERR_*
-OP_WAIT = const(3)  # start a new reply deadline of wait_ms, then do OP_RECV
-OP_RECV = const(4)  # readinto rx[rx_end:rx_cap] before the deadline -> n, 0 at EOF, or ERR_*
+# Requests yielded to the driver. Private consts, inlined by mpy-cross: every name a module
+# keeps costs heap on a board. transport.py and secure.py hold the same values
+# (tests/test_units.py checks that they match).
+_OP_CONNECT = const(1)  # resolve host, connect (connect_ms); sets local_literal. -> 0 or ERR_*
+_OP_SEND = const(2)  # write tx[0:tx_n] within io_ms -> 0 or ERR_*
+_OP_WAIT = const(3)  # start a new reply deadline of wait_ms, then do _OP_RECV
+_OP_RECV = const(4)  # readinto rx[rx_end:rx_cap] before the deadline -> n, 0 at EOF, or ERR_*
+_OP_STARTTLS = const(5)  # wrap the connection in TLS now (RFC 3207) -> 0 or ERR_*
 
 # Driver results below zero.
-ERR_TIMEOUT = const(-1)
-ERR_CLOSED = const(-2)  # reset, broken pipe, any other socket error mid-session
-ERR_RESOLVE = const(-3)
-ERR_CONNECT = const(-4)
+_ERR_TIMEOUT = const(-1)
+_ERR_CLOSED = const(-2)  # reset, broken pipe, any other socket error mid-session
+_ERR_RESOLVE = const(-3)
+_ERR_CONNECT = const(-4)
+_ERR_TLS = const(-5)  # the TLS handshake failed (os_error says why)
+_ERR_CERT = const(-6)  # the server's certificate was rejected (os_error says why)
+
+# TLS modes (the public TLS_* constants of __init__.py, plus port 25's "when offered").
+_TLS_NONE = const(0)
+_TLS_STARTTLS = const(1)
+_TLS_IMPLICIT = const(2)
+_TLS_OPPORTUNISTIC = const(3)
 
 # Status codes, the values of status.py (tests/test_status.py checks they match).
 _INVALID_SERVER_REPLY = const(0xA2)
@@ -39,6 +50,12 @@ _TIMEOUT_ERROR = const(0xC2)
 _CONNECTION_CLOSED = const(0xC3)
 _DELIVERY_UNKNOWN = const(0xC4)
 _MESSAGE_FORMAT_ERROR = const(0xC5)
+_TLS_NOT_OFFERED = const(0xD0)
+_TLS_REFUSED = const(0xD1)
+_TLS_HANDSHAKE_ERROR = const(0xD2)
+_TLS_CERT_ERROR = const(0xD3)
+_TLS_INJECTION = const(0xD5)
+_PLAINTEXT_AUTH_REFUSED = const(0xD6)
 
 _LINE_MAX = const(512)  # RFC 5321 §4.5.3.1.5: reply line <= 512 octets with CRLF
 _MAX_LINES = const(40)  # more lines in one reply is a broken or hostile server
@@ -60,18 +77,29 @@ _PRIORITY = {4: b"X-Priority: 1 (Highest)\r\nImportance: high\r\n",
 
 class Session:
     def __init__(self, host, port, from_address, username, password, domain, auth_type,
-                 timeouts):
+                 timeouts, tls, ca, allow_plaintext_auth, token):
         self.host = host
         self.port = port
         self.from_address = from_address
         self.username = None if username is None else message.as_bytes(username)
-        self.password = message.as_bytes(password or "")
+        self.password = None if password is None else message.as_bytes(password)
+        self.token = None if token is None else message.as_bytes(token)
         # Credentials as a server could echo them in a reply, longest first, for scrubbing.
-        self.secrets = () if not password or username is None else (
-            auth.plain_response(self.username, self.password).decode(),
-            auth.b64(self.password).decode(), password)
+        secrets = []
+        if self.username is not None and self.password is not None:
+            secrets += [auth.plain_response(self.username, self.password).decode(),
+                        auth.b64(self.password).decode(), password]
+        if self.token is not None:
+            from . import secure
+
+            secrets = [secure.xoauth2_response(self.username, self.token).decode(),
+                       token] + secrets
+        self.secrets = [x for x in secrets if x]
         self.domain = domain
         self.auth_type = auth_type
+        self.tls = tls
+        self.ca = ca  # a list of DER certificates, or None with insecure=True (no checks)
+        self.allow_plaintext_auth = allow_plaintext_auth
         (self.connect_ms, self.greeting_ms, self.envelope_ms, self.message_ms,
          self.quit_ms) = timeouts
         self.body = message.BodySource()
@@ -112,6 +140,7 @@ class Session:
         self.refused = self.text_b = self.challenge = None
         self.step = "CONNECT"
         self.io_ms = self.envelope_ms
+        self.secure = False  # the connection is encrypted (implicit TLS or after STARTTLS)
 
     def run(self):
         self._start()
@@ -130,24 +159,19 @@ class Session:
                 len(self.recipients) - len(self.refused), len(self.recipients)))
 
     def _transaction(self):
-        r = yield OP_CONNECT
+        r = yield _OP_CONNECT  # with implicit TLS (port 465) the driver also does the handshake
         if r < 0:
             self._lost(r)
+        self.secure = self.tls == _TLS_IMPLICIT
         self.can_quit = True
         self.step = "GREETING"
         yield from self._reply(self.greeting_ms)
         if self.code != 220:
             self._fail(_GREET_REPLY_ERROR, "No 220 greeting")
 
-        # RFC 5321 §4.1.4: our domain, else our address literal.
-        domain = self.domain or self.local_literal or "[127.0.0.1]"
-        yield from self._command("EHLO", b"EHLO ", domain)
-        if self.code == 500 or self.code == 502:
-            # §3.2: a server that does not know EHLO gets HELO (NetX has no fallback).
-            yield from self._command("HELO", b"HELO ", domain)
-        if self.code != 250:
-            self._fail(_HELLO_REPLY_ERROR, "%s refused" % self.step)
-
+        yield from self._hello()
+        if self.tls == _TLS_STARTTLS or self.tls == _TLS_OPPORTUNISTIC and self.ca is not None:
+            yield from self._starttls()
         yield from self._auth()
 
         # RFC 6152: 8-bit only with 8BITMIME; lines over 998 octets only quoted-printable.
@@ -189,32 +213,106 @@ class Session:
             self._fail(_MESSAGE_REPLY_ERROR, "Message not accepted")
         self.after_dot = False
 
-    def _auth(self):
-        mech = auth.choose(self.auth_type, self.caps & _CAP_AUTH, self.mechs,
-                           self.username is not None)
-        if mech == auth.AUTH_NONE:
+    def _hello(self):
+        # RFC 5321 §4.1.4: our domain, else our address literal.
+        domain = self.domain or self.local_literal or "[127.0.0.1]"
+        yield from self._command("EHLO", b"EHLO ", domain)
+        if self.code == 500 or self.code == 502:
+            # §3.2: a server that does not know EHLO gets HELO (NetX has no fallback).
+            yield from self._command("HELO", b"HELO ", domain)
+        if self.code != 250:
+            self._fail(_HELLO_REPLY_ERROR, "%s refused" % self.step)
+
+    def _starttls(self):
+        """RFC 3207. Port 25's opportunistic mode comes here only with a CA to check with."""
+        if not self.caps & _CAP_STARTTLS:
+            if self.tls == _TLS_STARTTLS:  # §6: stripping is an attack; never go on in clear
+                self._fail(_TLS_NOT_OFFERED, "TLS is required but the server does not offer "
+                           "STARTTLS; nothing else was sent")
             return
+        # _reply ends the session if the read with the 220 held more bytes (injection).
+        yield from self._command("STARTTLS", b"STARTTLS")
+        if self.code != 220:
+            self._fail(_TLS_REFUSED, "STARTTLS refused; nothing else was sent")
+        r = yield _OP_STARTTLS
+        if r < 0:
+            self._lost(r)
+        # §4.2: forget everything learned in clear and ask again; never STARTTLS twice.
+        self.secure = True
+        self.caps = self.mechs = 0
+        yield from self._hello()
+
+    def _auth(self):
+        tried = 0  # mechanisms refused with 534, "too weak" (RFC 4954 §6)
+        while True:
+            mech = auth.choose(self.auth_type, self.caps & _CAP_AUTH, self.mechs,
+                               (self.username is not None and self.password is not None)
+                               | (self.token is not None) << 1, tried)
+            if mech == auth.AUTH_NONE:
+                if tried:
+                    self._fail(_AUTH_REPLY_ERROR, "Every AUTH mechanism was refused as too weak")
+                return
+            if not self.secure and not self.allow_plaintext_auth:
+                self.code = 0
+                self._fail(_PLAINTEXT_AUTH_REFUSED, "Not sending credentials over an unencrypted "
+                           "connection: use TLS (tls=_TLS_STARTTLS or _TLS_IMPLICIT, with cadata),"
+                           " or allow_plaintext_auth=True for a trusted LAN relay")
+            yield from self._auth_with(mech)
+            if self.code == 235:
+                return
+            if self.code != 534:  # 535: bad credentials, never retried; 454/432: temporary
+                self._fail(_AUTH_REPLY_ERROR, "%s login refused" % auth.NAMES[mech])
+            tried |= 1 << (mech - 1)  # auth.py: MECH bit = 1 << (AUTH value - 1)
+
+    def _auth_with(self, mech):
         user = self.username
+        answer = None
         if mech == auth.AUTH_PLAIN:
             answer = auth.plain_response(user, self.password)
-            # RFC 4954 §4: the initial response goes on the AUTH line when the line fits.
-            yield from self._command("AUTH", b"AUTH PLAIN ", answer) if len(answer) < 490 else \
-                self._command("AUTH", b"AUTH PLAIN")
-        else:
-            yield from self._command("AUTH", b"AUTH LOGIN")
+        elif mech == auth.AUTH_XOAUTH2:
+            from . import secure
+
+            answer = secure.xoauth2_response(user, self.token)
+        name = b"AUTH " + auth.NAMES[mech].encode()
+        # RFC 4954 §4: the initial response goes on the AUTH line when the line fits;
+        # a longer one (a big token) waits for the server's 334.
+        first = answer is not None and len(name) + len(answer) < _LINE_MAX - 3
+        yield from self._command("AUTH", name, b" " if first else None, answer if first else None)
         rounds = 0
+        detail = None
         while self.code == 334:
             rounds += 1
-            if mech == auth.AUTH_LOGIN:
-                answer = auth.login_answer(self.challenge, user, self.password)
-            if answer is None or rounds > _AUTH_ROUNDS:
-                # An unknown prompt or a never-ending exchange: cancel (RFC 4954 §4).
+            reply = None
+            if rounds <= _AUTH_ROUNDS:
+                if mech == auth.AUTH_PLAIN:
+                    reply = answer  # a bare 334 after the initial response: the same again
+                elif mech == auth.AUTH_XOAUTH2:
+                    if rounds == 1 and not first:
+                        reply = answer
+                    else:
+                        # The token was refused: the 334 carries base64 JSON saying why; an
+                        # empty line ends the exchange, and a 535 follows.
+                        detail = auth.decode(self.challenge)
+                        reply = b""
+                else:
+                    data = auth.decode(self.challenge)
+                    if data is None:
+                        pass
+                    elif mech == auth.AUTH_LOGIN:
+                        reply = auth.login_answer(data, user, self.password)
+                    else:
+                        from . import secure
+
+                        reply = secure.cram_md5_answer(data, user, self.password)
+            if reply is None:
+                # An unknown or undecodable challenge, or a never-ending exchange: cancel
+                # (RFC 4954 §4) and report.
                 yield from self._command("AUTH", b"*")
                 self.code = 0
                 self._fail(_AUTH_REPLY_ERROR, "Unexpected %s challenge" % auth.NAMES[mech])
-            yield from self._command("AUTH", answer)
-        if self.code != 235:
-            self._fail(_AUTH_REPLY_ERROR, "%s login refused" % auth.NAMES[mech])
+            yield from self._command("AUTH", reply)
+        if detail is not None and self.code != 235:
+            self.text_b = detail  # the server's JSON is the useful part
 
     def _message(self, cte):
         self.io_ms = self.message_ms
@@ -259,18 +357,18 @@ class Session:
                                "998 bytes; pass the body in memory or break its lines")
                 if enc.i < n:  # tx is full: send it
                     self.tx_n = enc.o
-                    r = yield OP_SEND
+                    r = yield _OP_SEND
                     if r < 0:
                         self._lost(r)
                     enc.o = 0
         if enc.o > len(self.tx) - 5:
             self.tx_n = enc.o
-            r = yield OP_SEND
+            r = yield _OP_SEND
             if r < 0:
                 self._lost(r)
             enc.o = 0
         self.tx_n = enc.finish(enc.o)
-        r = yield OP_SEND
+        r = yield _OP_SEND
         if r < 0:
             self._lost(r)
         self.io_ms = self.envelope_ms
@@ -296,13 +394,23 @@ class Session:
                 part = message.as_bytes(part)
                 k = len(part)
                 if n + k > _LINE_MAX - 2:
-                    self.code = 0
-                    self._fail(_INTERNAL_ERROR, "Command over 512 bytes")
+                    break
                 mv[n:n + k] = part
                 n += k
-        mv[n:n + 2] = b"\r\n"
-        self.tx_n = n + 2
-        r = yield OP_SEND
+        else:
+            mv[n:n + 2] = b"\r\n"
+            self.tx_n = n + 2
+            n = -1
+        if n >= 0:
+            # Over 512 bytes: only an AUTH response may be (RFC 4954 §4: up to 12288 octets,
+            # e.g. an OAuth token); it goes out buffer by buffer.
+            if step != "AUTH" or len(c or b or b"") > 12000:
+                self.code = 0
+                self._fail(_INTERNAL_ERROR, "Command over 512 bytes")
+            self.tx_n = 0
+            yield from self._out(a, b or b"", c or b"")
+            yield from self._out(b"\r\n", b"", b"")
+        r = yield _OP_SEND
         if r < 0:
             self._lost(r)
         yield from self._reply(wait_ms or self.envelope_ms)
@@ -316,7 +424,7 @@ class Session:
             while i < n:
                 room = len(self.tx) - self.tx_n
                 if not room:
-                    r = yield OP_SEND
+                    r = yield _OP_SEND
                     if r < 0:
                         self._lost(r)
                     self.tx_n = 0
@@ -347,7 +455,7 @@ class Session:
                 if self.rx_end >= _LINE_MAX:
                     self._bad(_OVERSIZE_SERVER_REPLY, "a line over 512 bytes")
                 self.wait_ms = wait_ms
-                r = yield OP_WAIT if first else OP_RECV
+                r = yield _OP_WAIT if first else _OP_RECV
                 first = False
                 if r <= 0:
                     self._lost(r)
@@ -389,7 +497,13 @@ class Session:
         self.code = code
         if self.rx_start < self.rx_end and self.step != "QUIT":
             # No pipelining yet: bytes nobody asked for would be read as the next reply
-            # (reply desynchronisation), so they end the session.
+            # (reply desynchronisation), so they end the session. After STARTTLS's 220 they
+            # would pass for data sent over TLS (RFC 3207 §4: response injection).
+            if self.step == "STARTTLS":
+                self.can_quit = False
+                self.code = 0
+                self._fail(_TLS_INJECTION, "The server sent data after its 220 to STARTTLS "
+                           "(response injection); the session was ended")
             self._bad(_INVALID_SERVER_REPLY, "data that answers nothing")
 
     def _capability(self, line):
@@ -450,13 +564,19 @@ class Session:
         if self.after_dot:
             self._fail(_DELIVERY_UNKNOWN, "Connection lost after the message was sent, before "
                        "the server confirmed it: it may or may not have been delivered")
-        if r == ERR_RESOLVE:
+        if r == _ERR_RESOLVE:
             self._fail(_RESOLVE_ERROR, "Cannot resolve %s (%s); check the name and the "
                        "network" % (self.host, self.os_error))
-        if r == ERR_CONNECT:
+        if r == _ERR_CONNECT:
             self._fail(_CONNECT_ERROR, "Cannot connect to %s port %d (%s); check the server, "
                        "the port and the network" % (self.host, self.port, self.os_error))
-        if r == ERR_TIMEOUT:
+        if r == _ERR_TIMEOUT:
             self._fail(_TIMEOUT_ERROR, "No answer from the server within %d ms" % self.wait_ms)
+        if r == _ERR_CERT:
+            self._fail(_TLS_CERT_ERROR, "The certificate of %s was rejected: %s; check cadata "
+                       "and the server name" % (self.host, self.os_error))
+        if r == _ERR_TLS:
+            self._fail(_TLS_HANDSHAKE_ERROR, "TLS handshake with %s failed (%s); is TLS on "
+                       "this port (465: implicit, 587: STARTTLS)?" % (self.host, self.os_error))
         self._fail(_CONNECTION_CLOSED, "The server closed the connection" + (
             " (%s)" % self.os_error if self.os_error else ""))

@@ -33,6 +33,15 @@ CONNECTION_CLOSED = const(0xC3)  # the server closed or reset the connection mid
 DELIVERY_UNKNOWN = const(0xC4)  # lost after "." before the reply: it may have been delivered
 MESSAGE_FORMAT_ERROR = const(0xC5)  # a streamed body could not be sent as valid mail
 
+# TLS (RFC 3207, RFC 8314) and the credentials policy.
+TLS_NOT_OFFERED = const(0xD0)  # TLS required, the server does not offer STARTTLS
+TLS_REFUSED = const(0xD1)  # STARTTLS answered with anything but 220
+TLS_HANDSHAKE_ERROR = const(0xD2)  # the handshake failed (no TLS there, protocol error)
+TLS_CERT_ERROR = const(0xD3)  # the certificate or its name did not verify
+TLS_NO_CA = const(0xD4)  # TLS asked for, but no cadata to verify the server with
+TLS_INJECTION = const(0xD5)  # bytes after STARTTLS's 220 in the same read (an attack)
+PLAINTEXT_AUTH_REFUSED = const(0xD6)  # credentials not sent over an unencrypted connection
+
 
 class SMTPError(Exception):
     """Every failure of a send: .status, .step, .reply_code, .reply; str() is one sentence."""

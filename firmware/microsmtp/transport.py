@@ -5,15 +5,18 @@ import errno
 import select
 import time
 
-from .protocol import (
-    ERR_CLOSED,
-    ERR_CONNECT,
-    ERR_RESOLVE,
-    ERR_TIMEOUT,
-    OP_CONNECT,
-    OP_SEND,
-    OP_WAIT,
-)
+from micropython import const
+
+# protocol.py's values (tests/test_units.py checks they match): requests and results.
+_OP_CONNECT = const(1)
+_OP_SEND = const(2)
+_OP_WAIT = const(3)
+_OP_STARTTLS = const(5)
+_ERR_TIMEOUT = const(-1)
+_ERR_CLOSED = const(-2)
+_ERR_RESOLVE = const(-3)
+_ERR_CONNECT = const(-4)
+_TLS_IMPLICIT = const(2)
 
 
 def run(session, net):
@@ -28,23 +31,36 @@ def run(session, net):
                 op = gen.send(result)
             except StopIteration:
                 return
-            if op == OP_CONNECT:
-                sock = result = _connect(net, s)
-                if isinstance(sock, int):
-                    sock = None
-                else:
-                    # Non-blocking from here on: MicroPython's readinto() on a blocking
-                    # socket waits until the buffer is full ("no short reads"); a
-                    # non-blocking one returns what has come, and poll() waits with the
-                    # phase's deadline.
+            if op == _OP_CONNECT or op == _OP_STARTTLS:
+                if op == _OP_CONNECT:
+                    sock = result = _connect(net, s)
+                    if isinstance(sock, int):
+                        sock = None
+                        continue
+                    if s.tls != _TLS_IMPLICIT:
+                        sock.setblocking(False)
+                if op == _OP_STARTTLS or s.tls == _TLS_IMPLICIT:
+                    if poller:
+                        poller.unregister(sock)
+                        poller = None
+                    from .secure import wrap  # only when TLS is used
+
+                    result = wrap(net, sock, s)
+                    if isinstance(result, int):
+                        continue  # the plain socket is closed below
+                    sock = result
                     sock.setblocking(False)
-                    poller = (getattr(net, "poll", None) or select.poll)()
-                    poller.register(sock, select.POLLIN)
-                    result = 0
-            elif op == OP_SEND:
+                # Non-blocking from here on: MicroPython's readinto() on a blocking
+                # socket waits until the buffer is full ("no short reads"); a
+                # non-blocking one returns what has come, and poll() waits with the
+                # phase's deadline.
+                poller = (getattr(net, "poll", None) or select.poll)()
+                poller.register(sock, select.POLLIN)
+                result = 0
+            elif op == _OP_SEND:
                 result = _io(sock, poller, s, time.ticks_add(time.ticks_ms(), s.io_ms), True)
-            else:  # OP_WAIT starts the deadline of a new reply; OP_RECV goes on with it
-                if op == OP_WAIT:
+            else:  # _OP_WAIT starts the deadline of a new reply; OP_RECV goes on with it
+                if op == _OP_WAIT:
                     deadline = time.ticks_add(time.ticks_ms(), s.wait_ms)
                 result = _io(sock, poller, s, deadline, False)
     finally:
@@ -60,6 +76,8 @@ def run(session, net):
 def _name(e):
     """'ECONNREFUSED' rather than '[Errno 111]': what a person can search for."""
     code = e.args[0] if e.args else 0
+    if len(e.args) > 1 and isinstance(e.args[1], str):
+        return e.args[1]  # mbedTLS errors come with their name
     names = getattr(errno, "errorcode", None) or {}
     # ESP32's lwIP and getaddrinfo give negative numbers that have no name.
     return names.get(code) or "OSError %s" % code
@@ -94,7 +112,7 @@ def _io(sock, poller, s, deadline, sending):
         except OSError as e:
             if not _blocked(e):
                 s.os_error = _name(e)
-                return ERR_CLOSED
+                return _ERR_CLOSED
             k = None
         if sending and k:
             i += k
@@ -108,7 +126,7 @@ def _io(sock, poller, s, deadline, sending):
         if left <= 0 or not _ready(poller, left):
             if sending:  # the server stopped reading (a slow reader): no unbounded wait
                 s.wait_ms = s.io_ms
-            return ERR_TIMEOUT
+            return _ERR_TIMEOUT
 
 
 def _connect(net, s):
@@ -119,7 +137,7 @@ def _connect(net, s):
         s.os_error = _name(e)
     if not infos:  # some ports return [] instead of raising (users then hit IndexError)
         s.os_error = s.os_error or "no address"
-        return ERR_RESOLVE
+        return _ERR_RESOLVE
     for info in infos:  # IPv4 and IPv6, in the resolver's order
         sock = net.socket(info[0], info[1], info[2])
         try:
@@ -145,4 +163,4 @@ def _connect(net, s):
         ip = ip or ("::1" if v6 else "127.0.0.1")
         s.local_literal = "[IPv6:%s]" % ip if v6 else "[%s]" % ip
         return sock
-    return ERR_CONNECT
+    return _ERR_CONNECT

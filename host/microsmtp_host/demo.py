@@ -40,7 +40,7 @@ gc.collect()  # drop the parser's garbage before the client makes its buffers
 
 client = microsmtp.Client(cfg["server"], cfg["port"], from_address="boiler@example.org",
                           username=cfg["username"], password=cfg["password"],
-                          client_domain="boiler.example.org")
+                          client_domain="boiler.example.org", allow_plaintext_auth=True)
 body = ("Boiler temperature: 92 °C (limit 85 °C)\\n"
         "Sensor: DS18B20 on GPIO4, burner still on\\n"
         "...and still rising\\n")

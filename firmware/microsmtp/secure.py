@@ -1,0 +1,102 @@
+# microsmtp: TLS and the stronger AUTH mechanisms, imported only by clients that use them
+# (a plaintext LAN-relay client never loads this: RAM is the budget on a board). MIT licence.
+import binascii
+import hashlib
+
+from micropython import const
+
+from . import auth, transport
+
+# protocol.py's values (tests/test_units.py checks they match).
+_ERR_TIMEOUT = const(-1)
+_ERR_TLS = const(-5)
+_ERR_CERT = const(-6)
+
+
+def ca_certs(cadata):
+    """cadata as DER certificates: DER bytes, PEM text (str or bytes, one or more
+    certificates), or the path of a CA file on the board's flash (DER or PEM)."""
+    if isinstance(cadata, str):
+        if cadata.find("-----BEGIN") < 0:
+            try:
+                with open(cadata, "rb") as f:
+                    cadata = f.read()
+            except OSError:
+                raise ValueError("cadata: cannot read the CA file %r" % cadata)
+        else:
+            cadata = cadata.encode()
+    if not isinstance(cadata, (bytes, bytearray, memoryview)):
+        raise TypeError("cadata must be DER bytes, PEM text or a file path")
+    data = bytes(cadata)
+    if not data:
+        raise ValueError("cadata is empty")  # [] would mean "no checks": never by accident
+    if data.find(b"-----BEGIN") < 0:
+        return [data]
+    # MicroPython's ssl takes DER only: each PEM block is base64 between its two lines.
+    certs = []
+    i = 0
+    while True:
+        a = data.find(b"-----BEGIN CERTIFICATE-----", i)
+        if a < 0:
+            break
+        b = data.find(b"-----END CERTIFICATE-----", a)
+        if b < 0:
+            raise ValueError("cadata: a PEM certificate has no END line")
+        certs.append(binascii.a2b_base64(data[a + 27:b]))
+        i = b + 25
+    if not certs:
+        raise ValueError("cadata holds no certificate")
+    return certs
+
+
+def wrap(net, sock, s):
+    """Wrap the connection in TLS, verifying the certificate and the server's name unless
+    insecure=True; the TLS socket, or _ERR_TLS / _ERR_CERT / _ERR_TIMEOUT (os_error: why)."""
+    ssl = getattr(net, "ssl", None)
+    if ssl is None:
+        import ssl  # on 1.23+ ports a small wrapper over the built-in tls module
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    try:
+        if not s.ca:  # insecure=True, asked for explicitly
+            ctx.verify_mode = ssl.CERT_NONE
+        else:
+            # MicroPython's default is CERT_NONE: set it, never rely on it.
+            ctx.verify_mode = ssl.CERT_REQUIRED
+            for der in s.ca:
+                ctx.load_verify_locations(cadata=der)
+        sock.settimeout(s.connect_ms / 1000)  # the handshake: blocking, bounded
+        # server_hostname: SNI, and the name the certificate must carry.
+        return ctx.wrap_socket(sock, server_hostname=s.host)
+    except ValueError as e:
+        # MicroPython (mbedTLS) reports a verification failure as ValueError with the
+        # reason, e.g. "The certificate validity has expired"; the CPython shim too.
+        s.os_error = " ".join(str(e).split()) or "verification failed"
+        return _ERR_CERT
+    except OSError as e:
+        if transport._blocked(e):
+            s.wait_ms = s.connect_ms
+            return _ERR_TIMEOUT
+        s.os_error = transport._name(e)
+        return _ERR_TLS
+
+
+def xoauth2_response(username, token):
+    # Google's and Microsoft's XOAUTH2: base64("user=U^Aauth=Bearer T^A^A").
+    return auth.b64(b"user=" + bytes(username) + b"\x01auth=Bearer " + bytes(token) + b"\x01\x01")
+
+
+def cram_md5_answer(challenge, username, password):
+    """RFC 2195: base64(user SP hex(HMAC-MD5(password, challenge))). HMAC (RFC 2104) by hand:
+    MicroPython has hashlib.md5 but no hmac module."""
+    key = bytes(password)
+    if len(key) > 64:
+        key = hashlib.md5(key).digest()
+    ipad = bytearray(64)
+    opad = bytearray(64)
+    for i in range(64):
+        k = key[i] if i < len(key) else 0
+        ipad[i] = k ^ 0x36
+        opad[i] = k ^ 0x5C
+    inner = hashlib.md5(bytes(ipad) + challenge).digest()
+    digest = hashlib.md5(bytes(opad) + inner).digest()
+    return auth.b64(bytes(username) + b" " + binascii.hexlify(digest))
