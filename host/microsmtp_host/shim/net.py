@@ -3,6 +3,8 @@ sockets (readinto, write), and timeouts raised as OSError(ETIMEDOUT) as MicroPyt
 
 import errno
 import socket as _socket
+import ssl as _ssl
+import types
 
 AF_INET = _socket.AF_INET
 AF_INET6 = _socket.AF_INET6
@@ -44,11 +46,12 @@ class HostSocket:
     def getsockname(self):
         return self.sock.getsockname()
 
-    # Non-blocking like MicroPython's streams: None when nothing can move yet.
+    # Non-blocking like MicroPython's streams: None when nothing can move yet (a TLS
+    # socket may also want the other direction first: the same answer).
     def readinto(self, buf, nbytes=None):
         try:
             return self.sock.recv_into(buf, nbytes or 0)
-        except BlockingIOError:
+        except (BlockingIOError, _ssl.SSLWantReadError, _ssl.SSLWantWriteError):
             return None
         except _socket.timeout:
             raise _timeout() from None
@@ -56,7 +59,7 @@ class HostSocket:
     def write(self, buf):
         try:
             return self.sock.send(buf)
-        except BlockingIOError:
+        except (BlockingIOError, _ssl.SSLWantReadError, _ssl.SSLWantWriteError):
             return None
         except _socket.timeout:
             raise _timeout() from None
@@ -67,3 +70,45 @@ class HostSocket:
 
 def socket(af=AF_INET, type=SOCK_STREAM, proto=0):
     return HostSocket(af, type, proto)
+
+
+class SSLContext:
+    """MicroPython's ssl.SSLContext over CPython's: DER cadata, verify_mode, wrap_socket.
+
+    Failures are raised as MicroPython raises them: a certificate that does not verify as
+    ValueError with the reason, any other handshake failure as OSError."""
+
+    def __init__(self, protocol):
+        self.ctx = _ssl.SSLContext(_ssl.PROTOCOL_TLS_CLIENT)  # no system CAs: like a board
+
+    @property
+    def verify_mode(self):
+        return self.ctx.verify_mode
+
+    @verify_mode.setter
+    def verify_mode(self, mode):
+        if mode == _ssl.CERT_NONE:
+            self.ctx.check_hostname = False
+        self.ctx.verify_mode = mode
+
+    def load_verify_locations(self, cadata):
+        try:
+            self.ctx.load_verify_locations(cadata=bytes(cadata))
+        except _ssl.SSLError as e:
+            raise ValueError("invalid cert: %s" % e.reason) from None
+
+    def wrap_socket(self, sock, server_hostname=None):
+        try:
+            return HostSocket(sock=self.ctx.wrap_socket(sock.sock,
+                                                        server_hostname=server_hostname))
+        except _ssl.SSLCertVerificationError as e:
+            raise ValueError(e.verify_message) from None
+        except _socket.timeout:
+            raise _timeout() from None
+        except (_ssl.SSLError, ConnectionError) as e:
+            raise OSError(errno.ECONNABORTED, "TLS: %s" % (getattr(e, "reason", None) or e)) \
+                from None
+
+
+ssl = types.SimpleNamespace(SSLContext=SSLContext, PROTOCOL_TLS_CLIENT=_ssl.PROTOCOL_TLS_CLIENT,
+                            CERT_NONE=_ssl.CERT_NONE, CERT_REQUIRED=_ssl.CERT_REQUIRED)

@@ -81,7 +81,8 @@ def run(module, args=(), *, heap, rom=(), path=(), timeout=120, cwd=None, work=N
     try:
         boot = compile_mpy([HERE / "romboot.py"], work / "boot")
         env = dict(os.environ)
-        env["MICROPYPATH"] = os.pathsep.join(str(p) for p in [boot, *path])
+        # ".frozen" keeps the port's frozen modules (ssl, asyncio) importable, as on a board.
+        env["MICROPYPATH"] = os.pathsep.join(str(p) for p in [".frozen", boot, *path])
         # The launcher is this package: importable from wherever the caller runs.
         env["PYTHONPATH"] = os.pathsep.join(
             [str(ROOT / "host")] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
