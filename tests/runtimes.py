@@ -16,7 +16,7 @@ MPY_DIR = ROOT / "build" / "mpy"
 # HARNESS_HEAP adds room for a test harness sharing that heap (the scripted server of
 # tests/scripted.py with its JSON data, or the unit cases).
 HEAP = os.environ.get("MICROSMTP_TEST_HEAP", "40K")
-HARNESS_HEAP = os.environ.get("MICROSMTP_HARNESS_HEAP", "48K")
+HARNESS_HEAP = os.environ.get("MICROSMTP_HARNESS_HEAP", "56K")
 RAM_HEAP = os.environ.get("MICROSMTP_RAM_HEAP", "60K")
 
 

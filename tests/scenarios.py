@@ -337,5 +337,128 @@ def more():
     ]
 
 
+# --- TLS (RFC 3207) and the AUTH mechanisms of issue 3 ---------------------------------------
+CAPS_TLS = ("250-mail.test\r\n250-8BITMIME\r\n250-STARTTLS\r\n250-AUTH PLAIN LOGIN\r\n"
+            "250 SIZE 1000\r\n")
+TLS = dict(CREDS, tls=1, insecure=True, allow_plaintext_auth=False)
+TOKEN = "ya29.test-token"
+XOAUTH2_IR = base64.b64encode(b"user=alice\x01auth=Bearer %s\x01\x01" % TOKEN.encode()).decode()
+CRAM_CHALLENGE = "<1896.697170952@postoffice.example.net>"
+
+
+def cram_answer():
+    import hashlib
+    import hmac
+
+    digest = hmac.new(PASSWORD.encode(), CRAM_CHALLENGE.encode(), hashlib.md5).hexdigest()
+    return base64.b64encode(("%s %s" % (USER, digest)).encode()).decode()
+
+
+def tls_scenarios():
+    start = [S(GREETING), C(EHLO), S(CAPS_TLS), C("STARTTLS\r\n"), S("220 go ahead\r\n"),
+             ["tls"], C(EHLO)]
+    b64 = base64.b64encode
+    long_token = "t" * 600
+    long_ir = b64(b"user=alice\x01auth=Bearer %s\x01\x01" % long_token.encode()).decode()
+    json_err = b64(b'{"status":"401","schemes":"Bearer","scope":"https://mail.google.com/"}')
+    return [
+        {"name": "starttls_then_auth", "client": dict(TLS),
+         "script": start + [S("250-mail.test\r\n250 AUTH PLAIN\r\n")] + PLAIN_OK + envelope()
+         + QUIT, "expect": "SUCCESS", "secure": True},
+        # RFC 3207 §4.2: capabilities from before TLS are forgotten: only LOGIN now.
+        {"name": "starttls_capabilities_replaced", "client": dict(TLS, auth="AUTO"),
+         "script": start + [S("250-mail.test\r\n250 AUTH LOGIN\r\n"), C("AUTH LOGIN\r\n"),
+                            S("334 VXNlcm5hbWU6\r\n"), C(B64_USER + "\r\n"),
+                            S("334 UGFzc3dvcmQ6\r\n"), C(B64_PASS + "\r\n"), S("235 ok\r\n")]
+         + envelope() + QUIT, "expect": "SUCCESS"},
+        # Never STARTTLS twice, even when it is listed again.
+        {"name": "starttls_never_twice", "client": dict(TLS),
+         "script": start + [S(CAPS_TLS)] + PLAIN_OK + envelope() + QUIT, "expect": "SUCCESS"},
+        {"name": "starttls_required_not_offered", "client": dict(TLS),
+         "script": [S(GREETING), C(EHLO), S(CAPS)] + QUIT, "expect": "TLS_NOT_OFFERED",
+         "step": "EHLO"},
+        {"name": "starttls_454", "client": dict(TLS),
+         "script": [S(GREETING), C(EHLO), S(CAPS_TLS), C("STARTTLS\r\n"),
+                    S("454 4.7.0 TLS not available\r\n")] + QUIT,
+         "expect": "TLS_REFUSED", "reply_code": 454, "temporary": True},
+        {"name": "starttls_garbage", "client": dict(TLS),
+         "script": [S(GREETING), C(EHLO), S(CAPS_TLS), C("STARTTLS\r\n"),
+                    S("garbage\r\n")] + QUIT, "expect": "SERVER_ERROR_REPLY"},
+        # Response injection (CVE-2021-22947 shape): bytes after the 220 in the same read.
+        {"name": "starttls_injection", "client": dict(TLS),
+         "script": [S(GREETING), C(EHLO), S(CAPS_TLS), C("STARTTLS\r\n"),
+                    S("220 go ahead\r\n250-mail.test\r\n250 AUTH PLAIN\r\n")],
+         "expect": "TLS_INJECTION", "step": "STARTTLS"},
+        {"name": "starttls_bad_certificate", "client": dict(TLS),
+         "script": [S(GREETING), C(EHLO), S(CAPS_TLS), C("STARTTLS\r\n"),
+                    S("220 go ahead\r\n"), ["tls", "cert"]],
+         "expect": "TLS_CERT_ERROR", "error_contains": "expired"},
+        {"name": "starttls_handshake_fails", "client": dict(TLS),
+         "script": [S(GREETING), C(EHLO), S(CAPS_TLS), C("STARTTLS\r\n"),
+                    S("220 go ahead\r\n"), ["tls", "fail"]],
+         "expect": "TLS_HANDSHAKE_ERROR"},
+        {"name": "implicit_tls", "client": dict(TLS, tls=2),
+         "script": [["tls"], S(GREETING), C(EHLO), S(CAPS)] + PLAIN_OK + envelope() + QUIT,
+         "expect": "SUCCESS", "secure": True},
+        {"name": "implicit_tls_bad_certificate", "client": dict(TLS, tls=2),
+         "script": [["tls", "cert"]], "expect": "TLS_CERT_ERROR", "step": "CONNECT"},
+        {"name": "tls_without_ca_refused_before_connecting",
+         "client": dict(CREDS, tls=1), "script": [], "expect": "TLS_NO_CA",
+         "reusable": False},
+        # This client never sends its password in clear: no plaintext follow-up either.
+        {"name": "plaintext_auth_refused", "client": dict(CREDS, allow_plaintext_auth=False),
+         "script": [S(GREETING), C(EHLO), S(CAPS)] + QUIT,
+         "expect": "PLAINTEXT_AUTH_REFUSED", "error_contains": "allow_plaintext_auth",
+         "reusable": False},
+        {"name": "cram_md5", "client": dict(TLS, auth="AUTO"),
+         "script": start + [S("250-mail.test\r\n250 AUTH PLAIN CRAM-MD5 LOGIN\r\n"),
+                            C("AUTH CRAM-MD5\r\n"),
+                            S("334 %s\r\n" % b64(CRAM_CHALLENGE.encode()).decode()),
+                            C(cram_answer() + "\r\n"), S("235 ok\r\n")]
+         + envelope() + QUIT, "expect": "SUCCESS"},
+        {"name": "auth_534_tries_the_next_mechanism", "client": dict(TLS, auth="AUTO"),
+         "script": start + [S("250-mail.test\r\n250 AUTH PLAIN CRAM-MD5\r\n"),
+                            C("AUTH CRAM-MD5\r\n"),
+                            S("534 5.7.9 mechanism too weak\r\n")] + PLAIN_OK + envelope()
+         + QUIT, "expect": "SUCCESS"},
+        {"name": "auth_535_not_retried", "client": dict(TLS, auth="AUTO"),
+         "script": start + [S("250-mail.test\r\n250 AUTH PLAIN CRAM-MD5\r\n"),
+                            C("AUTH CRAM-MD5\r\n"),
+                            S("334 %s\r\n" % b64(CRAM_CHALLENGE.encode()).decode()),
+                            C(cram_answer() + "\r\n"), S("535 5.7.8 bad\r\n")] + QUIT,
+         "expect": "AUTH_REPLY_ERROR", "reply_code": 535, "temporary": False},
+        {"name": "auth_undecodable_challenge_cancelled", "client": dict(TLS, auth="LOGIN"),
+         "script": start + [S("250-mail.test\r\n250 AUTH LOGIN\r\n"), C("AUTH LOGIN\r\n"),
+                            S("334 !!!not-base64!!!\r\n"), C("*\r\n"),
+                            S("501 cancelled\r\n")] + QUIT,
+         "expect": "AUTH_REPLY_ERROR"},
+        {"name": "xoauth2", "client": dict(TLS, auth="AUTO", password=None, oauth_token=TOKEN),
+         "script": start + [S("250-mail.test\r\n250 AUTH PLAIN XOAUTH2\r\n"),
+                            C("AUTH XOAUTH2 %s\r\n" % XOAUTH2_IR), S("235 ok\r\n")]
+         + envelope() + QUIT, "expect": "SUCCESS", "reusable": False},
+        {"name": "xoauth2_refused_with_json", "client": dict(TLS, auth="XOAUTH2", password=None,
+                                                             oauth_token=TOKEN),
+         "script": start + [S("250-mail.test\r\n250 AUTH XOAUTH2\r\n"),
+                            C("AUTH XOAUTH2 %s\r\n" % XOAUTH2_IR),
+                            S("334 %s\r\n" % json_err.decode()), C("\r\n"),
+                            S("535 5.7.8 Username and Password not accepted\r\n")] + QUIT,
+         "expect": "AUTH_REPLY_ERROR", "reply_code": 535, "error_contains": '"status":"401"',
+         "reusable": False},
+        # A token too long for the AUTH line goes on its own line after the 334.
+        {"name": "xoauth2_long_token_on_continuation_line",
+         "client": dict(TLS, auth="XOAUTH2", password=None, oauth_token=long_token),
+         "script": start + [S("250-mail.test\r\n250 AUTH XOAUTH2\r\n"),
+                            C("AUTH XOAUTH2\r\n"), S("334 \r\n"), C(long_ir + "\r\n"),
+                            S("235 ok\r\n")] + envelope() + QUIT,
+         "expect": "SUCCESS", "reusable": False},
+    ]
+
+
+OK_SCRIPTS["starttls"] = [
+    S(GREETING), C(EHLO), S(CAPS_TLS), C("STARTTLS\r\n"), S("220 go ahead\r\n"), ["tls"],
+    C(EHLO), S("250-mail.test\r\n250 AUTH PLAIN\r\n")] + PLAIN_OK + envelope() + QUIT
+OK_SCRIPTS["implicit"] = [["tls"], S(GREETING), C(EHLO), S(CAPS)] + PLAIN_OK + envelope() + QUIT
+
+
 def all_scenarios():
-    return matrix() + netx() + more()
+    return matrix() + netx() + more() + tls_scenarios()

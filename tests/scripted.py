@@ -85,8 +85,42 @@ class ScriptedPoll:
         return [(self.sock, self.mask)]
 
 
+class ScriptedSSL:
+    """ssl for the scripted socket: the handshake is a ["tls"] event in the script; ["tls",
+    "cert"] fails verification and ["tls", "fail"] the handshake, as MicroPython reports them
+    (ValueError with the reason, OSError)."""
+
+    PROTOCOL_TLS_CLIENT = 0
+    CERT_NONE = 0
+    CERT_REQUIRED = 2
+
+    def __init__(self, net):
+        self.net = net
+
+    def SSLContext(self, protocol):  # noqa: N802 - the ssl module's name
+        return self
+
+    def load_verify_locations(self, cadata):
+        pass
+
+    def wrap_socket(self, sock, server_hostname=None):
+        net = self.net
+        net.feed(b"")
+        if net.peek() != "tls":
+            net.error("TLS handshake where the script had %s" % net.peek())
+            raise OSError(-29312, "MBEDTLS_ERR_SSL_CONN_EOF")
+        how = net.script[net.pos][1] if len(net.script[net.pos]) > 1 else "ok"
+        net.next()
+        if how == "cert":
+            raise ValueError("\nThe certificate validity has expired\n")
+        if how == "fail":
+            raise OSError(-29184, "MBEDTLS_ERR_SSL_INVALID_RECORD")
+        net.secure = True
+        return sock
+
+
 class ScriptedNet:
-    """The slice of the `socket` module (plus poll) that microsmtp.transport uses."""
+    """The slice of the `socket` module (plus poll and ssl) that microsmtp.transport uses."""
 
     AF_INET = 2
     AF_INET6 = 10
@@ -99,6 +133,8 @@ class ScriptedNet:
         self.pos = -1
         self.errors = []
         self.sockets = []
+        self.secure = False
+        self.ssl = ScriptedSSL(self)
         self.next()
 
     def next(self):
@@ -156,7 +192,7 @@ class ScriptedNet:
         return s
 
     def leftover(self):
-        return [" ".join(ev) for ev in self.script[self.pos:]]
+        return [" ".join(ev) for ev in self.script[self.pos:]]  # e.g. "S 221 bye", "tls"
 
 
 AUTH = {"NONE": 0xFFFF, "LOGIN": 1, "PLAIN": 3, "CRAM_MD5": 2, "XOAUTH2": 4, "AUTO": 0}
@@ -208,11 +244,13 @@ def run(microsmtp, sc, ok_script, wire=None):
     res["leftover"] = net.leftover()
     res["sockets_closed"] = all(s.closed for s in net.sockets)
     res["connections"] = len(net.sockets)
+    res["secure"] = net.secure
     res["pool_full"] = client.pool.available() == client.pool.count
     net = None
     # The same client must be reusable at once: a new connection, EHLO again, success.
     auth = cfg.get("username") and cfg.get("auth") != "NONE"
-    net2 = ScriptedNet(ok_script("auth" if auth else "noauth"))
+    kind = {1: "starttls", 2: "implicit"}.get(cfg.get("tls"), "auth" if auth else "noauth")
+    net2 = ScriptedNet(ok_script(kind))
     client._net = net2
     try:
         client.send("ops@example.org", "next", "next send\n")

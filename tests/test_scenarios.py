@@ -80,6 +80,12 @@ def _check(sc, res):
         for secret in ("s3cret", scenarios.PLAIN_IR, scenarios.B64_PASS,
                        base64.b64encode(b"s3cret").decode()):
             assert secret not in res["error"], "a credential leaked into the error text"
+    if "error_contains" in sc:
+        assert sc["error_contains"] in (res["error"] or ""), res["error"]
+    if "secure" in sc:
+        assert res["secure"] == sc["secure"]
+    for secret in (scenarios.TOKEN, scenarios.XOAUTH2_IR):
+        assert secret not in (res["error"] or ""), "a token leaked into the error text"
     for piece in sc.get("wire_contains", ()):
         assert piece in res["wire"], piece
     for piece in sc.get("wire_excludes", ()):
