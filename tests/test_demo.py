@@ -26,3 +26,4 @@ def test_demo_delivers_one_alert():
     assert "\n...and still rising\n" in out
     assert "X-Priority: 1" in out
     assert "1 alert delivered over SMTP from the MicroPython unix port to aiosmtpd" in out
+    assert "over STARTTLS with the certificate verified" in out

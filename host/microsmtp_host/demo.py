@@ -12,17 +12,21 @@ import json
 import logging
 import secrets
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+import trustme
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 
 from microsmtp_host import unixport
 
-HEAP = "32K"  # a small board's heap left to the app; the code itself sits in flash
+# A small board's heap left to the app (the code itself sits in flash); a TLS session takes
+# mbedTLS's buffers on top of the library's (README, "Memory").
+HEAP = "48K"
 RUN_TIMEOUT = 60  # seconds; the firmware's own SMTP timeouts are shorter (connect 10 s)
 
 # The board's side: what an ESP32 / Pico W app does once Wi-Fi is up. The config file
@@ -40,7 +44,8 @@ gc.collect()  # drop the parser's garbage before the client makes its buffers
 
 client = microsmtp.Client(cfg["server"], cfg["port"], from_address="boiler@example.org",
                           username=cfg["username"], password=cfg["password"],
-                          client_domain="boiler.example.org", allow_plaintext_auth=True)
+                          client_domain="boiler.example.org",
+                          tls=microsmtp.TLS_STARTTLS, cadata=cfg["cadata"])
 body = ("Boiler temperature: 92 °C (limit 85 °C)\\n"
         "Sensor: DS18B20 on GPIO4, burner still on\\n"
         "...and still rising\\n")
@@ -103,10 +108,12 @@ def free_port():
         return s.getsockname()[1]
 
 
-def run_board(workdir, port, user, password):
+def run_board(workdir, port, user, password, ca_path):
     """Write, compile and run the alert script under the unix port; its CompletedProcess."""
+    # "localhost": the name the server's certificate carries, checked by the board.
     (workdir / "config.json").write_text(json.dumps(
-        {"server": "127.0.0.1", "port": port, "username": user, "password": password}))
+        {"server": "localhost", "port": port, "username": user, "password": password,
+         "cadata": str(ca_path)}))
     (workdir / "alert.py").write_text(ALERT_SCRIPT, encoding="utf-8")
     # Precompiled like the firmware: under a board-sized heap the unix port has no room
     # to compile source, and a board would run .mpy too.
@@ -146,8 +153,14 @@ def main():
     password = secrets.token_urlsafe(16)  # made per run: nothing to leak from the repo
     catcher = Catcher(user, password)
     port = free_port()
-    controller = Controller(catcher, hostname="127.0.0.1", port=port,
-                            authenticator=catcher.authenticate, auth_require_tls=False)
+    # A CA made for this run signs the server's certificate; the board gets only the CA
+    # (as cadata) and verifies the certificate and the name "localhost" itself.
+    ca = trustme.CA()  # needs only the dev tools `make setup` installs
+    tls_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ca.issue_cert("localhost", "127.0.0.1").configure_cert(tls_context)
+    controller = Controller(catcher, hostname="127.0.0.1", port=port, tls_context=tls_context,
+                            require_starttls=True, auth_require_tls=True,
+                            authenticator=catcher.authenticate)
 
     section("1. Firmware")
     try:
@@ -163,14 +176,16 @@ def main():
             controller.start()
         except Exception as e:  # e.g. the port was taken since free_port() looked
             raise DemoFailed("the SMTP server did not start on 127.0.0.1:%d: %s" % (port, e))
-        print("aiosmtpd on 127.0.0.1:%d, AUTH PLAIN/LOGIN for user %r with a password "
-              "made for this run (no TLS: a later issue)" % (port, user))
+        print("aiosmtpd on 127.0.0.1:%d (localhost): STARTTLS required, then AUTH PLAIN/LOGIN "
+              "for user %r with a password made for this run" % (port, user))
 
         section("3. Board run")
-        print("micropython -X heapsize=%s, running alert.mpy (config.json: server, port and "
-              "credentials)" % HEAP)
+        print("micropython -X heapsize=%s, running alert.mpy (config.json: server, port, "
+              "credentials and the CA file as cadata)" % HEAP)
         with tempfile.TemporaryDirectory(prefix="microsmtp-demo-") as tmp:
-            result = run_board(Path(tmp), port, user, password)
+            ca_path = Path(tmp) / "ca.pem"  # on a board: a file on flash, or PEM/DER bytes
+            ca.cert_pem.write_to_path(str(ca_path))
+            result = run_board(Path(tmp), port, user, password, ca_path)
         print("--- micropython output (exit code %d) ---" % result.returncode)
         sys.stdout.write(result.stdout + result.stderr)  # a traceback belongs in this section
         print("--- end of output ---")
@@ -190,7 +205,7 @@ def main():
 
     section("Summary")
     print("1 alert delivered over SMTP from the MicroPython unix port to aiosmtpd on "
-          "127.0.0.1:%d" % port)
+          "127.0.0.1:%d, over STARTTLS with the certificate verified" % port)
 
 
 if __name__ == "__main__":
