@@ -1,6 +1,6 @@
-# MicroPython side of `make bench`: one send per line of the JSON config file argv[1]
-# ({"port", "body_file", "repeat"}), printing heap allocated (micropython.mem_total delta)
-# and wall time per message.
+# MicroPython side of `make bench`: sends as the JSON config file argv[1] says ("port",
+# "body_file", "repeat"; for TLS "server", "tls", "cadata"), printing the heap allocated
+# (micropython.mem_total delta) and the wall time per message.
 import gc
 import json
 import sys
@@ -11,9 +11,11 @@ import microsmtp
 
 with open(sys.argv[1]) as f:
     cfg = json.load(f)
-client = microsmtp.Client("127.0.0.1", cfg["port"], from_address="bench@example.org",
-                          username="bench", password=cfg["password"],
-                          client_domain="bench.example.org", allow_plaintext_auth=True)
+client = microsmtp.Client(cfg.get("server", "127.0.0.1"), cfg["port"],
+                          from_address="bench@example.org", username="bench",
+                          password=cfg["password"], client_domain="bench.example.org",
+                          tls=cfg.get("tls", microsmtp.TLS_NONE), cadata=cfg.get("cadata"),
+                          allow_plaintext_auth=True)
 for _ in range(cfg["repeat"]):
     body = open(cfg["body_file"], "rb")
     gc.collect()
