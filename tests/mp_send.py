@@ -31,6 +31,9 @@ for _ in range(cfg.get("repeat") or 1):
     delta = micropython.mem_total() - before
     res = {"status": e.status if e else 0, "step": e and e.step, "error": e and str(e),
            "reply_code": e and e.reply_code, "mem_total_delta": delta}
+    if e:  # for the credential-leak checks of tests/test_tls.py
+        res["reply"] = e.reply
+        res["repr"] = repr(e)
     res["mem_peak"] = micropython.mem_peak()
     res["pool_full"] = client.pool.available() == client.pool.count
     if f:

@@ -90,10 +90,9 @@ class Session:
             secrets += [auth.plain_response(self.username, self.password).decode(),
                         auth.b64(self.password).decode(), password]
         if self.token is not None:
-            from . import secure
-
-            secrets = [secure.xoauth2_response(self.username, self.token).decode(),
-                       token] + secrets
+            # The token itself; its base64 form (kilobytes for a real token) is made only
+            # if an error text seems to carry it (see _text).
+            secrets.insert(0, token)
         self.secrets = [x for x in secrets if x]
         self.domain = domain
         self.auth_type = auth_type
@@ -253,9 +252,10 @@ class Session:
                     self._fail(_AUTH_REPLY_ERROR, "Every AUTH mechanism was refused as too weak")
                 return
             if not self.secure and not self.allow_plaintext_auth:
+                self.step = "AUTH"
                 self.code = 0
                 self._fail(_PLAINTEXT_AUTH_REFUSED, "Not sending credentials over an unencrypted "
-                           "connection: use TLS (tls=_TLS_STARTTLS or _TLS_IMPLICIT, with cadata),"
+                           "connection: use TLS (tls=TLS_STARTTLS or TLS_IMPLICIT, with cadata),"
                            " or allow_plaintext_auth=True for a trusted LAN relay")
             yield from self._auth_with(mech)
             if self.code == 235:
@@ -529,7 +529,12 @@ class Session:
             if not 32 <= out[i] <= 126:  # control or non-ASCII bytes shown as "?"
                 out[i] = 63
         text = out.decode()
-        for secret in self.secrets:  # a server may echo a credential back (e.g. in a 500)
+        secrets = self.secrets
+        if self.token is not None and text.find("dXNlcj") >= 0:  # base64 of "user="
+            from . import secure
+
+            secrets = [secure.xoauth2_response(self.username, self.token).decode()] + secrets
+        for secret in secrets:  # a server may echo a credential back (e.g. in a 500)
             text = text.replace(secret, "***")
         return text
 
