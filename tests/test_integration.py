@@ -178,8 +178,9 @@ def refused_port():
         yield s.getsockname()[1]
 
 
-class SilentServer:
-    """Accepts connections and never says a word; records what clients send until EOF."""
+class ListeningThread:
+    """A loopback listener on a free port; handle(conn) runs in a thread for each client.
+    The accept timeout lets stop() end it within a fraction of a second."""
 
     def __init__(self):
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -187,8 +188,6 @@ class SilentServer:
         self.sock.listen(4)
         self.sock.settimeout(0.2)
         self.port = self.sock.getsockname()[1]
-        self.received = []
-        self.closed = threading.Event()  # set when a client's connection reached EOF
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._serve, daemon=True)
         self.thread.start()
@@ -197,28 +196,40 @@ class SilentServer:
         while not self.stopping.is_set():
             try:
                 conn, _ = self.sock.accept()
-            except (TimeoutError, OSError):
+            except OSError:
                 continue
-            with conn:
-                conn.settimeout(0.2)
-                data = b""
-                while not self.stopping.is_set():
-                    try:
-                        chunk = conn.recv(4096)
-                    except TimeoutError:
-                        continue
-                    except OSError:
-                        break
-                    if not chunk:
-                        break
-                    data += chunk
-                self.received.append(data)
-                self.closed.set()
+            self.handle(conn)
 
     def stop(self):
         self.stopping.set()
         self.thread.join(5)
         self.sock.close()
+
+
+class SilentServer(ListeningThread):
+    """Accepts connections and never says a word; records what clients send until EOF."""
+
+    def __init__(self):
+        self.received = []
+        self.closed = threading.Event()  # set when a client's connection reached EOF
+        super().__init__()
+
+    def handle(self, conn):
+        with conn:
+            conn.settimeout(0.2)
+            data = b""
+            while not self.stopping.is_set():
+                try:
+                    chunk = conn.recv(4096)
+                except TimeoutError:
+                    continue
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                data += chunk
+            self.received.append(data)
+            self.closed.set()
 
 
 @pytest.fixture

@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from microsmtp_host.shim import net
-from test_integration import LoopbackController, SilentServer
+from test_integration import ListeningThread, LoopbackController, SilentServer
 
 # TLS needs more heap than plaintext (mbedTLS contexts, the certificate chain).
 TLS_HEAP = os.environ.get("MICROSMTP_TLS_HEAP", "64K")
@@ -365,55 +365,38 @@ class RawConn:
         return [line.split(b" ", 1)[0].upper().decode("latin-1") for _, line in self.lines]
 
 
-class RawServer:
+class RawServer(ListeningThread):
     """Runs script(conn) for each connection, then records the rest until the client
     closes; `done` is set when a connection is over."""
 
     def __init__(self, script):
         self.script = script
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(4)
-        self.sock.settimeout(0.2)
-        self.port = self.sock.getsockname()[1]
         self.conns = []
         self.errors = []
         self.done = threading.Event()
-        self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
+        super().__init__()
 
-    def _serve(self):
-        while not self.stopping.is_set():
-            try:
-                sock, _ = self.sock.accept()
-            except OSError:
-                continue
-            conn = RawConn(sock)
-            sock.settimeout(10)
-            try:
-                self.script(conn)
-                while True:
-                    chunk = conn.sock.recv(4096)
-                    if not chunk:
-                        break
-                    conn.rest += chunk
-            except Exception as e:  # a script's surprise is the test's failure, not a hang
-                self.errors.append(repr(e))
-            finally:
-                conn.sock.close()
-                self.conns.append(conn)
-                self.done.set()
+    def handle(self, sock):
+        conn = RawConn(sock)
+        sock.settimeout(10)
+        try:
+            self.script(conn)
+            while True:
+                chunk = conn.sock.recv(4096)
+                if not chunk:
+                    break
+                conn.rest += chunk
+        except Exception as e:  # a script's surprise is the test's failure, not a hang
+            self.errors.append(repr(e))
+        finally:
+            conn.sock.close()
+            self.conns.append(conn)
+            self.done.set()
 
     def only_conn(self):
         assert self.done.wait(10), "the client never closed the connection"
         assert len(self.conns) == 1, self.conns
         return self.conns[0]
-
-    def stop(self):
-        self.stopping.set()
-        self.thread.join(5)
-        self.sock.close()
 
 
 @pytest.fixture
