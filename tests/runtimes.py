@@ -15,7 +15,7 @@ MPY_DIR = ROOT / "build" / "mpy"
 # as from a board's filesystem (README, "Memory" has both numbers).
 # HARNESS_HEAP adds room for a test harness sharing that heap (the scripted server of
 # tests/scripted.py with its JSON data, or the unit cases).
-HEAP = os.environ.get("MICROSMTP_TEST_HEAP", "40K")
+HEAP = os.environ.get("MICROSMTP_TEST_HEAP", "36K")
 HARNESS_HEAP = os.environ.get("MICROSMTP_HARNESS_HEAP", "56K")
 RAM_HEAP = os.environ.get("MICROSMTP_RAM_HEAP", "60K")
 

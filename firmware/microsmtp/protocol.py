@@ -12,10 +12,10 @@ from .status import SMTPError
 # Requests yielded to the driver. Private consts, inlined by mpy-cross: every name a module
 # keeps costs heap on a board. transport.py and secure.py hold the same values
 # (tests/test_units.py checks that they match).
-_OP_CONNECT = const(1)  # resolve host, connect (connect_ms); sets local_literal. -> 0 or ERR_*
+_OP_CONNECT = const(1)  # resolve host, connect (connect timeout); sets local_literal -> 0 or ERR_*
 _OP_SEND = const(2)  # write tx[0:tx_n] within io_ms -> 0 or ERR_*
 _OP_WAIT = const(3)  # start a new reply deadline of wait_ms, then do _OP_RECV
-_OP_RECV = const(4)  # readinto rx[rx_end:rx_cap] before the deadline -> n, 0 at EOF, or ERR_*
+_OP_RECV = const(4)  # readinto rx[rx_end:512] before the deadline -> n, 0 at EOF, or ERR_*
 _OP_STARTTLS = const(5)  # wrap the connection in TLS now (RFC 3207) -> 0 or ERR_*
 
 # Driver results below zero.
@@ -57,6 +57,13 @@ _TLS_CERT_ERROR = const(0xD3)
 _TLS_INJECTION = const(0xD5)
 _PLAINTEXT_AUTH_REFUSED = const(0xD6)
 
+# Index in Session.timeouts (Client passes them in this order).
+_T_CONNECT = const(0)
+_T_GREETING = const(1)
+_T_ENVELOPE = const(2)
+_T_MESSAGE = const(3)
+_T_QUIT = const(4)
+
 _LINE_MAX = const(512)  # RFC 5321 §4.5.3.1.5: reply line <= 512 octets with CRLF
 _MAX_LINES = const(40)  # more lines in one reply is a broken or hostile server
 _TEXT_MAX = const(300)  # reply text kept for an error message
@@ -84,23 +91,12 @@ class Session:
         self.username = None if username is None else message.as_bytes(username)
         self.password = None if password is None else message.as_bytes(password)
         self.token = None if token is None else message.as_bytes(token)
-        # Credentials as a server could echo them in a reply, longest first, for scrubbing.
-        secrets = []
-        if self.username is not None and self.password is not None:
-            secrets += [auth.plain_response(self.username, self.password).decode(),
-                        auth.b64(self.password).decode(), password]
-        if self.token is not None:
-            # The token itself; its base64 form (kilobytes for a real token) is made only
-            # if an error text seems to carry it (see _text).
-            secrets.insert(0, token)
-        self.secrets = [x for x in secrets if x]
         self.domain = domain
         self.auth_type = auth_type
         self.tls = tls
         self.ca = ca  # a list of DER certificates, or None with insecure=True (no checks)
         self.allow_plaintext_auth = allow_plaintext_auth
-        (self.connect_ms, self.greeting_ms, self.envelope_ms, self.message_ms,
-         self.quit_ms) = timeouts
+        self.timeouts = timeouts  # ms: connect, greeting, envelope, message, quit
         self.body = message.BodySource()
         self.enc = message.BodyEncoder()
         self.priority = self.scan = None
@@ -134,11 +130,10 @@ class Session:
     def _start(self):
         self.rx_start = self.rx_end = self.tx_n = self.caps = self.mechs = self.wait_ms = 0
         self.code = 0
-        self.rx_cap = _LINE_MAX
         self.after_dot = self.can_quit = False
-        self.refused = self.text_b = self.challenge = None
+        self.refused = self.text_b = None
         self.step = "CONNECT"
-        self.io_ms = self.envelope_ms
+        self.io_ms = self.timeouts[_T_ENVELOPE]
         self.secure = False  # the connection is encrypted (implicit TLS or after STARTTLS)
 
     def run(self):
@@ -164,7 +159,7 @@ class Session:
         self.secure = self.tls == _TLS_IMPLICIT
         self.can_quit = True
         self.step = "GREETING"
-        yield from self._reply(self.greeting_ms)
+        yield from self._reply(self.timeouts[_T_GREETING])
         if self.code != 220:
             self._fail(_GREET_REPLY_ERROR, "No 220 greeting")
 
@@ -207,7 +202,7 @@ class Session:
         self.step = "MESSAGE"
         yield from self._message(cte)
         self.after_dot = True
-        yield from self._reply(self.message_ms)
+        yield from self._reply(self.timeouts[_T_MESSAGE])
         if self.code != 250:
             self._fail(_MESSAGE_REPLY_ERROR, "Message not accepted")
         self.after_dot = False
@@ -292,10 +287,10 @@ class Session:
                     else:
                         # The token was refused: the 334 carries base64 JSON saying why; an
                         # empty line ends the exchange, and a 535 follows.
-                        detail = auth.decode(self.challenge)
+                        detail = auth.decode(self.text_b)
                         reply = b""
                 else:
-                    data = auth.decode(self.challenge)
+                    data = auth.decode(self.text_b)
                     if data is None:
                         pass
                     elif mech == auth.AUTH_LOGIN:
@@ -315,7 +310,7 @@ class Session:
             self.text_b = detail  # the server's JSON is the useful part
 
     def _message(self, cte):
-        self.io_ms = self.message_ms
+        self.io_ms = self.timeouts[_T_MESSAGE]
         self.tx_n = 0
         date = message.date_value(self.now)
         if date:
@@ -371,14 +366,14 @@ class Session:
         r = yield _OP_SEND
         if r < 0:
             self._lost(r)
-        self.io_ms = self.envelope_ms
+        self.io_ms = self.timeouts[_T_ENVELOPE]
 
     def _quit(self):
         self.can_quit = False
         try:
             # Any reply or none within quit_ms ends it (RFC 5321 §4.1.1.10); nothing to report.
             self.rx_start = self.rx_end = 0
-            yield from self._command("QUIT", b"QUIT", None, None, self.quit_ms)
+            yield from self._command("QUIT", b"QUIT", None, None, self.timeouts[_T_QUIT])
         except SMTPError:
             pass
 
@@ -413,7 +408,7 @@ class Session:
         r = yield _OP_SEND
         if r < 0:
             self._lost(r)
-        yield from self._reply(wait_ms or self.envelope_ms)
+        yield from self._reply(wait_ms or self.timeouts[_T_ENVELOPE])
 
     def _out(self, a, b, c):
         """Append pieces of the message to tx, sending full buffers as it goes."""
@@ -435,7 +430,7 @@ class Session:
                 i += k
 
     def _reply(self, wait_ms):
-        """Read one whole reply into code (and challenge / error text when needed).
+        """Read one whole reply into code (and text_b: a 334's challenge, error text).
 
         Lines may arrive split over any number of reads (NetX regressions 5 and 6); a line
         is capped at 512 bytes and a reply at _MAX_LINES lines, so memory stays bounded."""
@@ -443,7 +438,7 @@ class Session:
         mv = self.rx_mv
         first = True
         code = lines = 0
-        self.text_b = self.challenge = None
+        self.text_b = None
         while True:
             j = rx.find(b"\n", self.rx_start, self.rx_end)
             if j < 0:
@@ -488,8 +483,8 @@ class Session:
                     self.text_b = bytes(text)
                 elif len(self.text_b) < _TEXT_MAX:
                     self.text_b = (self.text_b + b" " + bytes(text))[:_TEXT_MAX]
-            elif c == 334 and self.challenge is None:
-                self.challenge = bytes(text)
+            elif c == 334 and self.text_b is None:  # the challenge
+                self.text_b = bytes(text)
             elif c == 250 and lines > 1 and self.step == "EHLO":
                 self._capability(bytes(text))  # line 1 names the server, not a keyword
             if sep != 45:
@@ -529,13 +524,22 @@ class Session:
             if not 32 <= out[i] <= 126:  # control or non-ASCII bytes shown as "?"
                 out[i] = 63
         text = out.decode()
-        secrets = self.secrets
-        if self.token is not None and text.find("dXNlcj") >= 0:  # base64 of "user="
-            from . import secure
+        # Credentials as a server could echo them back (e.g. in a 500), longest first; made
+        # here, on the error path, not kept for the client's life (a token is 1-2 KB).
+        secrets = []
+        if self.token is not None:
+            secrets.append(message.as_bytes(self.token))
+            if text.find("dXNlcj") >= 0:  # base64 of "user=": the XOAUTH2 string
+                from . import secure
 
-            secrets = [secure.xoauth2_response(self.username, self.token).decode()] + secrets
-        for secret in secrets:  # a server may echo a credential back (e.g. in a 500)
-            text = text.replace(secret, "***")
+                secrets.insert(0, secure.xoauth2_response(self.username, self.token))
+        if self.username is not None and self.password is not None:
+            secrets += [auth.plain_response(self.username, self.password),
+                        auth.b64(self.password), self.password]
+        for secret in secrets:
+            secret = bytes(secret).decode()
+            if secret:
+                text = text.replace(secret, "***")
         return text
 
     def _fail(self, status, what):

@@ -64,7 +64,7 @@ def wrap(net, sock, s):
             ctx.verify_mode = ssl.CERT_REQUIRED
             for der in s.ca:
                 ctx.load_verify_locations(cadata=der)
-        sock.settimeout(s.connect_ms / 1000)  # the handshake: blocking, bounded
+        sock.settimeout(s.timeouts[0] / 1000)  # the handshake: blocking, bounded
         # server_hostname: SNI, and the name the certificate must carry.
         return ctx.wrap_socket(sock, server_hostname=s.host)
     except ValueError as e:
@@ -74,7 +74,7 @@ def wrap(net, sock, s):
         return _ERR_CERT
     except OSError as e:
         if transport._blocked(e):
-            s.wait_ms = s.connect_ms
+            s.wait_ms = s.timeouts[0]
             return _ERR_TIMEOUT
         s.os_error = transport._name(e)
         return _ERR_TLS

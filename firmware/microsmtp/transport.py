@@ -17,6 +17,8 @@ _ERR_CLOSED = const(-2)
 _ERR_RESOLVE = const(-3)
 _ERR_CONNECT = const(-4)
 _TLS_IMPLICIT = const(2)
+_LINE_MAX = const(512)  # a reply line, RFC 5321 §4.5.3.1.5: reads never go past it
+_T_CONNECT = const(0)  # index of the connect timeout in Session.timeouts
 
 
 def run(session, net):
@@ -104,7 +106,7 @@ def _io(sock, poller, s, deadline, sending):
     while True:
         try:
             if not sending:
-                k = sock.readinto(s.rx_mv[s.rx_end:s.rx_cap])
+                k = sock.readinto(s.rx_mv[s.rx_end:_LINE_MAX])
             elif i == 0 and s.tx_n == len(s.tx):  # a full buffer: no slice object
                 k = sock.write(s.tx)
             else:
@@ -141,7 +143,7 @@ def _connect(net, s):
     for info in infos:  # IPv4 and IPv6, in the resolver's order
         sock = net.socket(info[0], info[1], info[2])
         try:
-            sock.settimeout(s.connect_ms / 1000)
+            sock.settimeout(s.timeouts[_T_CONNECT] / 1000)
             sock.connect(info[4])
         except OSError as e:
             s.os_error = "no answer" if _blocked(e) else _name(e)
