@@ -19,13 +19,19 @@ client = microsmtp.Client(
     timeouts=cfg.get("timeouts"), tls=cfg.get("tls"), cadata=cfg.get("cadata"),
     insecure=cfg.get("insecure", False), oauth_token=cfg.get("oauth_token"),
     allow_plaintext_auth=cfg.get("allow_plaintext_auth", True))
+body = cfg["body"]
+if cfg.get("body_text_file"):
+    # An in-memory body, read after the Client exists, as an app builds its alert text
+    # after boot: the heap is less fragmented that way than with it inside the config.
+    with open(cfg["body_text_file"]) as f:
+        body = f.read()
 for _ in range(cfg.get("repeat") or 1):
     f = open(cfg["body_file"], "rb") if cfg.get("body_file") else None
     e = None
     gc.collect()
     before = micropython.mem_total()
     try:
-        client.send(cfg["to"], cfg["subject"], f or cfg["body"])
+        client.send(cfg["to"], cfg["subject"], f or body)
     except microsmtp.SMTPError as err:
         e = err
     delta = micropython.mem_total() - before

@@ -315,6 +315,10 @@ IN_RAM = os.environ.get("MICROSMTP_TEST_RAM") == "1"
 
 
 def _send_micropython(cfg, mp_dir, tmp_path, in_ram):
+    if cfg.get("body") and len(cfg["body"]) > 256:  # a big in-memory body: from its own file
+        text = tmp_path / "body.txt"
+        text.write_bytes(cfg["body"].encode())  # as is: no newline translation
+        cfg = dict(cfg, body=None, body_text_file=str(text))
     path = tmp_path / "mp_send.json"
     path.write_text(json.dumps(cfg))
     heap = runtimes.RAM_HEAP if in_ram else runtimes.HEAP
@@ -652,3 +656,16 @@ def test_mpy_imported_into_ram(mech, server, send):
     ok(send("micropython-ram", server, auth=mech, body="Boiler at 92 C.\n.\n"))
     got = only_message(server)
     assert got["auth"] is True and got["rcpt_tos"] == [RCPT]
+
+
+def test_library_sends_in_a_32k_heap(server, send, tmp_path, monkeypatch):
+    """The issue's bar: an AUTH send of a 100 KB body (from a file, as a board would) in
+    -X heapsize=32K, code in flash. Tests that also hold kilobytes of body text in RAM run
+    with runtimes.HEAP."""
+    monkeypatch.setattr(runtimes, "HEAP", runtimes.BOARD_HEAP)
+    body = tmp_path / "100k.txt"
+    body.write_bytes(b"temperature=92.4C pressure=1.8bar burner=on flame=ok .\n" * 1900)
+    ok(send("micropython", server, body=body))
+    got = only_message(server)
+    assert got["auth"] is True
+    assert normalised(body.read_bytes()) in got["content"]

@@ -38,9 +38,12 @@ def test_micropython(name, micropython_units):
 
 
 def test_status_codes_match_protocol_constants():
-    """protocol.py inlines status values as private consts: they must equal the public ones."""
-    src = (runtimes.ROOT / "firmware" / "microsmtp" / "protocol.py").read_text()
-    found = re.findall(r"^_([A-Z_]+) = const\((0x[0-9A-F]+)\)", src, re.M)
+    """protocol.py, pool.py and status.py inline status values as private consts: they must
+    equal the public ones."""
+    found = []
+    for name in ("protocol", "pool", "status"):
+        src = (runtimes.ROOT / "firmware" / "microsmtp" / (name + ".py")).read_text()
+        found += re.findall(r"^_([A-Z_]+) = const\((0x[0-9A-F]+)\)", src, re.M)
     assert len(found) > 10
     for name, value in found:
         assert getattr(microsmtp, name) == int(value, 16), name

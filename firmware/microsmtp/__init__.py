@@ -8,10 +8,53 @@ from . import message, protocol, transport
 from .auth import AUTH_AUTO, AUTH_CRAM_MD5, AUTH_LOGIN, AUTH_NONE, AUTH_PLAIN, AUTH_XOAUTH2
 from .message import PRIORITY_HIGH, PRIORITY_LOW, PRIORITY_NORMAL
 from .pool import BufferPool
-from .status import *  # noqa: F403 - every status code and SMTPError are public API
-from .status import CLIENT_NOT_INITIALIZED, INVALID_PARAM, SUCCESS, TLS_NO_CA, SMTPError
+from .status import SMTPError
 
 __version__ = "0.1.0"
+
+# Status codes. Defined here, in the package itself, so a board keeps one table of names
+# (protocol.py and pool.py inline the values they raise; tests/test_units.py checks them).
+SUCCESS = const(0)
+
+# NetX Duo SMTP Client status codes (nxd_smtp_client.h): same values, "NX_SMTP_" dropped.
+AUTHENTICATION_ERROR = const(0xA0)
+OVERSIZE_MAIL_DATA = const(0xA1)
+INVALID_SERVER_REPLY = const(0xA2)
+INTERNAL_ERROR = const(0xA3)
+SERVER_ERROR_CODE_RECEIVED = const(0xA4)
+INVALID_PARAM = const(0xA5)
+PACKET_ALLOCATE_ERROR = const(0xA6)
+GREET_REPLY_ERROR = const(0xA7)
+HELLO_REPLY_ERROR = const(0xA8)
+MAIL_REPLY_ERROR = const(0xA9)
+RCPT_REPLY_ERROR = const(0xAA)
+MESSAGE_REPLY_ERROR = const(0xAB)
+DATA_REPLY_ERROR = const(0xAC)
+AUTH_REPLY_ERROR = const(0xAD)
+SERVER_ERROR_REPLY = const(0xAE)
+TRANSMIT_ERROR = const(0xAF)
+INVALID_SERVER_CHALLENGE = const(0xB0)
+OVERSIZE_SERVER_REPLY = const(0xB1)
+CLIENT_NOT_INITIALIZED = const(0xB2)
+
+# microsmtp's own range. NetX hands back the TCP layer's raw status for these; a person
+# needs to know which of them happened, and an outbox needs to know they are temporary.
+RESOLVE_ERROR = const(0xC0)  # getaddrinfo found no address for the server name
+CONNECT_ERROR = const(0xC1)  # refused, unreachable, or no answer within the connect timeout
+TIMEOUT_ERROR = const(0xC2)  # the server did not answer within the phase's timeout
+CONNECTION_CLOSED = const(0xC3)  # the server closed or reset the connection mid-session
+DELIVERY_UNKNOWN = const(0xC4)  # lost after "." before the reply: it may have been delivered
+MESSAGE_FORMAT_ERROR = const(0xC5)  # a streamed body could not be sent as valid mail
+
+# TLS (RFC 3207, RFC 8314) and the credentials policy.
+TLS_NOT_OFFERED = const(0xD0)  # TLS required, the server does not offer STARTTLS
+TLS_REFUSED = const(0xD1)  # STARTTLS answered with anything but 220
+TLS_HANDSHAKE_ERROR = const(0xD2)  # the handshake failed (no TLS there, protocol error)
+TLS_CERT_ERROR = const(0xD3)  # the certificate or its name did not verify
+TLS_NO_CA = const(0xD4)  # TLS asked for, but no cadata to verify the server with
+TLS_INJECTION = const(0xD5)  # bytes after STARTTLS's 220 in the same read (an attack)
+PLAINTEXT_AUTH_REFUSED = const(0xD6)  # credentials not sent over an unencrypted connection
+
 
 # TLS modes; protocol.py has the same values (and 3: STARTTLS when offered, port 25's default).
 TLS_NONE = const(0)

@@ -16,13 +16,24 @@ MECH_LOGIN = const(1)
 MECH_CRAM_MD5 = const(2)
 MECH_PLAIN = const(4)
 MECH_XOAUTH2 = const(8)
-MECH_BITS = {b"PLAIN": MECH_PLAIN, b"LOGIN": MECH_LOGIN, b"CRAM-MD5": MECH_CRAM_MD5,
-             b"XOAUTH2": MECH_XOAUTH2}
+# The names as the server lists them and as the AUTH command says them, by AUTH_* - 1.
+_NAMES = (b"LOGIN", b"CRAM-MD5", b"PLAIN", b"XOAUTH2")
 # Strongest first: a token never shows the password; CRAM-MD5 sends only a keyed digest.
 _STRENGTH = (AUTH_XOAUTH2, AUTH_CRAM_MD5, AUTH_PLAIN, AUTH_LOGIN)
 
-NAMES = {AUTH_LOGIN: "LOGIN", AUTH_PLAIN: "PLAIN", AUTH_CRAM_MD5: "CRAM-MD5",
-         AUTH_XOAUTH2: "XOAUTH2", AUTH_NONE: "NONE"}
+
+
+def name(mech):
+    """b"PLAIN" for AUTH_PLAIN, and so on."""
+    return _NAMES[mech - 1]
+
+
+def mech_bit(listed):
+    """The MECH_* bit of a mechanism name in an EHLO AUTH line; 0 for one we do not know."""
+    for i in range(4):
+        if listed == _NAMES[i]:
+            return 1 << i
+    return 0
 
 
 def b64(data):

@@ -1,7 +1,11 @@
 # microsmtp: BufferPool, NetX's packet pool in MicroPython terms. MIT licence.
 # All wire bytes go through these buffers, made once, so a send never grows the heap with
 # the size of the message and never ends in MemoryError halfway through a session.
-from .status import PACKET_ALLOCATE_ERROR, SMTPError
+from micropython import const
+
+from .status import SMTPError
+
+_PACKET_ALLOCATE_ERROR = const(0xA6)  # the package's PACKET_ALLOCATE_ERROR
 
 # RFC 5321 §4.5.3.1.4/5: command and reply lines are at most 512 octets with CRLF.
 MIN_SIZE = 512
@@ -25,7 +29,7 @@ class BufferPool:
 
     def acquire(self):
         if not self._free:
-            raise SMTPError(PACKET_ALLOCATE_ERROR, "No free buffer in the pool (all %d in use)"
+            raise SMTPError(_PACKET_ALLOCATE_ERROR, "No free buffer in the pool (all %d in use)"
                             "; use a bigger BufferPool or one per client (POOL)." % self.count,
                             "POOL")
         return self._free.pop()

@@ -32,7 +32,7 @@ _TLS_STARTTLS = const(1)
 _TLS_IMPLICIT = const(2)
 _TLS_OPPORTUNISTIC = const(3)
 
-# Status codes, the values of status.py (tests/test_status.py checks they match).
+# Status codes: the values of __init__.py's public names (tests/test_units.py checks).
 _INVALID_SERVER_REPLY = const(0xA2)
 _INTERNAL_ERROR = const(0xA3)
 _GREET_REPLY_ERROR = const(0xA7)
@@ -256,7 +256,7 @@ class Session:
             if self.code == 235:
                 return
             if self.code != 534:  # 535: bad credentials, never retried; 454/432: temporary
-                self._fail(_AUTH_REPLY_ERROR, "%s login refused" % auth.NAMES[mech])
+                self._fail(_AUTH_REPLY_ERROR, "%s login refused" % auth.name(mech).decode())
             tried |= 1 << (mech - 1)  # auth.py: MECH bit = 1 << (AUTH value - 1)
 
     def _auth_with(self, mech):
@@ -268,7 +268,7 @@ class Session:
             from . import secure
 
             answer = secure.xoauth2_response(user, self.token)
-        name = b"AUTH " + auth.NAMES[mech].encode()
+        name = b"AUTH " + auth.name(mech)
         # RFC 4954 §4: the initial response goes on the AUTH line when the line fits;
         # a longer one (a big token) waits for the server's 334.
         first = answer is not None and len(name) + len(answer) < _LINE_MAX - 3
@@ -304,7 +304,7 @@ class Session:
                 # (RFC 4954 §4) and report.
                 yield from self._command("AUTH", b"*")
                 self.code = 0
-                self._fail(_AUTH_REPLY_ERROR, "Unexpected %s challenge" % auth.NAMES[mech])
+                self._fail(_AUTH_REPLY_ERROR, "Unexpected %s challenge" % auth.name(mech).decode())
             yield from self._command("AUTH", reply)
         if detail is not None and self.code != 235:
             self.text_b = detail  # the server's JSON is the useful part
@@ -510,7 +510,7 @@ class Session:
             self.caps |= _CAP_AUTH
             words.append(kw[5:])
             for m in words:
-                self.mechs |= auth.MECH_BITS.get(m, 0)
+                self.mechs |= auth.mech_bit(m)
         else:
             self.caps |= _CAPS.get(kw, 0)
 
