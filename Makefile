@@ -19,6 +19,8 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP_STUB) .stubs/esp32 micropython-esp32-stubs==1.29.0.post1
 	$(PIP_STUB) .stubs/rp2 micropython-rp2-rpi-pico-w-stubs==1.29.0.post1
 	$(PIP_STUB) .stubs/stdlib micropython-stdlib-stubs==1.29.0.post2
+	# Debian's chromium for the catcher's browser test (tests/test_catcher.py); apt needs root
+	command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || echo "WARNING: chromium missing; run as root: apt-get install chromium"; }
 	touch $@
 
 # mpy: firmware/microsmtp/*.py -> build/mpy/microsmtp/*.mpy (MICROPYPATH=build/mpy for the unix port)

@@ -1,0 +1,461 @@
+"""The catcher (`microsmtp catch`): SMTP in, a Maildir file out, /messages.json and the page,
+attachments as downloads, AUTH, the command itself (start, a log line per mail, SIGTERM),
+and the page in a real headless Chromium (Debian's `chromium`, installed by `make setup`):
+the decoded subject is rendered, mail content is escaped, and the page refreshes itself
+when mail arrives while it is open."""
+
+import email
+import email.policy
+import fcntl
+import json
+import os
+import select
+import shutil
+import signal
+import smtplib
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from email.message import EmailMessage
+from pathlib import Path
+
+import microsmtp
+import pytest
+from microsmtp_host import cli
+from microsmtp_host.catcher import Catcher
+from microsmtp_host.shim import net
+
+SENDER = "boiler@example.org"
+RCPT = "oncall@example.org"
+SUBJECT = "Boiler at 92 °C – Überhitzung ☃"
+INJECTION = "<img src=x onerror=alert(1)> & <script>alert(2)</script>"
+TIMEOUTS = {"connect": 5, "greeting": 5, "envelope": 5, "message": 10, "quit": 5}
+HOST_DIR = Path(__file__).resolve().parents[1] / "host"
+
+
+def main(argv, monkeypatch):
+    """cli.main with only `catch` wired: these tests need no other command's module."""
+    monkeypatch.setattr(cli, "COMMANDS", tuple(c for c in cli.COMMANDS if c[0] == "catch"))
+    return cli.main(argv)
+
+
+@pytest.fixture
+def catcher(tmp_path):
+    c = Catcher(tmp_path / "maildir", smtp_port=0, http_port=0)
+    c.start()
+    try:
+        yield c
+    finally:
+        c.stop()
+
+
+def http_get(catcher, path):
+    """(status, headers, body) of a GET on the catcher's web server."""
+    try:
+        with urllib.request.urlopen(catcher.web_url.rstrip("/") + path, timeout=10) as r:
+            return r.status, r.headers, r.read()
+    except urllib.error.HTTPError as e:
+        with e:
+            return e.code, e.headers, e.read()
+
+
+def firmware_send(port, subject, body, **kw):
+    """One mail the way a board sends it: the firmware code through the CPython shim."""
+    client = microsmtp.Client("127.0.0.1", port, from_address=SENDER, tls=microsmtp.TLS_NONE,
+                              net=net, timeouts=TIMEOUTS, **kw)
+    client.send(RCPT, subject, body)
+
+
+def smtp_send(port, msg, **login):
+    with smtplib.SMTP("127.0.0.1", port, timeout=10) as s:
+        if login:
+            s.login(login["user"], login["password"])
+        s.send_message(msg)
+
+
+def stored_files(maildir):
+    return sorted(p for sub in ("new", "cur") for p in (maildir / sub).iterdir())
+
+
+def attachment_mail(subject="Daily log", data=b"\x00\x01binary\xff" * 100,
+                    filename="boiler-log 2024 ä.bin"):
+    msg = EmailMessage()
+    msg["From"] = SENDER
+    msg["To"] = RCPT
+    msg["Subject"] = subject
+    msg.set_content("Log attached.\n")
+    msg.add_attachment(data, maintype="application", subtype="octet-stream",
+                       filename=filename)
+    return msg
+
+
+# --- SMTP in, Maildir out, JSON and page -------------------------------------------------
+
+def test_firmware_mail_is_one_maildir_file_and_listed(catcher):
+    firmware_send(catcher.smtp_port, SUBJECT, "Boiler temperature: 92 °C\nstill rising\n")
+
+    files = stored_files(catcher.maildir)
+    assert len(files) == 1 and files[0].parent.name == "new"
+    stored = email.message_from_bytes(files[0].read_bytes(), policy=email.policy.default)
+    assert stored["Subject"] == SUBJECT
+    assert stored["X-microsmtp-Mail-From"] == SENDER
+    assert stored["X-microsmtp-Rcpt-To"] == RCPT
+    assert "92 °C" in stored.get_body(("plain",)).get_content()
+
+    [m] = catcher.messages()
+    assert (m["subject"], m["to"], m["attachments"]) == (SUBJECT, [RCPT], [])
+    assert m["envelope_from"] == SENDER and SENDER in m["from"]
+    assert m["body"].replace("\r\n", "\n") == "Boiler temperature: 92 °C\nstill rising\n"
+    assert abs(m["time"] - time.time()) < 60
+
+    status, headers, body = http_get(catcher, "/messages.json")
+    assert status == 200 and headers["Content-Type"].startswith("application/json")
+    [listed] = json.loads(body)
+    assert listed["subject"] == SUBJECT and listed["key"] == m["key"]
+
+
+def test_newest_first_and_maildir_is_the_truth(catcher):
+    for i in range(3):
+        firmware_send(catcher.smtp_port, "alert %d" % i, "body %d" % i)
+        time.sleep(0.01)  # distinct delivery times
+    assert [m["subject"] for m in catcher.messages()] == ["alert 2", "alert 1", "alert 0"]
+    # A mail deleted from the Maildir (by a mail client, by hand) is gone from the page too.
+    oldest = min(stored_files(catcher.maildir), key=lambda p: p.stat().st_mtime)
+    oldest.unlink()
+    _, _, body = http_get(catcher, "/messages.json")
+    assert [m["subject"] for m in json.loads(body)] == ["alert 2", "alert 1"]
+
+
+def test_attachment_download_link_returns_the_bytes(catcher):
+    data = bytes(range(256)) * 40
+    smtp_send(catcher.smtp_port, attachment_mail(data=data))
+
+    [m] = catcher.messages()
+    assert m["attachments"] == [("boiler-log 2024 ä.bin", "application/octet-stream", len(data))]
+    assert m["body"].strip() == "Log attached."
+    [listed] = json.loads(http_get(catcher, "/messages.json")[2])
+    [att] = listed["attachments"]
+    _, _, page = http_get(catcher, "/")
+    assert att["url"].encode() in page
+
+    status, headers, body = http_get(catcher, att["url"])
+    assert status == 200 and body == data
+    assert headers["Content-Type"] == "application/octet-stream"
+    assert headers["Content-Disposition"].startswith("attachment;")
+    assert "filename*=UTF-8''boiler-log%202024%20%C3%A4.bin" in headers["Content-Disposition"]
+
+    assert http_get(catcher, att["url"][:-1] + "7")[0] == 404
+    assert http_get(catcher, "/attachment/..%2F..%2Fetc%2Fpasswd/0")[0] == 404
+
+
+def test_page_escapes_mail_content_and_sets_a_csp(catcher):
+    msg = EmailMessage()
+    msg["From"] = '"<b>Mallory</b>" <mallory@example.org>'
+    msg["To"] = RCPT
+    msg["Subject"] = INJECTION
+    msg.set_content("</pre><script>alert(3)</script>\n")
+    smtp_send(catcher.smtp_port, msg)
+
+    status, headers, body = http_get(catcher, "/")
+    page = body.decode()
+    assert status == 200 and headers["Content-Type"] == "text/html; charset=utf-8"
+    assert "&lt;img src=x onerror=alert(1)&gt; &amp; &lt;script&gt;alert(2)&lt;/script&gt;" in page
+    assert "<img" not in page and "alert(2)</script>" not in page and "<b>" not in page
+    assert "&lt;/pre&gt;&lt;script&gt;alert(3)" in page
+    csp = headers["Content-Security-Policy"]
+    assert "default-src 'none'" in csp and "unsafe-inline" not in csp
+    assert "http:" not in page.replace(catcher.web_url, "")  # no external resources
+
+
+def test_web_server_refuses_foreign_host_headers(catcher):
+    # What a DNS-rebinding page would send: its own name for 127.0.0.1.
+    req = urllib.request.Request(catcher.web_url + "messages.json",
+                                 headers={"Host": "evil.example:%d" % catcher.http_port})
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(req, timeout=10)
+    e.value.close()
+    assert e.value.code == 421
+
+
+# --- AUTH and host checks -----------------------------------------------------------------
+
+def test_auth_required_when_configured(tmp_path):
+    c = Catcher(tmp_path / "md", smtp_port=0, http_port=0, auth=("alerts", "s3cret"))
+    c.start()
+    try:
+        msg = attachment_mail(subject="no auth")
+        with pytest.raises(smtplib.SMTPSenderRefused) as e:
+            smtp_send(c.smtp_port, msg)
+        assert e.value.smtp_code == 530
+        with pytest.raises(microsmtp.SMTPError):
+            firmware_send(c.smtp_port, "wrong password", "x", username="alerts",
+                          password="nope", allow_plaintext_auth=True)
+        firmware_send(c.smtp_port, "with AUTH", "x", username="alerts", password="s3cret",
+                      allow_plaintext_auth=True)
+        smtp_send(c.smtp_port, attachment_mail(subject="smtplib AUTH"), user="alerts",
+                  password="s3cret")
+        assert sorted(m["subject"] for m in c.messages()) == ["smtplib AUTH", "with AUTH"]
+        received = stored_files(c.maildir)[0].read_bytes()
+        assert b"with ESMTPA" in received
+    finally:
+        c.stop()
+
+
+def test_without_auth_option_any_credentials_are_accepted(catcher):
+    # A board configured for the real server can be pointed at the catcher unchanged.
+    firmware_send(catcher.smtp_port, "board creds", "x", username="real-user",
+                  password="real-password", allow_plaintext_auth=True)
+    assert [m["subject"] for m in catcher.messages()] == ["board creds"]
+
+
+def test_starttls_when_given_a_certificate(tmp_path):
+    import ssl
+
+    import trustme
+
+    ca = trustme.CA()
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost", "127.0.0.1").configure_cert(server_ctx)
+    client_ctx = ssl.create_default_context()
+    ca.configure_trust(client_ctx)
+    c = Catcher(tmp_path / "md", smtp_port=0, http_port=0, auth=("alerts", "s3cret"),
+                tls_context=server_ctx)
+    c.start()
+    try:
+        with smtplib.SMTP("127.0.0.1", c.smtp_port, timeout=10) as s:
+            s.ehlo()
+            assert s.has_extn("starttls")
+            with pytest.raises(smtplib.SMTPException):
+                s.login("alerts", "s3cret")  # no AUTH before STARTTLS
+            s.starttls(context=client_ctx)
+            s.ehlo()
+            s.login("alerts", "s3cret")
+            s.send_message(attachment_mail(subject="over TLS"))
+        [m] = c.messages()
+        assert m["subject"] == "over TLS"
+        assert b"with ESMTPSA" in stored_files(c.maildir)[0].read_bytes()
+    finally:
+        c.stop()
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.20", "example.org", "::"])
+def test_only_loopback_addresses(tmp_path, host, capsys, monkeypatch):
+    with pytest.raises(ValueError):
+        Catcher(tmp_path / "md", host=host)
+    assert main(["catch", "--host", host, "--maildir", str(tmp_path / "md")],
+                monkeypatch) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("microsmtp catch: ") and err.count("\n") == 1
+    assert not (tmp_path / "md").exists()
+
+
+def test_refuses_a_folder_that_is_not_a_maildir(tmp_path, capsys, monkeypatch):
+    (tmp_path / "notes.txt").write_text("mine")
+    assert main(["catch", "--port", "0", "--http", "0", "--maildir", str(tmp_path)],
+                monkeypatch) == 2
+    assert "not a Maildir" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_port_in_use_is_a_one_line_error(catcher, tmp_path, capsys, monkeypatch):
+    assert main(["catch", "--port", str(catcher.smtp_port), "--http", "0",
+                 "--maildir", str(tmp_path / "other")], monkeypatch) == 2
+    assert "cannot start" in capsys.readouterr().err
+
+
+# --- the command --------------------------------------------------------------------------
+
+def read_until(proc, needle, timeout=15):
+    """stdout of proc up to and including the first line containing needle."""
+    out = b""
+    deadline = time.monotonic() + timeout
+    fd = proc.stdout.fileno()
+    while needle.encode() not in out:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or proc.poll() is not None:
+            raise AssertionError("no %r in the catcher's output: %r" % (needle, out))
+        if select.select([fd], [], [], remaining)[0]:
+            out += os.read(fd, 4096)
+    return out.decode()
+
+
+# `microsmtp catch` as a process (cli.main, only `catch` wired, as in main() above).
+CATCH_COMMAND = ("import sys; from microsmtp_host import cli; "
+                 "cli.COMMANDS = tuple(c for c in cli.COMMANDS if c[0] == 'catch'); "
+                 "sys.exit(cli.main())")
+
+
+def test_command_logs_each_mail_and_stops_on_sigterm(tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(HOST_DIR), PYTHONUNBUFFERED="1",
+               PYTHONIOENCODING="utf-8")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CATCH_COMMAND, "catch", "--port", "0", "--http", "0",
+         "--maildir", str(tmp_path / "md")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    try:
+        banner = read_until(proc, "Ctrl-C")
+        smtp_line = next(line for line in banner.splitlines() if line.startswith("SMTP"))
+        port = int(smtp_line.split()[1].rsplit(":", 1)[1])
+        assert "web page http://127.0.0.1:" in banner and str(tmp_path / "md") in banner
+
+        # With credentials: AUTH is optional here and must not make aiosmtpd log anything.
+        firmware_send(port, "Boiler at 92 °C", "hot\n", username="board", password="pw",
+                      allow_plaintext_auth=True)
+        line = read_until(proc, "Boiler").splitlines()[-1]
+        assert line.endswith("%s → %s: Boiler at 92 °C" % (SENDER, RCPT))
+        assert line[2] == ":" and line[5] == ":"  # HH:MM:SS first
+
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+        assert proc.stderr.read() == b""
+        assert len(stored_files(tmp_path / "md")) == 1
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+        proc.stdout.close()
+        proc.stderr.close()
+
+
+# --- the page in a real browser -----------------------------------------------------------
+
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                  "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--mute-audio"]
+
+
+def chromium():
+    path = shutil.which("chromium")
+    if path is None:
+        pytest.fail("chromium not found: run make setup (as root it installs Debian's chromium)")
+    return path
+
+
+def test_chromium_renders_the_subject_escaped(catcher, tmp_path):
+    firmware_send(catcher.smtp_port, SUBJECT, "Boiler temperature: 92 °C\n")
+    smtp_send(catcher.smtp_port, attachment_mail(subject=INJECTION))
+
+    # --virtual-time-budget lets the page's script run (its first poll of /messages.json
+    # re-renders the list with DOM calls) before the DOM is dumped.
+    result = subprocess.run(
+        [chromium(), *CHROMIUM_FLAGS, "--user-data-dir=%s" % (tmp_path / "profile"),
+         "--virtual-time-budget=3000", "--dump-dom", catcher.web_url],
+        capture_output=True, timeout=60)
+    dom = result.stdout.decode()
+    assert result.returncode == 0, result.stderr.decode()[-2000:]
+    assert 'data-live="yes"' in dom  # the script ran: the CSP hash matches, the poll worked
+    assert SUBJECT in dom
+    assert "&lt;img src=x onerror=alert(1)&gt; &amp; &lt;script&gt;alert(2)&lt;/script&gt;" in dom
+    assert "<img" not in dom and "alert(2)</script>" not in dom
+    assert "boiler-log 2024 ä.bin" in dom
+    assert dom.index(INJECTION.replace("&", "&amp;").replace("<", "&lt;")
+                     .replace(">", "&gt;")) < dom.index(SUBJECT)  # newest first
+
+
+class DevTools:
+    """Chromium driven over --remote-debugging-pipe: the DevTools protocol as NUL-separated
+    JSON on the browser's fds 3 (commands in) and 4 (replies and events out)."""
+
+    def __init__(self, profile):
+        # The browser's ends go to fds >= 100 first, so moving them to 3 and 4 in the child
+        # cannot overwrite one with the other; bash (not dash) takes two-digit fd numbers.
+        to_browser_r, self.to_browser = (self._high(fd) for fd in os.pipe())
+        self.from_browser, from_browser_w = (self._high(fd) for fd in os.pipe())
+        script = 'exec "$0" "$@" 3<&%d 4>&%d %d<&- %d>&-' % (
+            to_browser_r, from_browser_w, to_browser_r, from_browser_w)
+        self.proc = subprocess.Popen(
+            ["bash", "-c", script, chromium(), *CHROMIUM_FLAGS, "--remote-debugging-pipe",
+             "--user-data-dir=%s" % profile, "about:blank"],
+            pass_fds=(to_browser_r, from_browser_w),
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        os.close(to_browser_r)
+        os.close(from_browser_w)
+        self.buf = b""
+        self.last_id = 0
+
+    @staticmethod
+    def _high(fd):
+        high = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 100)
+        os.close(fd)
+        return high
+
+    def _receive(self, deadline):
+        while b"\0" not in self.buf:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("no answer from chromium")
+            if select.select([self.from_browser], [], [], remaining)[0]:
+                chunk = os.read(self.from_browser, 1 << 16)
+                if not chunk:
+                    raise EOFError("chromium closed its DevTools pipe")
+                self.buf += chunk
+        message, _, self.buf = self.buf.partition(b"\0")
+        return json.loads(message)
+
+    def call(self, method, session=None, timeout=15, **params):
+        self.last_id += 1
+        command = {"id": self.last_id, "method": method, "params": params}
+        if session:
+            command["sessionId"] = session
+        os.write(self.to_browser, json.dumps(command).encode() + b"\0")
+        deadline = time.monotonic() + timeout
+        while True:
+            reply = self._receive(deadline)
+            if reply.get("id") == self.last_id:
+                if "error" in reply:
+                    raise RuntimeError("%s: %s" % (method, reply["error"]))
+                return reply["result"]
+
+    def close(self):
+        try:
+            self.call("Browser.close", timeout=5)
+        except (OSError, RuntimeError, TimeoutError, EOFError):
+            pass
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        os.close(self.to_browser)
+        os.close(self.from_browser)
+
+
+def wait_for(predicate, timeout, what):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting for " + what)
+        time.sleep(0.1)
+
+
+def test_chromium_page_refreshes_as_mail_arrives(catcher, tmp_path):
+    browser = DevTools(tmp_path / "profile")
+    try:
+        target = browser.call("Target.createTarget", url=catcher.web_url)["targetId"]
+        session = browser.call("Target.attachToTarget", targetId=target,
+                               flatten=True)["sessionId"]
+
+        def page():
+            result = browser.call(
+                "Runtime.evaluate", session, returnByValue=True,
+                expression="document.body ? [document.body.dataset.live || '',"
+                           " document.body.innerText] : ['', '']")["result"]
+            return result.get("value") or ["", ""]
+
+        wait_for(lambda: page()[0] == "yes", 15, "the page's script to poll")
+        assert "No mail yet." in page()[1]
+
+        firmware_send(catcher.smtp_port, SUBJECT, "Boiler temperature: 92 °C\n")
+        sent = time.monotonic()
+        text = wait_for(lambda: SUBJECT in page()[1] and page()[1], 10,
+                        "the subject to appear without a reload")
+        assert time.monotonic() - sent < 5  # one poll a second
+        assert "Boiler temperature: 92 °C" in text and "1 message" in text
+        assert "No mail yet." not in text
+    finally:
+        browser.close()
