@@ -6,7 +6,7 @@ PIP_STUB := $(PY) -m pip install --quiet --no-deps --target
 MPY_SRC := $(wildcard firmware/microsmtp/*.py)
 MPY_OUT := $(patsubst firmware/%.py,build/mpy/%.mpy,$(MPY_SRC))
 
-.PHONY: setup mpy test demo bench lint clean
+.PHONY: setup mpy test demo bench lint clean deploy flash
 
 # setup: .venv with the package and dev tools; board stubs apart in .stubs/ (they clash in one dir)
 setup: $(STAMP)
@@ -44,6 +44,17 @@ demo: setup mpy
 # bench: throughput and heap numbers; never part of `make test`
 bench: setup mpy
 	$(PY) bench/bench.py
+
+# deploy: microsmtp (.mpy), an app and a config onto a board: make deploy PORT=/dev/ttyUSB0
+#         [APP=boards/esp32/main.py] [CONFIG=~/boiler-config.json]
+deploy: setup
+	@test -n "$(PORT)" || { echo "usage: make deploy PORT=/dev/ttyUSB0 [APP=...] [CONFIG=...]"; exit 2; }
+	$(VENV)/bin/microsmtp deploy --port $(PORT) --mpy $(if $(APP),--app $(APP)) $(if $(CONFIG),--config $(CONFIG))
+
+# flash: MicroPython firmware onto a board: make flash BOARD=esp32 PORT=/dev/ttyUSB0 FIRMWARE=...
+flash: setup
+	@test -n "$(BOARD)" -a -n "$(FIRMWARE)" || { echo "usage: make flash BOARD=esp32|esp32s3|esp32c3|rp2-pico-w PORT=... FIRMWARE=file"; exit 2; }
+	$(VENV)/bin/microsmtp flash --board $(BOARD) $(if $(PORT),--port $(PORT)) --firmware $(FIRMWARE)
 
 # lint: ruff over every Python tree (bench/ only once it exists)
 lint: setup
