@@ -6,7 +6,7 @@ PIP_STUB := $(PY) -m pip install --quiet --no-deps --target
 MPY_SRC := $(wildcard firmware/microsmtp/*.py)
 MPY_OUT := $(patsubst firmware/%.py,build/mpy/%.mpy,$(MPY_SRC))
 
-.PHONY: setup mpy test demo bench lint clean deploy flash
+.PHONY: setup mpy test demo bench lint clean deploy flash hwtest
 
 # setup: .venv with the package and dev tools; board stubs apart in .stubs/ (they clash in one dir)
 setup: $(STAMP)
@@ -56,9 +56,15 @@ flash: setup
 	@test -n "$(BOARD)" -a -n "$(FIRMWARE)" || { echo "usage: make flash BOARD=esp32|esp32s3|esp32c3|rp2-pico-w PORT=... FIRMWARE=file"; exit 2; }
 	$(VENV)/bin/microsmtp flash --board $(BOARD) $(if $(PORT),--port $(PORT)) --firmware $(FIRMWARE)
 
+# hwtest: one mail through a real board to a catcher on this computer, with the board's free
+#         heap before and after: make hwtest PORT=/dev/ttyUSB0 CONFIG=~/my.json HOST=192.168.1.20
+hwtest: setup mpy
+	@test -n "$(PORT)" || { echo "usage: make hwtest PORT=... CONFIG=... HOST=<this computer's LAN address>"; exit 2; }
+	$(PY) -m microsmtp_host.hwtest --port $(PORT) $(if $(CONFIG),--config $(CONFIG)) $(if $(HOST),--host $(HOST))
+
 # lint: ruff over every Python tree (bench/ only once it exists)
 lint: setup
-	$(VENV)/bin/ruff check firmware host tests $(wildcard bench)
+	$(VENV)/bin/ruff check firmware host tests boards $(wildcard bench)
 
 # clean: everything the targets above made
 clean:

@@ -361,9 +361,11 @@ class Catcher:
     called from the SMTP thread after each mail is stored."""
 
     def __init__(self, maildir, host="127.0.0.1", smtp_port=DEFAULT_SMTP_PORT,
-                 http_port=DEFAULT_HTTP_PORT, auth=None, tls_context=None, on_message=None):
+                 http_port=DEFAULT_HTTP_PORT, auth=None, tls_context=None, on_message=None,
+                 lan=False):
         self.maildir = Path(maildir)
-        self.host = loopback_host(host)
+        # lan=True: `make hwtest`, where a real board on the LAN must reach the catcher.
+        self.host = host if lan else loopback_host(host)
         self.smtp_port = smtp_port
         self.http_port = http_port
         self.auth = auth
