@@ -210,3 +210,21 @@ def test_config_dry_run_shows_the_mpremote_command(tmp_path, capsys):
                                       "--dry-run"]))
     out = capsys.readouterr().out
     assert "mpremote connect /dev/ttyUSB0 resume fs cp <config> :config.json" in out
+
+
+def test_config_to_the_virtual_board_with_its_ca(tmp_path, ca, capsys):
+    """microsmtp config --port: mpremote puts config.json (and the CA) on the board."""
+    from microsmtp_host.virtual_board import VirtualBoard
+
+    src = tmp_path / "in.json"
+    src.write_text(json.dumps(device_config(587, tls="starttls")))
+    cafile = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(cafile))
+    with VirtualBoard(tmp_path / "board") as board:
+        config_cmd.run(parse(config_cmd, ["--file", str(src), "--port", board.device,
+                                          "--ca", str(cafile)]))
+        on_board = json.loads((board.folder / "config.json").read_text())
+        assert on_board["smtp"]["cadata"] == "ca.pem"
+        assert on_board["smtp"]["password"] == "s3cret"
+        assert (board.folder / "ca.pem").read_bytes() == cafile.read_bytes()
+    assert "wrote config.json and ca.pem to the board" in capsys.readouterr().out

@@ -16,6 +16,8 @@ def add_parser(p):
     p.add_argument("--port", help="the board's serial device or the virtual board's pty")
     p.add_argument("--file", help="a local config file to use (docs/CONFIG.md)")
     p.add_argument("--output", help="also (or only, without --port) write it to this file")
+    p.add_argument("--ca", help="a CA certificate file (PEM or DER) to put on the board as "
+                   "ca.pem; the config's smtp.cadata then names it")
     p.add_argument("--dry-run", action="store_true", help="print the mpremote command only")
 
 
@@ -59,6 +61,10 @@ def run(args):
         output = devconfig.outside_repo(args.output) if args.output else None
     except devconfig.ConfigError as e:
         raise CLIError(str(e)) from None
+    if args.ca:
+        if not os.path.isfile(args.ca):
+            raise CLIError("no CA file %s" % args.ca)
+        cfg["smtp"]["cadata"] = "ca.pem"  # beside config.json on the board
     text = json.dumps(cfg, indent=1, ensure_ascii=False)
     if output:
         fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -74,12 +80,16 @@ def run(args):
             # not mind.
             cmd = [sys.executable, "-m", "mpremote", "connect", args.port, "resume",
                    "fs", "cp", local, ":config.json"]
+            if args.ca:  # mpremote chains commands with "+"
+                cmd += ["+", "fs", "cp", args.ca, ":ca.pem"]
             if args.dry_run:
-                print(" ".join(cmd[:-2] + ["<config>", ":config.json"]))
+                shown = [("<config>" if c == local else c) for c in cmd]
+                print(" ".join(shown))
                 return 0
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
             if proc.returncode:
                 last = (proc.stderr or proc.stdout).strip().splitlines()
                 raise CLIError("mpremote failed: %s" % (last[-1] if last else proc.returncode))
-        print("wrote config.json to the board on %s" % args.port)
+        print("wrote config.json%s to the board on %s" % (" and ca.pem" if args.ca else "",
+                                                          args.port))
     return 0
