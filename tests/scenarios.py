@@ -111,6 +111,56 @@ def matrix():
             out.append(sc)
         out.append({"name": "%s_success" % step.lower(), "client": dict(CREDS),
                     "script": _full_auth_session(), "expect": "SUCCESS"})
+        out += more_faults(step, line, status, head, after_fail)
+    return out
+
+
+SUCCESS_CODE = {"GREETING": 220, "EHLO": 250, "AUTH": 235, "MAIL": 250, "RCPT": 250,
+                "DATA": 354, "MESSAGE": 250, "QUIT": 221}
+
+
+def more_faults(step, line, status, head, after_fail):
+    """The rest of issue 5's table for one step: 421, reset, a line over the cap, endless
+    continuation lines, one byte per read, and unsolicited lines after the reply."""
+    name = step.lower()
+    full = _full_auth_session()
+    i = len(head)  # the server's reply to `line` in the full session
+    reply = full[i][1]
+    code = SUCCESS_CODE[step]
+    lost = "DELIVERY_UNKNOWN" if step == "MESSAGE" else "CONNECTION_CLOSED"
+    quit_ok = step == "QUIT"
+    big = "%d-%s" % (code, "x" * 508)  # 512 bytes, no line end yet
+    out = [
+        {"name": name + "_421", "script": head + [S("421 4.3.2 closing\r\n")],
+         "expect": "SUCCESS" if quit_ok else status},
+        {"name": name + "_reset", "script": head + [["reset"]],
+         "expect": "SUCCESS" if quit_ok else lost},
+        # The client reads 512 bytes of the line, gives up, and never reads the rest.
+        {"name": name + "_line_over_cap", "script": head + [S(big), S("x" * 40 + "\r\n")],
+         "expect": "SUCCESS" if quit_ok else "OVERSIZE_SERVER_REPLY",
+         "leftover": ["S " + "x" * 40 + "\r\n"]},
+        {"name": name + "_endless_continuation",
+         "script": head + [S(("%d-more\r\n" % code) * 41)],
+         "expect": "SUCCESS" if quit_ok else "OVERSIZE_SERVER_REPLY"},
+        {"name": name + "_one_byte_per_read",
+         "script": full[:i] + [["S1", reply]] + full[i + 1:], "expect": "SUCCESS"},
+    ]
+    extra = S(reply + "250 unasked\r\n")
+    if step == "MESSAGE":  # accepted is accepted: the extra line goes with QUIT's reply
+        out.append({"name": name + "_unsolicited_line", "script": full[:i] + [extra]
+                    + full[i + 1:], "expect": "SUCCESS"})
+    elif quit_ok:
+        out.append({"name": name + "_unsolicited_line", "script": full[:i] + [extra],
+                    "expect": "SUCCESS"})
+    else:  # bytes that answer nothing would be read as the next reply: end the session
+        out.append({"name": name + "_unsolicited_line", "script": full[:i] + [extra],
+                    "expect": "INVALID_SERVER_REPLY"})
+    for sc in out:
+        sc["client"] = dict(CREDS)
+        if sc["expect"] not in ("SUCCESS",):
+            sc["step"] = step
+        if sc["name"].endswith("_421") and not quit_ok:
+            sc.update(reply_code=421, temporary=True)
     return out
 
 

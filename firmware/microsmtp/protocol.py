@@ -490,7 +490,8 @@ class Session:
             if sep != 45:
                 break
         self.code = code
-        if self.rx_start < self.rx_end and self.step != "QUIT":
+        # After ".", a 250 means delivered whatever follows it; QUIT discards the rest.
+        if self.rx_start < self.rx_end and self.step != "QUIT" and not self.after_dot:
             # No pipelining yet: bytes nobody asked for would be read as the next reply
             # (reply desynchronisation), so they end the session. After STARTTLS's 220 they
             # would pass for data sent over TLS (RFC 3207 §4: response injection).
