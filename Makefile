@@ -6,7 +6,7 @@ PIP_STUB := $(PY) -m pip install --quiet --no-deps --target
 MPY_SRC := $(wildcard firmware/microsmtp/*.py)
 MPY_OUT := $(patsubst firmware/%.py,build/mpy/%.mpy,$(MPY_SRC))
 
-.PHONY: setup mpy test demo bench lint clean deploy flash hwtest
+.PHONY: setup mpy test demo bench lint clean deploy flash hwtest fuzz
 
 # setup: .venv with the package and dev tools; board stubs apart in .stubs/ (they clash in one dir)
 setup: $(STAMP)
@@ -21,6 +21,9 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP_STUB) .stubs/stdlib micropython-stdlib-stubs==1.29.0.post2
 	# Debian's chromium for the catcher's browser test (tests/test_catcher.py); apt needs root
 	command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || echo "WARNING: chromium missing; run as root: apt-get install chromium"; }
+	# Debian's postfix for smtp-sink, the real fault-injecting server of tests/test_smtp_sink.py;
+	# preseeded "No configuration", so no main.cf and no daemon on port 25; apt needs root
+	command -v smtp-sink >/dev/null || [ -x /usr/sbin/smtp-sink ] || { [ "$$(id -u)" = 0 ] && (echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postfix >/dev/null) || echo "WARNING: smtp-sink missing; run as root: apt-get install postfix"; }
 	touch $@
 
 # mpy: firmware/microsmtp/*.py -> build/mpy/microsmtp/*.mpy (MICROPYPATH=build/mpy for the unix port)
@@ -61,6 +64,10 @@ flash: setup
 hwtest: setup mpy
 	@test -n "$(PORT)" || { echo "usage: make hwtest PORT=... CONFIG=... HOST=<this computer's LAN address>"; exit 2; }
 	$(PY) -m microsmtp_host.hwtest --port $(PORT) $(if $(CONFIG),--config $(CONFIG)) $(if $(HOST),--host $(HOST))
+
+# fuzz: the reply-parser fuzz's full profile (10,000 generated server reply streams)
+fuzz: setup mpy
+	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest tests/test_reply_fuzz.py -q --timeout=1800
 
 # lint: ruff over every Python tree (bench/ only once it exists)
 lint: setup

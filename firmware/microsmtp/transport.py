@@ -106,7 +106,16 @@ def _io(sock, poller, s, deadline, sending):
     while True:
         try:
             if not sending:
-                k = sock.readinto(s.rx_mv[s.rx_end:_LINE_MAX])
+                if hasattr(sock, "recv"):
+                    # One read. MicroPython's readinto() keeps reading to fill the buffer and,
+                    # when the server sends its last reply and then resets (smtp-sink -A),
+                    # raises ECONNRESET and drops the reply it already had.
+                    data = sock.recv(_LINE_MAX - s.rx_end)
+                    k = None if data is None else len(data)  # None: TLS, nothing yet
+                    if k:
+                        s.rx_mv[s.rx_end:s.rx_end + k] = data
+                else:  # the CPython shim: its readinto is one recv_into
+                    k = sock.readinto(s.rx_mv[s.rx_end:_LINE_MAX])
             elif i == 0 and s.tx_n == len(s.tx):  # a full buffer: no slice object
                 k = sock.write(s.tx)
             else:

@@ -1,0 +1,299 @@
+"""Injection and smuggling (issue 5, point 6; RELIABILITY.md cases 1-3).
+
+- A C0 control (incl. CR, LF, TAB, NUL) or DEL anywhere in a user-supplied field: ValueError,
+  no connection, zero bytes on the wire (and the client still sends afterwards).
+- RFC 2047 look-alikes in a subject never make a header (parsed with the `email` package).
+- Bodies made of every smuggling sequence of case 3 go to a real aiosmtpd on loopback
+  through a proxy that records the raw client bytes: one message, only CRLF line endings,
+  the body byte-exact after normalisation. CPython with hypothesis; a fixed list of the
+  case-3 sequences on the MicroPython unix port too."""
+
+import email
+import email.policy
+import io
+import re
+import socket
+import threading
+
+import microsmtp
+import pytest
+import runtimes
+import scenarios
+import scripted
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from microsmtp_host.shim import net as real_net
+from test_integration import RCPT, SENDER, Server, _config, _send_micropython, normalised
+
+CONTROLS = [chr(c) for c in range(32)] + ["\x7f"]
+FAST = settings(max_examples=60, deadline=None,
+                suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@st.composite
+def injected(draw, base):
+    """`base` with 1-3 control characters (or a whole "\\r\\nBcc: x@y") at random places."""
+    value = base
+    for _ in range(draw(st.integers(1, 3))):
+        bad = draw(st.one_of(st.sampled_from(CONTROLS),
+                             st.sampled_from(["\r\nBcc: evil@x", "\r\n", "\nRCPT TO:<e@x>"])))
+        at = draw(st.integers(0, len(value)))
+        value = value[:at] + bad + value[at:]
+    return value
+
+
+class RecordingNet(scripted.ScriptedNet):
+    """ScriptedNet that also records name lookups."""
+
+    def __init__(self, script, wire=None):
+        super().__init__(script, wire=wire)
+        self.lookups = []
+
+    def getaddrinfo(self, host, *args, **kw):
+        self.lookups.append(host)
+        return super().getaddrinfo(host, *args, **kw)
+
+
+BASE = {"server": "mail.test", "from_address": "dev@example.org", "username": "alice",
+        "password": "s3cret", "client_domain": "dev.example.org", "oauth_token": "ya29.tok"}
+
+
+def _client(net, **kw):
+    args = dict(from_address="dev@example.org", client_domain="dev.example.org", net=net,
+                auth=microsmtp.AUTH_NONE)
+    args.update(kw)
+    return microsmtp.Client(args.pop("server", "mail.test"), 25, **args)
+
+
+# --- case 1: control characters in every user-supplied field -----------------------------------
+
+@pytest.mark.parametrize("field", sorted(BASE))
+@FAST
+@given(data=st.data())
+def test_constructor_fields_refuse_controls(field, data):
+    value = data.draw(injected(BASE[field]))
+    net = RecordingNet([])
+    kw = {"server": "mail.test"}
+    if field in ("username", "password", "oauth_token"):
+        kw.update(username="alice", auth=microsmtp.AUTH_AUTO)
+    kw[field] = value
+    with pytest.raises(ValueError):
+        _client(net, **kw)
+    assert net.lookups == [] and net.sockets == [], "a connection was attempted"
+
+
+def _send_refused(**send):
+    """send() with bad input: ValueError, nothing on the wire; then the same client sends."""
+    wire = io.BytesIO()
+    net = RecordingNet(scenarios.session(), wire)
+    client = _client(net)
+    with pytest.raises(ValueError):
+        client.send(send.get("to", "ops@example.org"), send.get("subject", "Boiler"),
+                    "Temperature 92 C\n")
+    assert wire.getvalue() == b"" and net.sockets == [] and net.lookups == []
+    # NetX's API: the status instead of the exception, equally before any connection.
+    assert client.mail_send(send.get("to", "ops@example.org"), 2, send.get("subject", "Boiler"),
+                            "x\n") == microsmtp.INVALID_PARAM
+    assert wire.getvalue() == b"" and net.sockets == []
+    assert client.pool.available() == client.pool.count
+    client.send("ops@example.org", "Boiler at 92 C", "Temperature 92 C\n")  # still usable
+    assert not net.errors and not net.leftover(), (net.errors, net.leftover())
+
+
+@FAST
+@given(rcpt=injected("ops@example.org"))
+def test_recipient_refuses_controls(rcpt):
+    _send_refused(to=rcpt)
+
+
+@FAST
+@given(rcpt=injected("ops@example.org"), at=st.integers(0, 2))
+def test_recipient_in_list_refuses_controls(rcpt, at):
+    to = ["a@example.org", "b@example.org"]
+    to.insert(at, rcpt)
+    wire = io.BytesIO()
+    net = RecordingNet(scenarios.session(), wire)
+    client = _client(net)
+    with pytest.raises(ValueError):
+        client.send(to, "Boiler", "x\n")
+    assert wire.getvalue() == b"" and net.sockets == [] and net.lookups == []
+
+
+@FAST
+@given(subject=injected("Boiler at 92 C"))
+def test_subject_refuses_controls(subject):
+    _send_refused(subject=subject)
+
+
+# --- case 2: encoded-word look-alikes never make a header ----------------------------------------
+
+LOOKALIKES = ["=?UTF-8?Q?=0A?=Bcc: x@y", "=?UTF-8?Q?=0D=0A?=Bcc: x@y",
+              "=?utf-8?q?a=0D=0ABcc:_x@y?=", "=?UTF-8?B?DQpCY2M6IHhAeQ==?=",
+              "x =?UTF-8?Q?=0A=0A?= Bcc: x@y", "caf\u00e9 =?UTF-8?Q?=0ABcc:x@y?=",
+              "=?", "?=", "Bcc: x@y"]
+EXPECTED = {"date", "from", "to", "subject", "message-id", "mime-version", "content-type",
+            "content-transfer-encoding"}
+
+
+def _sent_message(wire):
+    """The message between DATA's 354 and ".", dot-stuffing undone."""
+    data = wire.split(b"DATA\r\n", 1)[1]
+    data = data[:data.index(b"\r\n.\r\n") + 2]
+    return data.replace(b"\r\n..", b"\r\n.")
+
+
+def _check_subject(subject):
+    wire = io.BytesIO()
+    net = scripted.ScriptedNet(scenarios.session(), wire=wire)
+    _client(net).send("ops@example.org", subject, "Temperature 92 C\n")
+    assert not net.errors and not net.leftover(), net.errors
+    raw = _sent_message(wire.getvalue())
+    head = raw.split(b"\r\n\r\n", 1)[0]
+    names = [line.split(b":", 1)[0].lower() for line in head.split(b"\r\n")
+             if line[:1] not in (b" ", b"\t")]
+    assert not any(n.startswith(b"bcc") for n in names), head
+    msg = email.message_from_bytes(raw, policy=email.policy.default)
+    assert {k.lower() for k in msg.keys()} <= EXPECTED, msg.keys()
+    assert len(msg.keys()) == len(set(msg.keys())), "a header appears twice"
+    assert msg["Bcc"] is None and msg.get_all("To") == ["ops@example.org"]
+    # The reader sees the subject as written (whitespace runs aside: folding).
+    assert " ".join(str(msg["Subject"]).split()) == " ".join(subject.split())
+
+
+@pytest.mark.parametrize("subject", LOOKALIKES)
+def test_encoded_word_lookalikes(subject):
+    _check_subject(subject)
+
+
+@FAST
+@given(st.lists(st.sampled_from(["=?UTF-8?Q?", "=?utf-8?B?", "?=", "=0A", "=0D", "=0D=0A",
+                                 "Bcc:", " x@y", ":", " ", "_", "To: z@z", "\u00e9", "=?",
+                                 "DQpCY2M6", "ok"]), min_size=1, max_size=20).map("".join))
+def test_encoded_word_lookalikes_generated(subject):
+    if not subject.strip():
+        subject = "x" + subject
+    _check_subject(subject)
+
+
+# --- case 3: smuggling bodies to a real server, raw bytes recorded ------------------------------
+
+class CaptureProxy:
+    """A loopback TCP proxy in front of a server; keeps every byte clients sent, per
+    connection, and the event of each client's end (EOF)."""
+
+    def __init__(self, port):
+        self.target = ("127.0.0.1", port)
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        self.host = "127.0.0.1"
+        self.conns = []
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            rec = {"data": bytearray(), "done": threading.Event()}
+            self.conns.append(rec)
+            s = socket.create_connection(self.target)
+            threading.Thread(target=self._pump, args=(c, s, rec), daemon=True).start()
+            threading.Thread(target=self._pump, args=(s, c, None), daemon=True).start()
+
+    def _pump(self, src, dst, rec):
+        try:
+            while True:
+                chunk = src.recv(65536)
+                if not chunk:
+                    break
+                if rec is not None:
+                    rec["data"] += chunk
+                dst.sendall(chunk)
+        except OSError:
+            pass
+        finally:
+            try:
+                dst.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+            if rec is not None:
+                rec["done"].set()
+
+    def take(self):
+        """The raw client bytes of the one connection made since the last take()."""
+        assert len(self.conns) == 1, "%d connections" % len(self.conns)
+        rec = self.conns.pop()
+        assert rec["done"].wait(5), "the client never closed"
+        return bytes(rec["data"])
+
+    def stop(self):
+        self.sock.close()
+
+
+@pytest.fixture(scope="module")
+def smtp_proxy():
+    srv = Server("127.0.0.1").start()
+    proxy = CaptureProxy(srv.port)
+    yield srv, proxy
+    proxy.stop()
+    srv.stop()
+
+
+PIECES = ["\n.\r\n", "\r\n.\n", "\n.\n", "\r\r\n", "\r", "\n", ".", "..", "MAIL FROM:<evil@x>",
+          "DATA", "text", "\u00e9"]
+CASE3 = ["a\nb\n", "a\rb\r", "a\n.\r\nMAIL FROM:<evil@x>\r\n", "a\r\n.\nMAIL FROM:<evil@x>\n",
+         "a\n.\nDATA\n", "a\r\r\n.\r\r\nb", "\n.\r\n", "\r\n.\n", "\n.\n", "\r\r\n", "..\n.\n.",
+         "x\n.\r\nMAIL FROM:<evil@x>\r\nRCPT TO:<v@x>\r\nDATA\r\nevil\r\n.\r\ny"]
+
+
+def _check_received(srv, proxy, body):
+    raw = proxy.take()
+    bare = raw.replace(b"\r\n", b"")
+    assert b"\r" not in bare and b"\n" not in bare, "bare CR or LF on the wire: %r" % raw
+    assert raw.count(b"\r\n.\r\n") == 1, "more than one end of data on the wire"
+    msgs = srv.handler.messages
+    assert len(msgs) == 1, "%d messages" % len(msgs)
+    assert srv.handler.mail_froms == [SENDER], srv.handler.mail_froms
+    content = msgs[0]["content"]
+    head, received = content.split(b"\r\n\r\n", 1)
+    assert re.search(rb"(?im)^Content-Transfer-Encoding: (7bit|8bit)$", head), head
+    assert received == normalised(body), (received, body)
+    assert msgs[0]["rcpt_tos"] == [RCPT]
+
+
+def _reset(srv, proxy):
+    srv.handler.reset()
+    proxy.conns.clear()
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=st.lists(st.sampled_from(PIECES), min_size=1, max_size=30).map("".join))
+def test_smuggling_bodies_cpython(smtp_proxy, body):
+    srv, proxy = smtp_proxy
+    _reset(srv, proxy)
+    client = microsmtp.Client(proxy.host, proxy.port, from_address=SENDER,
+                              client_domain="boiler.example.com", net=real_net,
+                              auth=microsmtp.AUTH_NONE)
+    client.send(RCPT, "Boiler alert", body)
+    _check_received(srv, proxy, body)
+
+
+@pytest.fixture(scope="module")
+def mp_send_dir(tmp_path_factory):
+    return runtimes.compile_mpy([runtimes.ROOT / "tests" / "mp_send.py"],
+                                tmp_path_factory.mktemp("mp_send_inj"))
+
+
+@pytest.mark.parametrize("body", CASE3, ids=[repr(b) for b in CASE3])
+def test_smuggling_bodies_micropython(smtp_proxy, mp_send_dir, tmp_path, body):
+    srv, proxy = smtp_proxy
+    _reset(srv, proxy)
+    cfg = _config(proxy, {"body": body, "username": None, "auth": "NONE"})
+    res = _send_micropython(cfg, mp_send_dir, tmp_path, False)
+    assert res[0]["status"] == 0, res
+    _check_received(srv, proxy, body)
