@@ -45,6 +45,7 @@ TIMEOUT_ERROR = const(0xC2)  # the server did not answer within the phase's time
 CONNECTION_CLOSED = const(0xC3)  # the server closed or reset the connection mid-session
 DELIVERY_UNKNOWN = const(0xC4)  # lost after "." before the reply: it may have been delivered
 MESSAGE_FORMAT_ERROR = const(0xC5)  # a streamed body could not be sent as valid mail
+OUTBOX_FULL = const(0xC6)  # outbox.py: put() into a full outbox (REFUSE_NEW)
 
 # TLS (RFC 3207, RFC 8314) and the credentials policy.
 TLS_NOT_OFFERED = const(0xD0)  # TLS required, the server does not offer STARTTLS
@@ -198,7 +199,7 @@ class Client:
         """NetX's nx_smtp_client_delete: the client cannot send afterwards."""
         self._session = None
 
-    def _run(self, recipients, subject, body, limit, priority):
+    def _run(self, recipients, subject, body, limit, priority, batch=None):
         s = self._session
         if s is None:
             raise SMTPError(CLIENT_NOT_INITIALIZED, "This client was closed; make a new Client.")
@@ -216,8 +217,10 @@ class Client:
             scratch = pool.acquire()
             s.prepare(recipients, subject, body, limit, priority, scan, time.gmtime(),
                       rx, tx, scratch)
+            s.batch = batch
             transport.run(s, self._net)
         finally:
+            s.batch = None
             # Whatever happened: every buffer back, the session in its initial state.
             s.release()
             pool.release(rx)

@@ -100,23 +100,29 @@ class Session:
         self.body = message.BodySource()
         self.enc = message.BodyEncoder()
         self.priority = self.scan = None
+        # outbox.py's hook: batch(error or None) -> the next mail's load() arguments, or None.
+        self.batch = None
         self.release()
         # Every attribute exists from here on: the instance dict is sized once, now, and
         # never grows (a 752-byte reallocation) in the middle of a send on a fragmented heap.
         self._start()
 
     def prepare(self, recipients, subject, body, limit, priority, scan, now, rx, tx, scratch):
-        self.recipients = recipients
-        self.subject = subject
-        self.body.reset(body, limit)
-        self.priority = priority
-        self.scan = scan  # (ascii, short lines) for in-memory bodies, None when streamed
+        self.load(recipients, subject, body, priority, scan, limit)
         self.now = now
         self.rx = rx
         self.rx_mv = memoryview(rx)
         self.tx = tx
         self.tx_mv = memoryview(tx)
         self.scratch = scratch
+
+    def load(self, recipients, subject, body, priority, scan=None, limit=None):
+        """The mail to send (again for each mail of a batch)."""
+        self.recipients = recipients
+        self.subject = subject
+        self.body.reset(body, limit)
+        self.priority = priority
+        self.scan = scan  # (ascii, short lines) for in-memory bodies, None when streamed
 
     def release(self):
         """Drop every reference to the pool buffers and the body: the initial state again."""
@@ -148,9 +154,16 @@ class Session:
             raise
         yield from self._quit()
         if self.refused:
-            self.step = "RCPT"
+            raise self._partial()
+
+    def _partial(self):
+        """The error for a mail that went to some recipients but not all."""
+        self.step = "RCPT"
+        try:
             self._fail(_RCPT_REPLY_ERROR, "The message went to %d of %d recipients; refused" % (
                 len(self.recipients) - len(self.refused), len(self.recipients)))
+        except SMTPError as e:
+            return e
 
     def _transaction(self):
         r = yield _OP_CONNECT  # with implicit TLS (port 465) the driver also does the handshake
@@ -167,7 +180,32 @@ class Session:
         if self.tls == _TLS_STARTTLS or self.tls == _TLS_OPPORTUNISTIC and self.ca is not None:
             yield from self._starttls()
         yield from self._auth()
+        while True:
+            result = None
+            try:
+                yield from self._envelope()
+            except SMTPError as e:
+                # In a batch (the outbox), a refused message does not end the session: RSET
+                # (RFC 5321 §4.1.1.5) and on to the next. A lost connection or 421 does.
+                if self.batch is None or not self.can_quit:
+                    raise
+                result = e
+                self.after_dot = False
+                yield from self._command("RSET", b"RSET")
+                if self.code != 250:
+                    self._fail(_INVALID_SERVER_REPLY, "RSET refused")
+            if self.batch is None:
+                return
+            if result is None and self.refused:
+                result = self._partial()
+            self.refused = None
+            following = self.batch(result)  # the next message, or None
+            if following is None:
+                return
+            self.load(*following)
 
+    def _envelope(self):
+        """One mail: MAIL, RCPT for each recipient, DATA, the message, its reply."""
         # RFC 6152: 8-bit only with 8BITMIME; lines over 998 octets only quoted-printable.
         has_8bit = self.caps & _CAP_8BITMIME
         if self.scan is None:  # a streamed body: no look ahead

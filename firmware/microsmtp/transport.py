@@ -110,7 +110,8 @@ def _io(sock, poller, s, deadline, sending):
                     # One read. MicroPython's readinto() keeps reading to fill the buffer and,
                     # when the server sends its last reply and then resets (smtp-sink -A),
                     # raises ECONNRESET and drops the reply it already had.
-                    data = sock.recv(_LINE_MAX - s.rx_end)
+                    # At most 128 bytes a read: a small block is easy to find in a full heap.
+                    data = sock.recv(min(128, _LINE_MAX - s.rx_end))
                     k = None if data is None else len(data)  # None: TLS, nothing yet
                     if k:
                         s.rx_mv[s.rx_end:s.rx_end + k] = data

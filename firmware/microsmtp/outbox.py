@@ -1,0 +1,169 @@
+# microsmtp: a durable outbox on flash — an alert raised while Wi-Fi or the server is down
+# goes out when they return, and survives a reboot. Imported only by apps that use it.
+# MIT licence.
+#
+# A message is one file: a JSON line (recipients, subject, priority) and then the body.
+# put() writes it to tmp/, flushes and syncs, then renames it into place, so a power cut
+# leaves either the whole message or none. flush() sends every due message over one SMTP
+# session: 250 deletes the file; 4xx or a lost connection keeps it and waits (exponential
+# backoff with jitter, in RAM: after a reboot everything is due at once); 5xx moves it to
+# dead/ with the server's reply. At least once: a connection lost after "." keeps the
+# message, so it may arrive twice.
+import json
+import os
+import random
+import time
+
+from micropython import const
+
+from . import message
+from .status import SMTPError
+
+OUTBOX_FULL = const(0xC6)  # the package's OUTBOX_FULL
+REFUSE_NEW = const(0)  # when full: put() raises SMTPError(OUTBOX_FULL)
+DROP_OLDEST = const(1)  # when full: the oldest queued messages go to make room
+
+_BACKOFF_MS = const(30000)  # first retry after 30 s, then 60 s, 120 s ... (±12.5 % jitter)
+_BACKOFF_MAX_MS = const(3600000)  # at most an hour apart
+
+
+def _exists(path):
+    try:
+        os.stat(path)
+        return True
+    except OSError:
+        return False
+
+
+def _sync(f):
+    f.flush()
+    if hasattr(os, "fsync"):  # CPython
+        os.fsync(f.fileno())
+    elif hasattr(os, "sync"):  # MicroPython ports with a VFS
+        os.sync()
+
+
+class Outbox:
+    def __init__(self, client, path="/outbox", max_messages=20, max_bytes=65536,
+                 policy=REFUSE_NEW):
+        if policy not in (REFUSE_NEW, DROP_OLDEST):
+            raise ValueError("policy must be REFUSE_NEW or DROP_OLDEST")
+        self.client = client
+        self.path = path.rstrip("/") or "/"
+        self.max_messages = max_messages
+        self.max_bytes = max_bytes
+        self.policy = policy
+        self._retry = {}  # name -> (tries, ticks when due)
+        for sub in ("", "/tmp", "/dead"):
+            if not _exists(self.path + sub):
+                os.mkdir(self.path + sub)
+        for name in os.listdir(self.path + "/tmp"):  # a put() cut short by a power cut
+            os.remove(self.path + "/tmp/" + name)
+
+    def pending(self):
+        """Names of the queued messages, oldest first."""
+        return sorted(n for n in os.listdir(self.path) if n.endswith(".msg"))
+
+    def dead(self):
+        """Names of the messages a server refused for good (see their .reply files)."""
+        return sorted(n for n in os.listdir(self.path + "/dead") if n.endswith(".msg"))
+
+    def put(self, recipients, subject, body, priority=message.PRIORITY_NORMAL):
+        """Queue one mail durably; the same arguments as Client.send. Returns its name."""
+        if isinstance(recipients, str):
+            recipients = [recipients]
+        for rcpt in recipients:
+            message.check(rcpt, "recipient", message.ADDRESS)
+        message.check(subject, "subject", message.TEXT, 4096)
+        if not isinstance(body, (str, bytes, bytearray)):
+            raise TypeError("an outbox body is str or bytes")
+        head = json.dumps({"to": list(recipients), "subject": subject, "priority": priority})
+        size = len(head) + 1 + len(body)
+        names = self.pending()
+        used = sum(os.stat(self.path + "/" + n)[6] for n in names)
+        while names and (len(names) >= self.max_messages or used + size > self.max_bytes):
+            if self.policy != DROP_OLDEST:
+                raise SMTPError(OUTBOX_FULL, "The outbox is full (%d messages, %d bytes); the "
+                                "alert was not queued (OUTBOX)." % (len(names), used), "OUTBOX")
+            used -= os.stat(self.path + "/" + names[0])[6]
+            os.remove(self.path + "/" + names.pop(0))
+        if size > self.max_bytes:
+            raise SMTPError(OUTBOX_FULL, "The message is bigger than the outbox (OUTBOX).",
+                            "OUTBOX")
+        last = names[-1] if names else "00000000.msg"
+        name = "%08d.msg" % (int(last[:8]) + 1)
+        tmp = self.path + "/tmp/" + name
+        with open(tmp, "wb") as f:
+            f.write(head.encode() + b"\n")
+            f.write(body.encode() if isinstance(body, str) else body)
+            _sync(f)
+        os.rename(tmp, self.path + "/" + name)  # atomic: the whole message or nothing
+        return name
+
+    def flush(self):
+        """Send every due message over one session; the number delivered. Failures stay
+        queued (temporary) or go to dead/ (permanent); nothing raises for them."""
+        now = time.ticks_ms()
+        due = [n for n in self.pending()
+               if n not in self._retry or time.ticks_diff(now, self._retry[n][1]) >= 0]
+        if not due:
+            return 0
+        state = {"i": 0, "file": None, "sent": 0}
+
+        def opened(i):
+            name = due[i]
+            f = open(self.path + "/" + name, "rb")
+            head = json.loads(f.readline())
+            state["file"] = f
+            return head["to"], head["subject"], f, head.get("priority", 2)
+
+        def on_result(error):
+            self._done(due[state["i"]], state, error)
+            state["i"] += 1
+            return opened(state["i"]) if state["i"] < len(due) else None
+
+        first = opened(0)
+        try:
+            # on_result runs after each mail, the last included; it hands over the next.
+            self.client._run(first[0], first[1], first[2], None, first[3], on_result)
+        except SMTPError:
+            # The session ended (no connection, AUTH refused, lost after "." ...): this mail
+            # and the rest stay queued and wait. At least once: it may have been delivered.
+            for name in due[state["i"]:]:
+                self._later(name)
+        finally:
+            if state["file"] is not None:
+                state["file"].close()
+                state["file"] = None
+        return state["sent"]
+
+    def _done(self, name, state, error):
+        state["file"].close()
+        state["file"] = None
+        path = self.path + "/" + name
+        if error is None or error.step == "RCPT" and error.refused and \
+                len(error.refused) < len(self._recipients_of(path)):
+            os.remove(path)  # accepted (partial refusals are logged by the server's bounce)
+            self._retry.pop(name, None)
+            state["sent"] += 1
+        elif error.temporary:
+            self._later(name)
+        else:
+            os.rename(path, self.path + "/dead/" + name)
+            with open(self.path + "/dead/" + name[:-4] + ".reply", "w") as f:
+                f.write(str(error))
+            self._retry.pop(name, None)
+
+    def _recipients_of(self, path):
+        try:
+            with open(path, "rb") as f:
+                return json.loads(f.readline())["to"]
+        except OSError:
+            return ()
+
+    def _later(self, name):
+        tries = self._retry.get(name, (0, 0))[0] + 1
+        wait = min(_BACKOFF_MS << min(tries - 1, 16), _BACKOFF_MAX_MS)
+        # Jitter, ±12.5 %: boards that lost the server together do not all come back at once.
+        wait += random.getrandbits(16) * wait // 262144 - wait // 8
+        self._retry[name] = (tries, time.ticks_add(time.ticks_ms(), wait))
