@@ -39,32 +39,35 @@ def start(handler, **kw):
     return ctl
 
 
+def serving(**kw):
+    """An aiosmtpd server for one test: yields (controller, handler), stops it after."""
+    handler = Handler()
+    ctl = start(handler, **kw)
+    try:
+        yield ctl, handler
+    finally:
+        ctl.stop()
+
+
+def server_context(ca):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ca.issue_cert("localhost", "127.0.0.1").configure_cert(ctx)
+    return ctx
+
+
 @pytest.fixture
 def plain_server():
-    handler = Handler()
-    ctl = start(handler, auth_require_tls=False)
-    yield ctl, handler
-    ctl.stop()
+    yield from serving(auth_require_tls=False)
 
 
 @pytest.fixture
 def tls_server(ca):
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ca.issue_cert("localhost", "127.0.0.1").configure_cert(ctx)
-    handler = Handler()
-    ctl = start(handler, tls_context=ctx, require_starttls=True)
-    yield ctl, handler
-    ctl.stop()
+    yield from serving(tls_context=server_context(ca), require_starttls=True)
 
 
 @pytest.fixture
 def implicit_server(ca):
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ca.issue_cert("localhost", "127.0.0.1").configure_cert(ctx)
-    handler = Handler()
-    ctl = start(handler, ssl_context=ctx, auth_require_tls=False)
-    yield ctl, handler
-    ctl.stop()
+    yield from serving(ssl_context=server_context(ca), auth_require_tls=False)
 
 
 def parse(module, argv):
