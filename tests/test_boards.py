@@ -408,6 +408,69 @@ def test_send_alert_never_raises(board, error, done, capsys):
         assert out.startswith("alert not sent: ")
 
 
+class FakeOutbox:
+    """An outbox whose put() raises `error`; flush() reports `sent` and `last_error`."""
+
+    def __init__(self, error=None, sent=0, last_error=None, waiting=0):
+        self.error, self.sent, self.last_error, self.waiting = error, sent, last_error, waiting
+        self.queued = []
+
+    def put(self, to, subject, body, priority):
+        if self.error:
+            raise self.error
+        self.queued.append((to, subject, body, priority))
+
+    def flush(self):
+        if isinstance(self.sent, Exception):
+            raise self.sent
+        return self.sent
+
+    def pending(self):
+        return ["%08d.msg" % i for i in range(self.waiting)]
+
+    def dead(self):
+        return []
+
+
+@pytest.mark.parametrize("board", APPS)
+@pytest.mark.parametrize("error, done, mailed", [
+    (None, True, False),
+    (microsmtp.SMTPError(microsmtp.OUTBOX_FULL, "The outbox is full.", "OUTBOX"), False,
+     False),
+    (OSError(28, "ENOSPC"), True, True),  # flash full: sent directly instead
+    (MemoryError(), False, False),
+], ids=["queued", "full", "flash-error", "memory"])
+def test_queue_alert_never_raises(board, error, done, mailed, capsys):
+    app = load_app(board)
+    box, client = FakeOutbox(error), FakeClient()
+    assert app.queue_alert(box, client, SMTP, ALERT, 86.25) is done
+    out = capsys.readouterr().out
+    if error is None:
+        assert box.queued == [(["ops@example.org"], "Boiler at 86.2 °C",
+                               "Reading 86.2 °C, threshold 85.0 °C.\n",
+                               microsmtp.PRIORITY_HIGH)]
+        assert out == "alert queued: Boiler at 86.2 °C\n"
+    else:
+        assert out.startswith("alert not queued: ")
+    assert bool(client.sent) is mailed
+    if mailed:
+        assert out.endswith("alert sent: Boiler at 86.2 °C\n")
+
+
+@pytest.mark.parametrize("board", APPS)
+@pytest.mark.parametrize("box, printed", [
+    (FakeOutbox(sent=2, waiting=0), ["outbox: 2 sent, 0 waiting"]),
+    (FakeOutbox(sent=1, waiting=1, last_error=microsmtp.SMTPError(
+        microsmtp.SERVER_ERROR_CODE_RECEIVED, "Busy.", "RCPT", 451)),
+     ["outbox: 1 sent, 1 waiting", "outbox: 1 waiting, 0 refused; last error: Busy. "
+      "(status 0x%02X)" % microsmtp.SERVER_ERROR_CODE_RECEIVED]),
+    (FakeOutbox(sent=OSError(5, "EIO")), ["outbox: OSError(5, 'EIO')"]),
+], ids=["sent", "some-wait", "flash-error"])
+def test_deliver_says_what_happened_and_never_raises(board, box, printed, capsys):
+    load_app(board).deliver(box)
+    assert capsys.readouterr().out.splitlines() == printed
+
+
 # --- Wi-Fi bring-up, on a virtual clock --------------------------------------------------
 
 P = 1 << 30  # a board's ticks_ms period
@@ -513,6 +576,8 @@ class Catcher:
         self.messages = []
 
     async def handle_DATA(self, server, session, envelope):
+        if b"Subject: Refuse" in envelope.original_content:
+            return "550 5.1.1 no such mailbox"
         self.messages.append(email.message_from_bytes(envelope.original_content,
                                                       policy=email.policy.default))
         return "250 OK"
@@ -540,14 +605,15 @@ def catcher():
     controller.stop()
 
 
-def run_virtual_board(board, tmp_path, port, readings, min_interval):
+def run_virtual_board(board, tmp_path, port, readings, min_interval,
+                      subject="Boiler at {value:.1f} °C"):
     """The app as the virtual board runs it (`import main`, config.json in its folder),
     compiled and in emulated flash as when frozen; alert.max_readings bounds its loop."""
     (tmp_path / "config.json").write_text(json.dumps({
         "smtp": {"server": "127.0.0.1", "port": port, "tls": "none",
                  "from": "boiler@example.com", "to": ["oncall@example.com"]},
         "alert": {"threshold": 85.0, "hysteresis": 5.0, "min_interval": min_interval,
-                  "subject": "Boiler at {value:.1f} °C", "sensor": "simulated",
+                  "subject": subject, "sensor": "simulated",
                   "period": 0, "max_readings": readings}}, ensure_ascii=False),
         encoding="utf-8")
     app = unixport.compile_mpy([BOARDS / board / "main.py"], tmp_path / "app")
@@ -567,25 +633,54 @@ def test_virtual_board_mails_each_crossing(board, readings, min_interval, alerts
     handler.messages.clear()
     res = run_virtual_board(board, tmp_path, port, readings, min_interval)
     assert res.returncode == 0, res.stdout + res.stderr
-    assert res.stdout.count("alert sent: Boiler at 85.0 °C") == alerts, res.stdout
-    assert "free heap: " in res.stdout
+    assert res.stdout.count("alert queued: Boiler at 85.0 °C") == alerts, res.stdout
+    assert res.stdout.count("outbox: 1 sent, 0 waiting") == alerts, res.stdout
+    assert "free heap: " in res.stdout and "last error" not in res.stdout
     assert len(handler.messages) == alerts
     for msg in handler.messages:
         assert msg["Subject"] == "Boiler at 85.0 °C"
         assert msg["To"] == "oncall@example.com"
         assert msg["X-Priority"].startswith("1")
         assert msg.get_content().splitlines() == ["Reading 85.0 °C, threshold 85.0 °C."]
+    assert queued(tmp_path) == []
+
+
+def queued(folder):
+    return sorted(p.name for p in (folder / "outbox").iterdir() if p.is_file())
 
 
 @pytest.mark.parametrize("board", APPS)
-def test_virtual_board_keeps_going_when_mail_fails(board, tmp_path):
+def test_virtual_board_keeps_an_alert_through_an_outage_and_a_reboot(board, catcher,
+                                                                     tmp_path):
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))  # bound, not listening: every connect is refused
         res = run_virtual_board(board, tmp_path, s.getsockname()[1], 30, 600)
     assert res.returncode == 0, res.stdout + res.stderr
     assert "Traceback" not in res.stdout + res.stderr
     lines = res.stdout.splitlines()
-    failures = [line for line in lines if line.startswith("alert not sent: ")]
-    # Retried at every reading from the crossing (the 11th) while the value stays high.
-    assert len(failures) == 20, res.stdout
-    assert len([line for line in lines if line.endswith(" °C")]) == 30  # every reading
+    assert len([line for line in lines if re.fullmatch(r"\d+\.\d °C", line)]) == 30
+    assert res.stdout.count("alert queued: Boiler at 85.0 °C") == 1, res.stdout
+    # Tried at once, then not again within the run: the first retry is 30 s later.
+    failures = [line for line in lines if line.startswith("outbox: 1 waiting, 0 refused; ")]
+    assert len(failures) == 1, res.stdout
+    assert "(status 0x%02X)" % microsmtp.CONNECT_ERROR in failures[0]
+    assert queued(tmp_path) == ["00000001.msg"]
+    # Power off and on, the server is back: the alert goes out at the first reading.
+    handler, port = catcher
+    handler.messages.clear()
+    res = run_virtual_board(board, tmp_path, port, 1, 600)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "1 alerts queued" in res.stdout and "outbox: 1 sent, 0 waiting" in res.stdout
+    assert [m["Subject"] for m in handler.messages] == ["Boiler at 85.0 °C"]
+    assert queued(tmp_path) == []
+
+
+@pytest.mark.parametrize("board", APPS)
+def test_virtual_board_moves_a_refused_alert_to_dead(board, catcher, tmp_path):
+    handler, port = catcher
+    res = run_virtual_board(board, tmp_path, port, 12, 600, subject="Refuse {value:.0f}")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "outbox: 0 waiting, 1 refused; last error: " in res.stdout, res.stdout
+    assert queued(tmp_path) == []
+    reply = (tmp_path / "outbox" / "dead" / "00000001.reply").read_text()
+    assert "550" in reply and "no such mailbox" in reply

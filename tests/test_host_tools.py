@@ -187,6 +187,29 @@ def test_config_checks_with_the_firmware_rules(field, value, words, tmp_path):
         devconfig.load(path)
 
 
+@pytest.mark.parametrize("outbox, words", [
+    ([], "must be an object"),
+    ({"path": "/"}, "outbox.path"),
+    ({"max_messages": 0}, "outbox.max_messages"),
+    ({"max_messages": 2.5}, "outbox.max_messages"),
+    ({"max_bytes": True}, "outbox.max_bytes"),
+    ({"when_full": "drop_newest"}, "outbox.when_full"),
+    ({"retry": 0}, "outbox.retry"),
+    ({"retry": "30"}, "outbox.retry"),
+])
+def test_config_checks_the_outbox_section(outbox, words, tmp_path):
+    cfg = device_config(25)
+    cfg["outbox"] = outbox
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(cfg))
+    with pytest.raises(devconfig.ConfigError, match=words):
+        devconfig.load(path)
+    cfg["outbox"] = {"path": "/flash/outbox", "max_messages": 5, "max_bytes": 4096,
+                     "when_full": "refuse_new", "retry": 0.5}
+    path.write_text(json.dumps(cfg))
+    assert devconfig.load(path)["outbox"]["retry"] == 0.5
+
+
 def test_config_writes_a_private_file_outside_the_repo(tmp_path):
     src = tmp_path / "in.json"
     src.write_text(json.dumps(device_config(587)))

@@ -2,9 +2,12 @@
 port: one session for the whole queue, 5xx to dead/, 4xx and outages kept, a reboot, the
 full policies, and a put() cut short by a power cut."""
 
+import email
+import email.policy
 import json
 import os
 import socket
+import time
 
 import microsmtp
 import outbox_ops
@@ -23,6 +26,7 @@ class Handler:
     def __init__(self):
         self.sessions = 0
         self.subjects = []
+        self.tries = []  # (Subject, Date, Message-ID) of every message, refused ones too
 
     async def handle_EHLO(self, server, session, envelope, hostname, responses):
         self.sessions += 1
@@ -30,8 +34,9 @@ class Handler:
         return responses
 
     async def handle_DATA(self, server, session, envelope):
-        subject = [line for line in envelope.content.split(b"\r\n")
-                   if line.startswith(b"Subject: ")][0][9:].decode()
+        msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        subject = msg["Subject"]
+        self.tries.append((subject, msg["Date"], msg["Message-ID"]))
         if "bad" in subject:
             return "550 5.7.1 refused for good"
         if "later" in subject:
@@ -153,3 +158,143 @@ def test_outbox_full_status_is_the_package_s():
     assert outbox.OUTBOX_FULL == microsmtp.OUTBOX_FULL
     with pytest.raises(ValueError):
         outbox.Outbox(None, "/nonexistent-never-made", policy=7)
+
+
+class Clock:
+    """time.ticks_* on a virtual clock that starts just before the wrap (as a board's does
+    after 12.4 days), so a retry time is computed across it."""
+
+    def __init__(self):
+        self.now = (1 << 30) - 500
+
+    def ticks_ms(self):
+        return self.now & ((1 << 30) - 1)
+
+    def ticks_add(self, t, delta):
+        return (t + delta) & ((1 << 30) - 1)
+
+    def ticks_diff(self, a, b):
+        return ((a - b + (1 << 29)) & ((1 << 30) - 1)) - (1 << 29)
+
+    gmtime = staticmethod(time.gmtime)
+    time = staticmethod(time.time)
+
+
+def test_backoff_doubles_with_jitter_up_to_an_hour(monkeypatch, tmp_path):
+    with socket.socket() as s:  # nothing listening: every flush fails at connect
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    clock = Clock()
+    monkeypatch.setattr(outbox, "time", clock)
+    client = microsmtp.Client("127.0.0.1", port, from_address="boiler@example.org",
+                              tls=microsmtp.TLS_NONE, net=net)
+    box = outbox.Outbox(client, str(tmp_path / "outbox"), backoff=1)
+    name = box.put("ops@example.org", "Door", "Opened\n")
+    assert box.due() == [name] and box.last_error is None
+    for tries in range(1, 16):
+        assert box.flush() == 0
+        assert box.last_error.status == microsmtp.CONNECT_ERROR and box.last_error.temporary
+        wait = min(1000 << (tries - 1), 3600000)
+        start = clock.now
+        clock.now = start + wait - wait // 8 - 1  # before the earliest jittered time
+        assert box.due() == [], tries
+        clock.now = start + wait + wait // 8  # by the latest
+        assert box.due() == [name], tries
+    assert box.pending() == [name] and client.pool.available() == client.pool.count
+
+
+def test_jitter_spreads_messages_that_failed_together(monkeypatch, tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    clock = Clock()
+    monkeypatch.setattr(outbox, "time", clock)
+    client = microsmtp.Client("127.0.0.1", port, from_address="boiler@example.org",
+                              tls=microsmtp.TLS_NONE, net=net)
+    box = outbox.Outbox(client, str(tmp_path / "outbox"), backoff=1)
+    for i in range(10):
+        box.put("ops@example.org", "Alert %d" % i, "Body\n")
+    box.flush()  # all ten fail in one go
+    start, came_due = clock.now, []
+    for t in range(875 - 1, 1125 + 1):
+        clock.now = start + t
+        came_due.append(len(box.due()))
+    assert came_due[0] == 0 and came_due[-1] == 10
+    assert len(set(came_due)) > 2  # not all at the same millisecond
+
+
+@pytest.mark.parametrize("backoff", [0, -1, 3601])
+def test_backoff_must_be_sensible(backoff, tmp_path):
+    with pytest.raises(ValueError, match="backoff"):
+        outbox.Outbox(None, str(tmp_path / "outbox"), backoff=backoff)
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_every_try_has_the_same_message_id(runtime, server, mp_dir, tmp_path):
+    ctl, handler = server
+    box = tmp_path / "outbox"
+    res = run_ops(runtime, ctl.port, box, [put("later"), ["flush"], ["reboot"], ["flush"]],
+                  mp_dir, tmp_path)
+    assert res[1][1] == 0 and res[3][1] == 0  # 451 twice: still queued
+    assert [t[0] for t in handler.tries] == ["later", "later"]
+    assert handler.tries[0][2] == handler.tries[1][2]  # a duplicate can be recognised
+    assert handler.tries[0][2].endswith("@example.org>")
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_the_date_is_when_the_alert_was_queued(runtime, server, mp_dir, tmp_path):
+    # A file as put() writes it, queued at 2026-01-02 03:04:05 UTC, an outage ago.
+    ctl, handler = server
+    box = tmp_path / "outbox"
+    box.mkdir()
+    head = {"to": ["ops@example.org"], "subject": "Door opened", "priority": 4,
+            "time": 1767323045,  # both runtimes count from 1970; a board reads its own
+            "id": "0123456789abcdef01234567"}
+    (box / "00000001.msg").write_bytes(json.dumps(head).encode() + b"\nBack door.\n")
+    res = run_ops(runtime, ctl.port, box, [["flush"]], mp_dir, tmp_path)
+    assert res[0] == ["flush", 1, [], []]
+    assert handler.tries == [("Door opened", "Fri, 02 Jan 2026 03:04:05 +0000",
+                              "<0123456789abcdef01234567@example.org>")]
+
+
+def test_put_stores_its_own_time(monkeypatch, tmp_path):
+    clock = Clock()
+    clock.time = lambda: 1767323045
+    monkeypatch.setattr(outbox, "time", clock)
+    box = outbox.Outbox(None, str(tmp_path / "outbox"))
+    name = box.put("ops@example.org", "Door", "Opened\n")
+    head = json.loads((tmp_path / "outbox" / name).read_bytes().split(b"\n")[0])
+    assert head["time"] == 1767323045 and len(head["id"]) == 24
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+@pytest.mark.parametrize("content", [
+    b'{"to": ["ops@exa',  # cut (flash damage: put() itself cannot leave this)
+    b'{"to": ["ops@example.org\\r\\nRCPT TO:<x@evil.org>"], "subject": "x"}\nbody\n',
+    b'{"to": ["ops@example.org"], "subject": "x", "id": "a>\\r\\nBcc: x"}\nbody\n',
+    b'{"subject": "x"}\nbody\n',
+    b'\xff\xfe\nbody\n',
+], ids=["cut", "injected-rcpt", "injected-id", "no-to", "binary"])
+def test_an_unreadable_file_goes_to_dead_and_the_rest_goes_out(runtime, content, server,
+                                                               mp_dir, tmp_path):
+    ctl, handler = server
+    box = tmp_path / "outbox"
+    box.mkdir()
+    (box / "00000001.msg").write_bytes(content)
+    res = run_ops(runtime, ctl.port, box, [put("good"), ["flush"]], mp_dir, tmp_path)
+    assert res[0] == ["put", "00000002.msg"]
+    assert res[1] == ["flush", 1, [], ["00000001.msg"]]
+    assert handler.subjects == ["good"] and handler.sessions == 1
+    assert "Unreadable outbox file" in (box / "dead" / "00000001.reply").read_text()
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_a_second_refusal_does_not_overwrite_the_first_in_dead(runtime, server, mp_dir,
+                                                               tmp_path):
+    ctl, handler = server
+    box = tmp_path / "outbox"
+    res = run_ops(runtime, ctl.port, box, [put("bad 1"), ["flush"], put("bad 2"), ["flush"]],
+                  mp_dir, tmp_path)
+    assert res[1] == ["flush", 0, [], ["00000001.msg"]]
+    assert res[2] == ["put", "00000002.msg"]  # numbered after the dead one
+    assert res[3] == ["flush", 0, [], ["00000001.msg", "00000002.msg"]]

@@ -6,6 +6,7 @@ import time
 
 import microsmtp
 from micropython import const
+from microsmtp.outbox import DROP_OLDEST, REFUSE_NEW, Outbox
 
 try:
     import network
@@ -17,6 +18,7 @@ _WIFI_DEADLINE_MS = const(20000)  # per try: association, then DHCP
 _WIFI_SETTLE_MS = const(1000)  # a link that drops at once is no link (Peter Hinch, mqtt_as)
 _TLS = {"starttls": microsmtp.TLS_STARTTLS, "implicit": microsmtp.TLS_IMPLICIT,
         "none": microsmtp.TLS_NONE, None: None}
+_WHEN_FULL = {"drop_oldest": DROP_OLDEST, "refuse_new": REFUSE_NEW}
 
 
 class Alarm:
@@ -125,11 +127,24 @@ def make_client(smtp):
         allow_plaintext_auth=bool(smtp.get("allow_plaintext_auth")))
 
 
-def send_alert(client, smtp, alert, value):
-    """Mail one alert. True when it is dealt with (sent, or refused for good); False to try
-    again at the next reading. A mail failure never stops the app."""
+def make_outbox(client, cfg):
+    """The alert queue on flash (config "outbox", docs/CONFIG.md). Relative path: a board
+    starts in "/", the virtual board in its own folder. Full: the oldest alert goes, as the
+    newest tells the most about now."""
+    return Outbox(client, cfg.get("path", "outbox"), cfg.get("max_messages", 20),
+                  cfg.get("max_bytes", 32768), _WHEN_FULL[cfg.get("when_full", "drop_oldest")],
+                  cfg.get("retry", 30))
+
+
+def alert_text(alert, value):
     subject = alert.get("subject", "Temperature at {value:.1f} °C").format(value=value)
-    body = "Reading %.1f °C, threshold %.1f °C.\n" % (value, alert["threshold"])
+    return subject, "Reading %.1f °C, threshold %.1f °C.\n" % (value, alert["threshold"])
+
+
+def send_alert(client, smtp, alert, value):
+    """Mail one alert now, without the outbox. True when it is dealt with (sent, or refused
+    for good); False to try again at the next reading. Never raises."""
+    subject, body = alert_text(alert, value)
     try:
         client.send(smtp["to"], subject, body, microsmtp.PRIORITY_HIGH)
     except microsmtp.SMTPError as e:
@@ -142,8 +157,45 @@ def send_alert(client, smtp, alert, value):
     return True
 
 
+def queue_alert(box, client, smtp, alert, value):
+    """Put one alert in the outbox: on flash it survives an outage and a reboot. True when
+    it is dealt with; False to try again at the next reading. Never raises."""
+    subject, body = alert_text(alert, value)
+    try:
+        box.put(smtp["to"], subject, body, microsmtp.PRIORITY_HIGH)
+    except microsmtp.SMTPError as e:  # OUTBOX_FULL with "refuse_new": a flush makes room
+        print("alert not queued: %s (status 0x%02X)" % (e, e.status))
+        return False
+    except OSError as e:  # the filesystem failed (full, worn): better sent now than lost
+        print("alert not queued: %r; sending it now" % e)
+        return send_alert(client, smtp, alert, value)
+    except MemoryError as e:
+        print("alert not queued: %r" % e)
+        return False
+    print("alert queued: %s" % subject)
+    return True
+
+
+def deliver(box):
+    """Send what is due in the outbox over one session and say how it went. Never raises:
+    what could not go stays queued (temporary) or goes to dead/ (refused for good)."""
+    try:
+        sent = box.flush()
+        waiting = len(box.pending())
+    except (OSError, MemoryError) as e:
+        print("outbox: %r" % e)
+        return
+    if sent:
+        print("outbox: %d sent, %d waiting" % (sent, waiting))
+    e = box.last_error
+    if e is not None:
+        print("outbox: %d waiting, %d refused; last error: %s (status 0x%02X)"
+              % (waiting, len(box.dead()), e, e.status))
+
+
 def main(path="config.json"):
-    """Read the sensor every alert.period seconds, for ever or alert.max_readings times."""
+    """Read the sensor every alert.period seconds, for ever or alert.max_readings times.
+    An alert goes into the outbox first, then out whenever the link and server allow."""
     # Relative: a board starts in "/", the virtual board in its own folder.
     with open(path) as f:
         cfg = json.load(f)
@@ -154,20 +206,24 @@ def main(path="config.json"):
         if wifi_up(wlan, wifi):
             set_clock()
     client = make_client(smtp)
+    box = make_outbox(client, cfg.get("outbox", {}))
     alarm = Alarm(alert["threshold"], alert.get("hysteresis", 0), alert.get("min_interval", 600))
     read = sensor(alert)
     period = int(alert.get("period", 10) * 1000)
     readings = alert.get("max_readings")  # None: for ever
     gc.collect()
-    print("free heap: %d bytes" % gc.mem_free())
+    print("free heap: %d bytes, %d alerts queued" % (gc.mem_free(), len(box.pending())))
     n = 0
     while readings is None or n < readings:
         value = read()
         now = time.ticks_ms()
         print("%.1f °C" % value)
-        if alarm.update(value, now) and (wlan is None or wifi_up(wlan, wifi)):
-            if send_alert(client, smtp, alert, value):
-                alarm.done(now)
+        if alarm.update(value, now) and queue_alert(box, client, smtp, alert, value):
+            alarm.done(now)
+        # The link is brought back only when an alert is due: with Wi-Fi down, that is
+        # one bounded reconnect (wifi_up) per reading until it is back.
+        if box.due() and (wlan is None or wifi_up(wlan, wifi)):
+            deliver(box)
         n += 1
         time.sleep_ms(period)
 

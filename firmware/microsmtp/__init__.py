@@ -199,7 +199,8 @@ class Client:
         """NetX's nx_smtp_client_delete: the client cannot send afterwards."""
         self._session = None
 
-    def _run(self, recipients, subject, body, limit, priority, batch=None):
+    def _run(self, recipients, subject, body, limit, priority, batch=None, now=None,
+             msgid=None):
         s = self._session
         if s is None:
             raise SMTPError(CLIENT_NOT_INITIALIZED, "This client was closed; make a new Client.")
@@ -215,8 +216,8 @@ class Client:
             rx = pool.acquire()
             tx = pool.acquire()
             scratch = pool.acquire()
-            s.prepare(recipients, subject, body, limit, priority, scan, time.gmtime(),
-                      rx, tx, scratch)
+            s.prepare(recipients, subject, body, limit, priority, scan, now or time.gmtime(),
+                      msgid, rx, tx, scratch)
             s.batch = batch
             transport.run(s, self._net)
         finally:

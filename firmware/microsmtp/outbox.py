@@ -9,6 +9,7 @@
 # backoff with jitter, in RAM: after a reboot everything is due at once); 5xx moves it to
 # dead/ with the server's reply. At least once: a connection lost after "." keeps the
 # message, so it may arrive twice.
+import binascii
 import json
 import os
 import random
@@ -23,8 +24,7 @@ OUTBOX_FULL = const(0xC6)  # the package's OUTBOX_FULL
 REFUSE_NEW = const(0)  # when full: put() raises SMTPError(OUTBOX_FULL)
 DROP_OLDEST = const(1)  # when full: the oldest queued messages go to make room
 
-_BACKOFF_MS = const(30000)  # first retry after 30 s, then 60 s, 120 s ... (±12.5 % jitter)
-_BACKOFF_MAX_MS = const(3600000)  # at most an hour apart
+_BACKOFF_MAX_MS = const(3600000)  # retries at most an hour apart
 
 
 def _exists(path):
@@ -45,14 +45,18 @@ def _sync(f):
 
 class Outbox:
     def __init__(self, client, path="/outbox", max_messages=20, max_bytes=65536,
-                 policy=REFUSE_NEW):
+                 policy=REFUSE_NEW, backoff=30):
         if policy not in (REFUSE_NEW, DROP_OLDEST):
             raise ValueError("policy must be REFUSE_NEW or DROP_OLDEST")
+        if not 0 < backoff <= 3600:
+            raise ValueError("backoff must be more than 0 and at most 3600 seconds")
         self.client = client
         self.path = path.rstrip("/") or "/"
         self.max_messages = max_messages
         self.max_bytes = max_bytes
         self.policy = policy
+        self.backoff = int(backoff * 1000)  # ms before the first retry; doubles each time
+        self.last_error = None  # why the last flush() left a message queued or dead
         self._retry = {}  # name -> (tries, ticks when due)
         for sub in ("", "/tmp", "/dead"):
             if not _exists(self.path + sub):
@@ -64,20 +68,32 @@ class Outbox:
         """Names of the queued messages, oldest first."""
         return sorted(n for n in os.listdir(self.path) if n.endswith(".msg"))
 
+    def due(self):
+        """Names of the queued messages flush() would send now, oldest first."""
+        now = time.ticks_ms()
+        return [n for n in self.pending()
+                if n not in self._retry or time.ticks_diff(now, self._retry[n][1]) >= 0]
+
     def dead(self):
         """Names of the messages a server refused for good (see their .reply files)."""
         return sorted(n for n in os.listdir(self.path + "/dead") if n.endswith(".msg"))
 
     def put(self, recipients, subject, body, priority=message.PRIORITY_NORMAL):
-        """Queue one mail durably; the same arguments as Client.send. Returns its name."""
+        """Queue one mail durably; the same arguments as Client.send. Returns its name.
+        The mail keeps the time of put() as its Date (RFC 5322 §3.6.1: when it was ready
+        to go) and one Message-ID for every try, so a duplicate can be recognised."""
         if isinstance(recipients, str):
             recipients = [recipients]
         for rcpt in recipients:
             message.check(rcpt, "recipient", message.ADDRESS)
         message.check(subject, "subject", message.TEXT, 4096)
-        if not isinstance(body, (str, bytes, bytearray)):
+        if isinstance(body, str):
+            body = body.encode()
+        elif not isinstance(body, (bytes, bytearray)):
             raise TypeError("an outbox body is str or bytes")
-        head = json.dumps({"to": list(recipients), "subject": subject, "priority": priority})
+        head = json.dumps({"to": list(recipients), "subject": subject, "priority": priority,
+                           "time": int(time.time()),
+                           "id": binascii.hexlify(os.urandom(12)).decode()}).encode()
         size = len(head) + 1 + len(body)
         names = self.pending()
         used = sum(os.stat(self.path + "/" + n)[6] for n in names)
@@ -90,12 +106,15 @@ class Outbox:
         if size > self.max_bytes:
             raise SMTPError(OUTBOX_FULL, "The message is bigger than the outbox (OUTBOX).",
                             "OUTBOX")
-        last = names[-1] if names else "00000000.msg"
+        # Numbered after every name in use, dead/ included: a refused message moved there
+        # must not land on an older one of the same name.
+        last = max(names[-1:] + self.dead()[-1:] + ["00000000.msg"])
         name = "%08d.msg" % (int(last[:8]) + 1)
         tmp = self.path + "/tmp/" + name
         with open(tmp, "wb") as f:
-            f.write(head.encode() + b"\n")
-            f.write(body.encode() if isinstance(body, str) else body)
+            f.write(head)
+            f.write(b"\n")
+            f.write(body)
             _sync(f)
         os.rename(tmp, self.path + "/" + name)  # atomic: the whole message or nothing
         return name
@@ -103,30 +122,48 @@ class Outbox:
     def flush(self):
         """Send every due message over one session; the number delivered. Failures stay
         queued (temporary) or go to dead/ (permanent); nothing raises for them."""
-        now = time.ticks_ms()
-        due = [n for n in self.pending()
-               if n not in self._retry or time.ticks_diff(now, self._retry[n][1]) >= 0]
-        if not due:
-            return 0
+        due = self.due()
+        self.last_error = None
         state = {"i": 0, "file": None, "sent": 0}
 
         def opened(i):
-            name = due[i]
-            f = open(self.path + "/" + name, "rb")
-            head = json.loads(f.readline())
-            state["file"] = f
-            return head["to"], head["subject"], f, head.get("priority", 2)
+            # The next readable message from due[i] on, as Session.load() arguments; one
+            # that cannot be read (flash damage, a file copied in by hand) goes to dead/.
+            while i < len(due):
+                state["i"] = i
+                f = open(self.path + "/" + due[i], "rb")
+                try:
+                    head = json.loads(f.readline())
+                    to, subject = head["to"], head["subject"]
+                    for rcpt in to:
+                        message.check(rcpt, "recipient", message.ADDRESS)
+                    message.check(subject, "subject", message.TEXT, 4096)
+                    msgid = head.get("id")
+                    if msgid is not None:
+                        message.check(msgid, "id", message.DOMAIN, 64)
+                    when = head.get("time")
+                    now = time.gmtime(when) if isinstance(when, int) else time.gmtime()
+                    state["file"] = f
+                    return to, subject, f, head.get("priority", 2), None, None, now, msgid
+                except (ValueError, KeyError, TypeError, OverflowError) as e:
+                    f.close()
+                    self._bury(due[i], "Unreadable outbox file: %s" % e)
+                i += 1
+            return None
 
         def on_result(error):
             self._done(due[state["i"]], state, error)
-            state["i"] += 1
-            return opened(state["i"]) if state["i"] < len(due) else None
+            return opened(state["i"] + 1)
 
         first = opened(0)
+        if first is None:
+            return 0
         try:
             # on_result runs after each mail, the last included; it hands over the next.
-            self.client._run(first[0], first[1], first[2], None, first[3], on_result)
-        except SMTPError:
+            self.client._run(first[0], first[1], first[2], None, first[3], on_result,
+                             first[6], first[7])
+        except SMTPError as e:
+            self.last_error = e
             # The session ended (no connection, AUTH refused, lost after "." ...): this mail
             # and the rest stay queued and wait. At least once: it may have been delivered.
             for name in due[state["i"]:]:
@@ -147,12 +184,18 @@ class Outbox:
             self._retry.pop(name, None)
             state["sent"] += 1
         elif error.temporary:
+            self.last_error = error
             self._later(name)
         else:
-            os.rename(path, self.path + "/dead/" + name)
-            with open(self.path + "/dead/" + name[:-4] + ".reply", "w") as f:
-                f.write(str(error))
-            self._retry.pop(name, None)
+            self.last_error = error
+            self._bury(name, str(error))
+
+    def _bury(self, name, why):
+        """Move a message the server refused for good to dead/, its reason beside it."""
+        os.rename(self.path + "/" + name, self.path + "/dead/" + name)
+        with open(self.path + "/dead/" + name[:-4] + ".reply", "w") as f:
+            f.write(why)
+        self._retry.pop(name, None)
 
     def _recipients_of(self, path):
         try:
@@ -163,7 +206,13 @@ class Outbox:
 
     def _later(self, name):
         tries = self._retry.get(name, (0, 0))[0] + 1
-        wait = min(_BACKOFF_MS << min(tries - 1, 16), _BACKOFF_MAX_MS)
+        wait = self.backoff
+        for _ in range(tries - 1):  # doubled per failed try, up to the cap (no big ints)
+            if wait >= _BACKOFF_MAX_MS:
+                break
+            wait *= 2
+        wait = min(wait, _BACKOFF_MAX_MS)
         # Jitter, ±12.5 %: boards that lost the server together do not all come back at once.
-        wait += random.getrandbits(16) * wait // 262144 - wait // 8
+        # (wait // 4) * 255 stays a small int on a 32-bit board (below 2**30).
+        wait += ((wait // 4) * random.getrandbits(8) >> 8) - wait // 8
         self._retry[name] = (tries, time.ticks_add(time.ticks_ms(), wait))

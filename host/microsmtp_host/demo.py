@@ -1,4 +1,4 @@
-"""make demo: the whole path of an alert, with no hardware.
+"""make demo: the whole path of an alert, with no hardware, through a server outage.
 
 1. `microsmtp catch` — a mail catcher on loopback (STARTTLS with a CA made for this run,
    AUTH with a password made for this run), storing mail in a Maildir and showing it on a
@@ -6,9 +6,13 @@
 2. `microsmtp board` — a virtual board: the real MicroPython unix port behind a pty;
 3. `microsmtp deploy` — mpremote puts microsmtp (.mpy), the ESP32 example app and its
    config.json (pointing at the catcher) on the board, plus the CA file;
-4. the app runs on the board with a simulated temperature that crosses the threshold:
-   it sends one alert over STARTTLS, the certificate verified on the board;
-5. the catcher's copy of the mail is printed, with the page's address.
+4. the catcher is stopped: the mail server is down;
+5. the app runs on the board with a simulated temperature that crosses the threshold: the
+   alert goes into the outbox on the board's flash, the first try finds no server, and the
+   alert waits;
+6. as soon as the board says so, the catcher starts again on the same port; the board's
+   next try sends the alert over STARTTLS, the certificate verified on the board;
+7. the catcher's copy of the mail is printed, with the page's address.
 Everything stops at the end. Run: .venv/bin/python -m microsmtp_host.demo"""
 
 import json
@@ -24,7 +28,8 @@ from microsmtp_host import unixport
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = ROOT / "boards" / "esp32" / "main.py"
-RUN_TIMEOUT = 90  # seconds for the app's run on the board (about 3 s here)
+RUN_TIMEOUT = 90  # seconds for the app's run on the board (about 8 s here)
+WAITING = "outbox: 1 waiting"  # the board's line once its first try found no server
 
 
 class DemoFailed(Exception):
@@ -48,11 +53,42 @@ def config_for(catcher, user, password):
                  "username": user, "password": password, "from": "boiler@example.org",
                  "to": ["oncall@example.org"], "client_domain": "boiler.example.org",
                  "cadata": "ca.pem"},
-        # A simulated sensor rising across 85 °C: one crossing, so exactly one alert.
+        # A simulated sensor rising across 85 °C at the 11th reading (2 s in): one
+        # crossing, so exactly one alert. The run lasts 8 s.
         "alert": {"threshold": 85.0, "hysteresis": 5.0, "min_interval": 600,
                   "subject": "Boiler at {value:.1f} °C", "sensor": "simulated",
-                  "period": 0.1, "max_readings": 12},
+                  "period": 0.2, "max_readings": 40},
+        # Retries 0.5 s, 1.5 s, 3.5 s after the first try (a board would use 30 s).
+        "outbox": {"retry": 0.5},
     }
+
+
+def run_app(device, on_line):
+    """`import main` on the board, its output printed as it comes; on_line(line) for each
+    line. The board's whole output."""
+    import threading
+
+    cmd = [sys.executable, "-m", "mpremote", "connect", device, "resume", "exec",
+           "import main"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    timer = threading.Timer(RUN_TIMEOUT, proc.kill)
+    timer.start()
+    lines = []
+    try:
+        for line in proc.stdout:
+            line = line.rstrip("\r\n")
+            print("  board | %s" % line, flush=True)
+            lines.append(line)
+            on_line(line)
+    finally:
+        timer.cancel()
+        proc.stdout.close()
+        code = proc.wait()
+    if code:
+        raise DemoFailed("the app on the board did not finish (exit code %d, %s)"
+                         % (code, "killed after %d s" % RUN_TIMEOUT if code < 0 else
+                            "see its output above"))
+    return "\n".join(lines)
 
 
 def main():
@@ -105,16 +141,34 @@ def main():
                 raise DemoFailed("copying the CA to the board failed: %s" % res.stderr)
             print("ca.pem copied to the board (cadata in config.json)")
 
-            section("5. The app on the board")
-            print("mpremote exec 'import main': boards/esp32/main.py with a simulated sensor")
-            try:
-                res = mpremote(device, "exec", "import main", timeout=RUN_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                raise DemoFailed("the app did not finish within %d s" % RUN_TIMEOUT) from None
-            sys.stdout.write(res.stdout + res.stderr)
+            section("5. The mail server goes down")
+            catcher.stop()
+            print("catcher stopped: nothing listens on %s" % catcher.smtp_address)
+
+            section("6. The app on the board")
+            print("mpremote exec 'import main': boards/esp32/main.py with a simulated sensor;"
+                  " alerts go into the outbox on the board's flash, then out")
+            restarted = []
+
+            def server_back(line):
+                if line.startswith(WAITING) and not restarted:
+                    section("7. The mail server comes back")
+                    try:
+                        catcher.start()  # the same ports, the same Maildir
+                    except OSError as e:
+                        raise DemoFailed("the catcher could not start again on %s: %s"
+                                         % (catcher.smtp_address, e)) from None
+                    restarted.append(True)
+                    print("catcher started again on %s; the board's next try is due"
+                          % catcher.smtp_address, flush=True)
+
+            out = run_app(device, server_back)
+            if not restarted:
+                raise DemoFailed("the board never reported a queued alert waiting for the "
+                                 "server")
             messages = catcher.messages()
 
-            section("6. Received by the catcher")
+            section("8. Received by the catcher")
             if not messages:
                 raise DemoFailed("the catcher received no mail")
             stored = sorted((catcher.maildir / "new").iterdir()) + sorted(
@@ -127,16 +181,17 @@ def main():
             print("Web page: %s (while the demo runs)" % catcher.web_url)
             if len(messages) != 1:
                 raise DemoFailed("expected 1 alert, the catcher got %d" % len(messages))
-            if "alert sent" not in res.stdout:
+            if "outbox: 1 sent, 0 waiting" not in out:
                 raise DemoFailed("a mail arrived but the app did not report success")
         finally:
             board.stop()
             catcher.stop()
 
     section("Summary")
-    print("1 alert delivered: the ESP32 example app on a virtual board (MicroPython unix "
-          "port, deployed with mpremote) sent it over STARTTLS with the certificate "
-          "verified, to `microsmtp catch` on loopback")
+    print("1 alert delivered despite the outage: the ESP32 example app on a virtual board "
+          "(MicroPython unix port, deployed with mpremote) queued it on flash while the "
+          "server was down and sent it when it came back, over STARTTLS with the "
+          "certificate verified, to `microsmtp catch` on loopback")
 
 
 if __name__ == "__main__":

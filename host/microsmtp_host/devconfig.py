@@ -59,6 +59,29 @@ def check(cfg):
     wifi = cfg.get("wifi")
     if wifi is not None and not (isinstance(wifi, dict) and wifi.get("ssid")):
         raise ConfigError('wifi needs an "ssid"')
+    check_outbox(cfg.get("outbox", {}))
+
+
+def _number(value, low, high):
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and \
+        low <= value <= high
+
+
+def check_outbox(box):
+    """The board apps' "outbox" section (docs/CONFIG.md), with the Outbox's own limits."""
+    if not isinstance(box, dict):
+        raise ConfigError('"outbox" must be an object (docs/CONFIG.md)')
+    path = box.get("path", "outbox")
+    if not isinstance(path, str) or not path.strip("/"):
+        raise ConfigError("outbox.path must be a folder name on the board, such as \"outbox\"")
+    for key, low, high in (("max_messages", 1, 10000), ("max_bytes", 256, 1 << 30)):
+        if key in box and not (isinstance(box[key], int) and _number(box[key], low, high)):
+            raise ConfigError("outbox.%s must be a whole number from %d to %d"
+                              % (key, low, high))
+    if box.get("when_full", "drop_oldest") not in ("drop_oldest", "refuse_new"):
+        raise ConfigError('outbox.when_full must be "drop_oldest" or "refuse_new"')
+    if "retry" in box and not (_number(box["retry"], 0, 3600) and box["retry"] > 0):
+        raise ConfigError("outbox.retry must be more than 0 and at most 3600 seconds")
 
 
 def client_kwargs(cfg, cadata=None):
