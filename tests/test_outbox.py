@@ -298,3 +298,30 @@ def test_a_second_refusal_does_not_overwrite_the_first_in_dead(runtime, server, 
     assert res[1] == ["flush", 0, [], ["00000001.msg"]]
     assert res[2] == ["put", "00000002.msg"]  # numbered after the dead one
     assert res[3] == ["flush", 0, [], ["00000001.msg", "00000002.msg"]]
+
+
+LAZY = """import sys
+import microsmtp
+client = microsmtp.Client("127.0.0.1", 25, from_address="boiler@example.org")
+print(sorted(m for m in ("microsmtp.outbox", "microsmtp.secure", "json") if m in sys.modules))
+"""
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_outbox_is_loaded_only_by_apps_that_use_it(runtime, tmp_path):
+    # A plain send must not pay for the outbox (or TLS) in heap: neither is imported.
+    (tmp_path / "lazy.py").write_text(LAZY)
+    if runtime == "cpython":
+        import subprocess
+        import sys
+
+        res = subprocess.run([sys.executable, "-c", "from microsmtp_host import shim; "
+                              "shim.install(); exec(open('lazy.py').read())"],
+                             cwd=tmp_path, capture_output=True, text=True, timeout=30)
+        assert res.returncode == 0, res.stderr
+        assert "'microsmtp.outbox'" not in res.stdout and "secure" not in res.stdout
+        return
+    tree = runtimes.compile_mpy([tmp_path / "lazy.py"], tmp_path / "mpy")
+    res = runtimes.run_micropython("lazy", [], [tree, runtimes.firmware_mpy()], timeout=30)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert res.stdout.strip().splitlines()[-1] == "[]"
