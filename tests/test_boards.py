@@ -12,6 +12,7 @@ import email.policy
 import importlib.util
 import inspect
 import json
+import os
 import re
 import socket
 import subprocess
@@ -23,6 +24,7 @@ import microsmtp
 import pytest
 from aiosmtpd.controller import Controller
 from microsmtp_host import flash, unixport
+from microsmtp_host.shim import net
 from test_board_api import STUBS, collect_uses, missing_on
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -292,6 +294,7 @@ def replay(app, cases):
 
 DRIVER = inspect.getsource(replay) + """
 import json
+import os
 import time
 
 import alertapp
@@ -684,3 +687,84 @@ def test_virtual_board_moves_a_refused_alert_to_dead(board, catcher, tmp_path):
     assert queued(tmp_path) == []
     reply = (tmp_path / "outbox" / "dead" / "00000001.reply").read_text()
     assert "550" in reply and "no such mailbox" in reply
+
+
+class SwitchedWLAN:
+    """A station link that is up or down as the test says (connect() changes nothing)."""
+
+    def __init__(self):
+        self.up = True
+        self.connects = 0
+
+    def isconnected(self):
+        return self.up
+
+    def active(self, on):
+        pass
+
+    def config(self, **kw):
+        pass
+
+    def connect(self, *args):
+        self.connects += 1
+
+    def disconnect(self):
+        pass
+
+    def status(self):
+        return -2
+
+    def ifconfig(self):
+        return ("192.168.1.50", "255.255.255.0", "192.168.1.1", "192.168.1.1")
+
+
+class HostClient(microsmtp.Client):
+    """A Client on CPython's sockets through the shim (a board's are MicroPython's)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, net=net, **kwargs)
+
+
+@pytest.mark.parametrize("board", APPS)
+def test_an_alert_raised_while_wifi_is_down_goes_out_when_it_is_back(board, catcher,
+                                                                      monkeypatch, tmp_path,
+                                                                      capsys):
+    # The whole main() on CPython: a real aiosmtpd server and outbox folder; only the
+    # radio (down from reading 8 to reading 20) and the clock of the Wi-Fi waits are fakes.
+    handler, port = catcher
+    handler.messages.clear()
+    app, clock = wifi_app(board, monkeypatch)
+    wlan = SwitchedWLAN()
+    monkeypatch.setattr(app, "network", type("network", (), {
+        "STA_IF": 0, "WLAN": staticmethod(lambda interface: wlan)}))
+    values = app.sensor({"sensor": "simulated", "threshold": 85.0, "hysteresis": 5.0})
+    readings = []
+
+    def read():
+        readings.append(len(readings))
+        wlan.up = not 8 <= len(readings) <= 20
+        if len(readings) == 21:
+            assert handler.messages == []  # nothing could go while the link was down
+        return values()
+
+    monkeypatch.setattr(app, "sensor", lambda alert: read)
+    monkeypatch.setattr(microsmtp, "Client", HostClient)
+    monkeypatch.setattr(app, "gc", type("gc", (), {  # CPython's gc has no mem_free
+        "collect": staticmethod(lambda: None), "mem_free": staticmethod(lambda: 0)}))
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({
+        "wifi": {"ssid": "home", "password": "pw"},
+        "smtp": {"server": "127.0.0.1", "port": port, "tls": "none",
+                 "from": "boiler@example.com", "to": ["oncall@example.com"]},
+        "alert": {"threshold": 85.0, "hysteresis": 5.0, "min_interval": 600,
+                  "subject": "Boiler at {value:.1f} °C", "period": 0, "max_readings": 25},
+        "outbox": {"path": str(tmp_path / "outbox")}}))
+    app.main(str(config))
+    out = capsys.readouterr().out
+    assert [m["Subject"] for m in handler.messages] == ["Boiler at 85.0 °C"]
+    queued, no_link = out.index("alert queued: Boiler at 85.0 °C"), out.index("wifi: no link")
+    sent = out.index("outbox: 1 sent, 0 waiting")
+    assert queued < no_link < sent
+    # Readings 11 to 20 each tried the link (3 tries each), and nothing after it was back.
+    assert out.count("wifi: no link") == 10 * 3, out
+    assert sorted(os.listdir(tmp_path / "outbox")) == ["dead", "tmp"]  # nothing left
