@@ -4,6 +4,7 @@ full policies, and a put() cut short by a power cut."""
 
 import email
 import email.policy
+import email.utils
 import json
 import os
 import socket
@@ -243,18 +244,29 @@ def test_every_try_has_the_same_message_id(runtime, server, mp_dir, tmp_path):
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
 def test_the_date_is_when_the_alert_was_queued(runtime, server, mp_dir, tmp_path):
-    # A file as put() writes it, queued at 2026-01-02 03:04:05 UTC, an outage ago.
+    # Files as put() writes them, queued an outage ago; the first mail of a flush and the
+    # ones after it (handed over mid-session) each keep their own Date and Message-ID.
     ctl, handler = server
     box = tmp_path / "outbox"
     box.mkdir()
-    head = {"to": ["ops@example.org"], "subject": "Door opened", "priority": 4,
-            "time": 1767323045,  # both runtimes count from 1970; a board reads its own
-            "id": "0123456789abcdef01234567"}
-    (box / "00000001.msg").write_bytes(json.dumps(head).encode() + b"\nBack door.\n")
-    res = run_ops(runtime, ctl.port, box, [["flush"]], mp_dir, tmp_path)
-    assert res[0] == ["flush", 1, [], []]
-    assert handler.tries == [("Door opened", "Fri, 02 Jan 2026 03:04:05 +0000",
-                              "<0123456789abcdef01234567@example.org>")]
+    for n, (when, token) in enumerate([(1767323045, "0123456789abcdef01234567"),
+                                       (1767409506, "89abcdef0123456789abcdef")], 1):
+        head = {"to": ["ops@example.org"], "subject": "Door opened %d" % n, "priority": 4,
+                "time": when,  # both runtimes count from 1970; a board reads its own
+                "id": token}
+        (box / ("%08d.msg" % n)).write_bytes(json.dumps(head).encode() + b"\nBack door.\n")
+    res = run_ops(runtime, ctl.port, box, [put("now"), ["flush"]], mp_dir, tmp_path)
+    assert res[1] == ["flush", 3, [], []] and handler.sessions == 1
+    assert handler.tries[:2] == [
+        ("Door opened 1", "Fri, 02 Jan 2026 03:04:05 +0000",
+         "<0123456789abcdef01234567@example.org>"),
+        ("Door opened 2", "Sat, 03 Jan 2026 03:05:06 +0000",
+         "<89abcdef0123456789abcdef@example.org>")]
+    # The one put() just now: today's date, its own id.
+    subject, date, msgid = handler.tries[2]
+    sent = email.utils.parsedate_to_datetime(date).timestamp()
+    assert subject == "now" and abs(sent - time.time()) < 600
+    assert msgid not in (handler.tries[0][2], handler.tries[1][2])
 
 
 def test_put_stores_its_own_time(monkeypatch, tmp_path):
@@ -317,7 +329,8 @@ def test_outbox_is_loaded_only_by_apps_that_use_it(runtime, tmp_path):
 
         res = subprocess.run([sys.executable, "-c", "from microsmtp_host import shim; "
                               "shim.install(); exec(open('lazy.py').read())"],
-                             cwd=tmp_path, capture_output=True, text=True, timeout=30)
+                             cwd=tmp_path, capture_output=True, text=True, timeout=30,
+                             env={**os.environ, "PYTHONPATH": str(runtimes.ROOT / "host")})
         assert res.returncode == 0, res.stderr
         assert "'microsmtp.outbox'" not in res.stdout and "secure" not in res.stdout
         return

@@ -199,8 +199,7 @@ class Client:
         """NetX's nx_smtp_client_delete: the client cannot send afterwards."""
         self._session = None
 
-    def _run(self, recipients, subject, body, limit, priority, batch=None, now=None,
-             msgid=None):
+    def _run(self, recipients, subject, body, limit, priority, batch=None, now=None, id=None):
         s = self._session
         if s is None:
             raise SMTPError(CLIENT_NOT_INITIALIZED, "This client was closed; make a new Client.")
@@ -217,7 +216,8 @@ class Client:
             tx = pool.acquire()
             scratch = pool.acquire()
             s.prepare(recipients, subject, body, limit, priority, scan, now or time.gmtime(),
-                      msgid, rx, tx, scratch)
+                      rx, tx, scratch)
+            s.id = id
             s.batch = batch
             transport.run(s, self._net)
         finally:

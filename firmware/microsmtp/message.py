@@ -150,8 +150,8 @@ def date_value(tm):
         _DAYS[d:d + 3], tm[2], _MONTHS[m:m + 3], tm[0], tm[3], tm[4], tm[5])
 
 
-def message_id(from_address, unique=None):
-    return "<%s@%s>" % (unique or binascii.hexlify(os.urandom(12)).decode(),
+def message_id(from_address, token=None):
+    return "<%s@%s>" % (token or binascii.hexlify(os.urandom(12)).decode(),
                         from_address[from_address.rfind("@") + 1:])
 
 

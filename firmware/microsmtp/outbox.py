@@ -142,9 +142,11 @@ class Outbox:
                     if msgid is not None:
                         message.check(msgid, "id", message.DOMAIN, 64)
                     when = head.get("time")
-                    now = time.gmtime(when) if isinstance(when, int) else time.gmtime()
+                    # The Date and Message-ID of this mail, for the session (see on_result).
+                    state["now"] = time.gmtime(when) if isinstance(when, int) else time.gmtime()
+                    state["id"] = msgid
                     state["file"] = f
-                    return to, subject, f, head.get("priority", 2), None, None, now, msgid
+                    return to, subject, f, head.get("priority", 2)
                 except (ValueError, KeyError, TypeError, OverflowError) as e:
                     f.close()
                     self._bury(due[i], "Unreadable outbox file: %s" % e)
@@ -153,7 +155,12 @@ class Outbox:
 
         def on_result(error):
             self._done(due[state["i"]], state, error)
-            return opened(state["i"] + 1)
+            following = opened(state["i"] + 1)
+            if following is not None:
+                session = self.client._session
+                session.now = state["now"]
+                session.id = state["id"]
+            return following
 
         first = opened(0)
         if first is None:
@@ -161,7 +168,7 @@ class Outbox:
         try:
             # on_result runs after each mail, the last included; it hands over the next.
             self.client._run(first[0], first[1], first[2], None, first[3], on_result,
-                             first[6], first[7])
+                             state["now"], state["id"])
         except SMTPError as e:
             self.last_error = e
             # The session ended (no connection, AUTH refused, lost after "." ...): this mail

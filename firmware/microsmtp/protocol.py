@@ -107,20 +107,18 @@ class Session:
         # never grows (a 752-byte reallocation) in the middle of a send on a fragmented heap.
         self._start()
 
-    def prepare(self, recipients, subject, body, limit, priority, scan, now, msgid, rx, tx,
-                scratch):
-        self.load(recipients, subject, body, priority, scan, limit, now, msgid)
+    def prepare(self, recipients, subject, body, limit, priority, scan, now, rx, tx, scratch):
+        self.load(recipients, subject, body, priority, scan, limit)
+        self.now = now
         self.rx = rx
         self.rx_mv = memoryview(rx)
         self.tx = tx
         self.tx_mv = memoryview(tx)
         self.scratch = scratch
 
-    def load(self, recipients, subject, body, priority, scan, limit, now, msgid):
-        """The mail to send (again for each mail of a batch). now: a time.gmtime() tuple for
-        its Date; msgid: the Message-ID's unique part, None for a new one."""
-        self.now = now
-        self.msgid = msgid
+    def load(self, recipients, subject, body, priority, scan=None, limit=None):
+        """The mail to send (again for each mail of a batch, whose hook may set now and id
+        for it first)."""
         self.recipients = recipients
         self.subject = subject
         self.body.reset(body, limit)
@@ -130,7 +128,10 @@ class Session:
     def release(self):
         """Drop every reference to the pool buffers and the body: the initial state again."""
         self.rx = self.rx_mv = self.tx = self.tx_mv = self.scratch = None
-        self.recipients = self.subject = self.now = self.msgid = None
+        # id: the Message-ID's unique part, None for a new one (the outbox keeps one per
+        # mail). Named `id`: a name the firmware has interned already costs no heap, where a
+        # new one can cost a whole qstr pool (README §6).
+        self.recipients = self.subject = self.now = self.id = None
         self.local_literal = self.os_error = None
         self.body.reset(None, None)
         self.enc.start(0, b"", b"")
@@ -372,7 +373,7 @@ class Session:
             yield from self._out(b"\r\n", b"", b"")
         else:
             yield from self._out(b"\r\nSubject: ", self.subject, b"\r\n")
-        yield from self._out(b"Message-ID: ", message.message_id(self.from_address, self.msgid),
+        yield from self._out(b"Message-ID: ", message.message_id(self.from_address, self.id),
                              b"\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; "
                              b"charset=utf-8\r\nContent-Transfer-Encoding: ")
         yield from self._out(message.CTE_NAMES[cte], b"\r\n", _PRIORITY.get(self.priority, b""))
