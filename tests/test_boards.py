@@ -609,7 +609,7 @@ def catcher():
 
 
 def run_virtual_board(board, tmp_path, port, readings, min_interval,
-                      subject="Boiler at {value:.1f} °C"):
+                      subject="Boiler at {value:.1f} °C", outbox=None):
     """The app as the virtual board runs it (`import main`, config.json in its folder),
     compiled and in emulated flash as when frozen; alert.max_readings bounds its loop."""
     (tmp_path / "config.json").write_text(json.dumps({
@@ -617,7 +617,8 @@ def run_virtual_board(board, tmp_path, port, readings, min_interval,
                  "from": "boiler@example.com", "to": ["oncall@example.com"]},
         "alert": {"threshold": 85.0, "hysteresis": 5.0, "min_interval": min_interval,
                   "subject": subject, "sensor": "simulated",
-                  "period": 0, "max_readings": readings}}, ensure_ascii=False),
+                  "period": 0, "max_readings": readings},
+        "outbox": outbox or {}}, ensure_ascii=False),
         encoding="utf-8")
     app = unixport.compile_mpy([BOARDS / board / "main.py"], tmp_path / "app")
     return unixport.run("main", heap=APP_HEAP, rom=[unixport.firmware_mpy(), app],
@@ -768,3 +769,16 @@ def test_an_alert_raised_while_wifi_is_down_goes_out_when_it_is_back(board, catc
     # Readings 11 to 20 each tried the link (3 tries each), and nothing after it was back.
     assert out.count("wifi: no link") == 10 * 3, out
     assert sorted(os.listdir(tmp_path / "outbox")) == ["dead", "tmp"]  # nothing left
+
+
+@pytest.mark.parametrize("board", APPS)
+def test_virtual_board_without_a_usable_outbox_sends_directly(board, catcher, tmp_path):
+    # The outbox folder cannot be made (its path is a file): the app says so and mails
+    # each alert directly instead of stopping.
+    handler, port = catcher
+    handler.messages.clear()
+    res = run_virtual_board(board, tmp_path, port, 30, 600, outbox={"path": "config.json"})
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "outbox: not usable (OSError(" in res.stdout, res.stdout
+    assert res.stdout.count("alert sent: Boiler at 85.0 °C") == 1
+    assert [m["Subject"] for m in handler.messages] == ["Boiler at 85.0 °C"]

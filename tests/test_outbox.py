@@ -338,3 +338,16 @@ def test_outbox_is_loaded_only_by_apps_that_use_it(runtime, tmp_path):
     res = runtimes.run_micropython("lazy", [], [tree, runtimes.firmware_mpy()], timeout=30)
     assert res.returncode == 0, res.stdout + res.stderr
     assert res.stdout.strip().splitlines()[-1] == "[]"
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_dead_keeps_only_the_newest(runtime, server, mp_dir, tmp_path):
+    ctl, handler = server
+    box = tmp_path / "outbox"
+    res = run_ops(runtime, ctl.port, box, [put("bad 1"), put("bad 2"), ["flush"],
+                                           put("bad 3"), ["flush"]],
+                  mp_dir, tmp_path, max_messages=2)
+    assert res[2] == ["flush", 0, [], ["00000001.msg", "00000002.msg"]]
+    assert res[4] == ["flush", 0, [], ["00000002.msg", "00000003.msg"]]
+    assert sorted(p.name for p in (box / "dead").iterdir()) == [
+        "00000002.msg", "00000002.reply", "00000003.msg", "00000003.reply"]

@@ -206,23 +206,34 @@ def main(path="config.json"):
         if wifi_up(wlan, wifi):
             set_clock()
     client = make_client(smtp)
-    box = make_outbox(client, cfg.get("outbox", {}))
+    try:
+        box = make_outbox(client, cfg.get("outbox", {}))
+    except (OSError, ValueError, KeyError) as e:  # no writable flash, or a bad "outbox"
+        print("outbox: not usable (%r); alerts are sent directly, not kept" % e)
+        box = None
     alarm = Alarm(alert["threshold"], alert.get("hysteresis", 0), alert.get("min_interval", 600))
     read = sensor(alert)
     period = int(alert.get("period", 10) * 1000)
     readings = alert.get("max_readings")  # None: for ever
     gc.collect()
-    print("free heap: %d bytes, %d alerts queued" % (gc.mem_free(), len(box.pending())))
+    print("free heap: %d bytes, %d alerts queued"
+          % (gc.mem_free(), len(box.pending()) if box else 0))
     n = 0
     while readings is None or n < readings:
         value = read()
         now = time.ticks_ms()
         print("%.1f °C" % value)
-        if alarm.update(value, now) and queue_alert(box, client, smtp, alert, value):
-            alarm.done(now)
+        if alarm.update(value, now):
+            if box is not None:
+                done = queue_alert(box, client, smtp, alert, value)
+            else:
+                done = (wlan is None or wifi_up(wlan, wifi)) and send_alert(
+                    client, smtp, alert, value)
+            if done:
+                alarm.done(now)
         # The link is brought back only when an alert is due: with Wi-Fi down, that is
         # one bounded reconnect (wifi_up) per reading until it is back.
-        if box.due() and (wlan is None or wifi_up(wlan, wifi)):
+        if box is not None and box.due() and (wlan is None or wifi_up(wlan, wifi)):
             deliver(box)
         n += 1
         time.sleep_ms(period)

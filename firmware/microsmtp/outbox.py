@@ -198,11 +198,18 @@ class Outbox:
             self._bury(name, str(error))
 
     def _bury(self, name, why):
-        """Move a message the server refused for good to dead/, its reason beside it."""
-        os.rename(self.path + "/" + name, self.path + "/dead/" + name)
-        with open(self.path + "/dead/" + name[:-4] + ".reply", "w") as f:
+        """Move a message the server refused for good to dead/, its reason beside it.
+        dead/ keeps the newest max_messages: a board refused for months must not fill its
+        flash with them."""
+        dead = self.path + "/dead/"
+        os.rename(self.path + "/" + name, dead + name)
+        with open(dead + name[:-4] + ".reply", "w") as f:
             f.write(why)
         self._retry.pop(name, None)
+        for old in self.dead()[:-self.max_messages]:
+            os.remove(dead + old)
+            if _exists(dead + old[:-4] + ".reply"):
+                os.remove(dead + old[:-4] + ".reply")
 
     def _recipients_of(self, path):
         try:
