@@ -385,6 +385,9 @@ class FakeClient:
 
 SMTP = {"to": ["ops@example.org"]}
 ALERT = {"threshold": 85.0, "subject": "Boiler at {value:.1f} °C"}
+# What send()/put() get for a reading of 86.25 with SMTP and ALERT.
+MAIL_AT_86_25 = (["ops@example.org"], "Boiler at 86.2 °C",
+                 "Reading 86.2 °C, threshold 85.0 °C.\n", microsmtp.PRIORITY_HIGH)
 
 
 @pytest.mark.parametrize("board", APPS)
@@ -403,9 +406,7 @@ def test_send_alert_never_raises(board, error, done, capsys):
     out = capsys.readouterr().out
     assert out.count("\n") == 1, out
     if error is None:
-        assert client.sent == [(["ops@example.org"], "Boiler at 86.2 °C",
-                                "Reading 86.2 °C, threshold 85.0 °C.\n",
-                                microsmtp.PRIORITY_HIGH)]
+        assert client.sent == [MAIL_AT_86_25]
         assert out == "alert sent: Boiler at 86.2 °C\n"
     else:
         assert out.startswith("alert not sent: ")
@@ -449,9 +450,7 @@ def test_queue_alert_never_raises(board, error, done, mailed, capsys):
     assert app.queue_alert(box, client, SMTP, ALERT, 86.25) is done
     out = capsys.readouterr().out
     if error is None:
-        assert box.queued == [(["ops@example.org"], "Boiler at 86.2 °C",
-                               "Reading 86.2 °C, threshold 85.0 °C.\n",
-                               microsmtp.PRIORITY_HIGH)]
+        assert box.queued == [MAIL_AT_86_25]
         assert out == "alert queued: Boiler at 86.2 °C\n"
     else:
         assert out.startswith("alert not queued: ")

@@ -8,6 +8,8 @@ import email.utils
 import json
 import os
 import socket
+import subprocess
+import sys
 import time
 
 import microsmtp
@@ -181,15 +183,21 @@ class Clock:
     time = staticmethod(time.time)
 
 
-def test_backoff_doubles_with_jitter_up_to_an_hour(monkeypatch, tmp_path):
-    with socket.socket() as s:  # nothing listening: every flush fails at connect
+def unreachable_outbox(monkeypatch, tmp_path):
+    """An outbox on the virtual clock whose server port has nothing listening: every
+    flush fails at connect."""
+    with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     clock = Clock()
     monkeypatch.setattr(outbox, "time", clock)
     client = microsmtp.Client("127.0.0.1", port, from_address="boiler@example.org",
                               tls=microsmtp.TLS_NONE, net=net)
-    box = outbox.Outbox(client, str(tmp_path / "outbox"), backoff=1)
+    return clock, client, outbox.Outbox(client, str(tmp_path / "outbox"), backoff=1)
+
+
+def test_backoff_doubles_with_jitter_up_to_an_hour(monkeypatch, tmp_path):
+    clock, client, box = unreachable_outbox(monkeypatch, tmp_path)
     name = box.put("ops@example.org", "Door", "Opened\n")
     assert box.due() == [name] and box.last_error is None
     for tries in range(1, 16):
@@ -205,14 +213,7 @@ def test_backoff_doubles_with_jitter_up_to_an_hour(monkeypatch, tmp_path):
 
 
 def test_jitter_spreads_messages_that_failed_together(monkeypatch, tmp_path):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    clock = Clock()
-    monkeypatch.setattr(outbox, "time", clock)
-    client = microsmtp.Client("127.0.0.1", port, from_address="boiler@example.org",
-                              tls=microsmtp.TLS_NONE, net=net)
-    box = outbox.Outbox(client, str(tmp_path / "outbox"), backoff=1)
+    clock, _, box = unreachable_outbox(monkeypatch, tmp_path)
     for i in range(10):
         box.put("ops@example.org", "Alert %d" % i, "Body\n")
     box.flush()  # all ten fail in one go
@@ -285,8 +286,9 @@ def test_put_stores_its_own_time(monkeypatch, tmp_path):
     b'{"to": ["ops@example.org\\r\\nRCPT TO:<x@evil.org>"], "subject": "x"}\nbody\n',
     b'{"to": ["ops@example.org"], "subject": "x", "id": "a>\\r\\nBcc: x"}\nbody\n',
     b'{"subject": "x"}\nbody\n',
+    b'{"to": [], "subject": "x"}\nbody\n',
     b'\xff\xfe\nbody\n',
-], ids=["cut", "injected-rcpt", "injected-id", "no-to", "binary"])
+], ids=["cut", "injected-rcpt", "injected-id", "no-to", "empty-to", "binary"])
 def test_an_unreadable_file_goes_to_dead_and_the_rest_goes_out(runtime, content, server,
                                                                mp_dir, tmp_path):
     ctl, handler = server
@@ -324,9 +326,6 @@ def test_outbox_is_loaded_only_by_apps_that_use_it(runtime, tmp_path):
     # A plain send must not pay for the outbox (or TLS) in heap: neither is imported.
     (tmp_path / "lazy.py").write_text(LAZY)
     if runtime == "cpython":
-        import subprocess
-        import sys
-
         res = subprocess.run([sys.executable, "-c", "from microsmtp_host import shim; "
                               "shim.install(); exec(open('lazy.py').read())"],
                              cwd=tmp_path, capture_output=True, text=True, timeout=30,

@@ -43,6 +43,15 @@ def _sync(f):
         os.sync()
 
 
+def _check(recipients, subject):
+    """What put() accepts, also checked again on what flush() reads back from flash."""
+    if not recipients or isinstance(recipients, str):
+        raise ValueError("an outbox mail needs a list of recipients")
+    for rcpt in recipients:
+        message.check(rcpt, "recipient", message.ADDRESS)
+    message.check(subject, "subject", message.TEXT, 4096)
+
+
 class Outbox:
     def __init__(self, client, path="/outbox", max_messages=20, max_bytes=65536,
                  policy=REFUSE_NEW, backoff=30):
@@ -84,9 +93,7 @@ class Outbox:
         to go) and one Message-ID for every try, so a duplicate can be recognised."""
         if isinstance(recipients, str):
             recipients = [recipients]
-        for rcpt in recipients:
-            message.check(rcpt, "recipient", message.ADDRESS)
-        message.check(subject, "subject", message.TEXT, 4096)
+        _check(recipients, subject)
         if isinstance(body, str):
             body = body.encode()
         elif not isinstance(body, (bytes, bytearray)):
@@ -135,9 +142,7 @@ class Outbox:
                 try:
                     head = json.loads(f.readline())
                     to, subject = head["to"], head["subject"]
-                    for rcpt in to:
-                        message.check(rcpt, "recipient", message.ADDRESS)
-                    message.check(subject, "subject", message.TEXT, 4096)
+                    _check(to, subject)  # a tampered file must not inject either
                     msgid = head.get("id")
                     if msgid is not None:
                         message.check(msgid, "id", message.DOMAIN, 64)

@@ -40,10 +40,14 @@ def section(title):
     print("\n== %s %s" % (title, "=" * max(3, 72 - len(title))), flush=True)
 
 
-def mpremote(device, *args, timeout=60):
+def mpremote_cmd(device, *args):
     # `resume`: the unix port has no soft reset (a real board would not mind either).
-    cmd = [sys.executable, "-m", "mpremote", "connect", device, "resume", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    return [sys.executable, "-m", "mpremote", "connect", device, "resume", *args]
+
+
+def mpremote(device, *args, timeout=60):
+    return subprocess.run(mpremote_cmd(device, *args), capture_output=True, text=True,
+                          timeout=timeout)
 
 
 def config_for(catcher, user, password):
@@ -68,9 +72,8 @@ def run_app(device, on_line):
     line. The board's whole output."""
     import threading
 
-    cmd = [sys.executable, "-m", "mpremote", "connect", device, "resume", "exec",
-           "import main"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(mpremote_cmd(device, "exec", "import main"),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     timer = threading.Timer(RUN_TIMEOUT, proc.kill)
     timer.start()
     lines = []
