@@ -23,6 +23,7 @@ from pathlib import Path
 
 import microsmtp
 import pytest
+from microsmtp_host import catcher as catcher_module
 from microsmtp_host import cli
 from microsmtp_host.catcher import Catcher
 from microsmtp_host.shim import net
@@ -267,15 +268,15 @@ def test_port_in_use_is_a_one_line_error(catcher, tmp_path, capsys, monkeypatch)
 
 # --- the command --------------------------------------------------------------------------
 
-def read_until(proc, needle, timeout=15):
-    """stdout of proc up to and including the first line containing needle."""
+def read_until(proc, needle, timeout=15, stream="stdout"):
+    """Output of proc (stdout or stderr) up to and including the first line with needle."""
     out = b""
     deadline = time.monotonic() + timeout
-    fd = proc.stdout.fileno()
+    fd = getattr(proc, stream).fileno()
     while needle.encode() not in out:
         remaining = deadline - time.monotonic()
         if remaining <= 0 or proc.poll() is not None:
-            raise AssertionError("no %r in the catcher's output: %r" % (needle, out))
+            raise AssertionError("no %r in the catcher's %s: %r" % (needle, stream, out))
         if select.select([fd], [], [], remaining)[0]:
             out += os.read(fd, 4096)
     return out.decode()
@@ -317,6 +318,104 @@ def test_command_logs_each_mail_and_stops_on_sigterm(tmp_path):
             proc.wait(timeout=10)
         proc.stdout.close()
         proc.stderr.close()
+
+
+# --- bounds: memory, Maildir, logs ---------------------------------------------------------
+
+def test_summaries_hold_a_bounded_preview_and_bodies_come_from_the_maildir(catcher):
+    # Before: every summary kept the whole body (eight 28 MB mails: RSS 28 -> 474 MB).
+    body = "".join("line %06d: Kessel 92 °C\n" % i for i in range(8000))  # ~200 KB
+    msg = EmailMessage()
+    msg["From"], msg["To"], msg["Subject"] = SENDER, RCPT, "long " * 2000
+    msg.set_content(body)
+    smtp_send(catcher.smtp_port, msg)
+
+    [m] = catcher.messages()
+    assert len(m["body"]) == catcher_module.PREVIEW_CHARS
+    assert len(m["subject"]) == catcher_module.HEADER_CHARS
+    stored = catcher.body(m["key"])  # read from the Maildir now
+    assert stored.replace("\r\n", "\n") == body
+    assert m["body_chars"] == len(stored) and stored.startswith(m["body"])
+
+    [listed] = json.loads(http_get(catcher, "/messages.json")[2])
+    assert listed["body"].endswith("[... %d more characters]" % (len(stored) - 4096))
+    status, headers, full = http_get(catcher, listed["body_url"])
+    assert status == 200 and headers["Content-Type"] == "text/plain; charset=utf-8"
+    assert full.decode().replace("\r\n", "\n") == body
+    assert http_get(catcher, "/body/no-such-key")[0] == 404
+    assert ('href="%s">whole body' % listed["body_url"]).encode() in http_get(catcher, "/")[2]
+
+
+def test_oldest_mails_are_evicted_beyond_max_messages(tmp_path):
+    c = Catcher(tmp_path / "md", smtp_port=0, http_port=0, max_messages=3)
+    with c:
+        for i in range(5):
+            firmware_send(c.smtp_port, "alert %d" % i, "body %d" % i)
+            assert len(stored_files(c.maildir)) == min(i + 1, 3)
+        assert [m["subject"] for m in c.messages()] == ["alert 4", "alert 3", "alert 2"]
+        assert sorted(c._cache) == sorted(m["key"] for m in c.messages())  # index too
+
+
+def test_max_bytes_evicts_the_oldest_and_refuses_a_mail_that_cannot_fit(tmp_path):
+    c = Catcher(tmp_path / "md", smtp_port=0, http_port=0, max_bytes=40_000)
+    with c:
+        for i in range(4):
+            firmware_send(c.smtp_port, "log %d" % i, "%d" % i * 15_000)
+            assert sum(p.stat().st_size for p in stored_files(c.maildir)) <= 40_000
+        assert [m["subject"] for m in c.messages()] == ["log 3", "log 2"]
+        with pytest.raises(smtplib.SMTPException) as e:  # SIZE: refused before it is stored
+            smtp_send(c.smtp_port, attachment_mail(data=b"x" * 50_000))
+        assert e.value.smtp_code == 552
+        assert [m["subject"] for m in c.messages()] == ["log 3", "log 2"]
+
+
+def test_command_logs_client_bytes_escaped_and_a_tls_abort_in_one_line(tmp_path):
+    import ssl
+
+    import trustme
+
+    cert = trustme.CA().issue_cert("localhost", "127.0.0.1")
+    cert.cert_chain_pems[0].write_to_path(str(tmp_path / "cert.pem"))
+    cert.private_key_pem.write_to_path(str(tmp_path / "key.pem"))
+    env = dict(os.environ, PYTHONPATH=str(HOST_DIR), PYTHONUNBUFFERED="1",
+               PYTHONIOENCODING="utf-8")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CATCH_COMMAND, "catch", "--port", "0", "--http", "0",
+         "--maildir", str(tmp_path / "md"), "--tls-cert", str(tmp_path / "cert.pem"),
+         "--tls-key", str(tmp_path / "key.pem"), "--max-messages", "7", "--max-bytes", "3M"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    try:
+        banner = read_until(proc, "Ctrl-C")
+        assert "(the newest 7 mails, 3145728 bytes at most)" in banner
+        smtp_line = next(line for line in banner.splitlines() if line.startswith("SMTP"))
+        port = int(smtp_line.split()[1].rsplit(":", 1)[1])
+
+        with smtplib.SMTP("127.0.0.1", port, timeout=10) as s:
+            s.ehlo()
+            # aiosmtpd logs an unknown command as sent: here window title + clear screen.
+            assert s.docmd("\x1b]0;owned\x07\x1b[2J")[0] == 500
+            wrong_ca = ssl.create_default_context()
+            trustme.CA().configure_trust(wrong_ca)  # the board's mistake: another CA
+            with pytest.raises(ssl.SSLCertVerificationError):
+                s.starttls(context=wrong_ca)
+        seen = read_until(proc, "STARTTLS failed", stream="stderr")
+
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+        err = proc.stderr.read()  # the rest, after the process ended
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+        proc.stdout.close()
+        proc.stderr.close()
+    err = seen + err.decode()
+    assert "\x1b" not in err and "Traceback" not in err
+    lines = err.splitlines()
+    assert len(lines) == 2 and all(line.startswith("microsmtp catch: smtp: ") for line in lines)
+    assert lines[0].endswith(" unrecognised: \\x1b]0;OWNED\\x07\\x1b[2J")
+    assert lines[1].startswith("microsmtp catch: smtp: STARTTLS failed, TLS handshake "
+                               "aborted: TLSV1_ALERT_UNKNOWN_CA (does the client trust")
 
 
 # --- the page in a real browser -----------------------------------------------------------

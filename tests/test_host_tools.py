@@ -2,14 +2,16 @@
 
 import argparse
 import json
+import socket
 import ssl
 import stat
+import threading
 
 import pytest
 import trustme
 from aiosmtpd.smtp import AuthResult
+from microsmtp_host import cli, devconfig, probe
 from microsmtp_host import config as config_cmd
-from microsmtp_host import devconfig, probe
 from microsmtp_host import send as send_cmd
 from microsmtp_host.cli import CLIError
 from test_integration import LoopbackController
@@ -118,18 +120,182 @@ def test_probe_implicit_tls(implicit_server, ca, tmp_path, capsys):
     assert "tls=microsmtp.TLS_IMPLICIT" in out
 
 
-def test_probe_nothing_listening_is_one_line(refused_port):
-    with pytest.raises(CLIError, match="no SMTP server answered"):
-        probe.run(parse(probe, ["127.0.0.1:%d" % refused_port, "--timeout", "2"]))
+def probe_main(argv, monkeypatch):
+    """cli.main with only `probe` wired, so the exit code and stderr are the command's own."""
+    monkeypatch.setattr(cli, "COMMANDS", tuple(c for c in cli.COMMANDS if c[0] == "probe"))
+    return cli.main(["probe", *argv])
 
 
 @pytest.fixture
 def refused_port():
-    import socket
-
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind(("127.0.0.1", 0))  # bound, never listening: a connect is refused
         yield s.getsockname()[1]
+
+
+def test_probe_nothing_listening_is_one_line_and_exit_2(refused_port, capsys, monkeypatch):
+    # Before: a report ("TLS: none offered", "AUTH: none listed") as if a server had answered.
+    assert probe_main(["127.0.0.1:%d" % refused_port, "--timeout", "2"], monkeypatch) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.count("\n") == 1 and err.startswith("microsmtp probe: no SMTP server answered")
+    assert "port %d: cannot connect: Connection refused" % refused_port in err
+
+
+def test_probe_reports_a_refusing_default_port_as_such(plain_server, refused_port, capsys,
+                                                       monkeypatch):
+    ctl, _ = plain_server
+    monkeypatch.setattr(probe, "DEFAULT_PORTS", (refused_port, port_of(ctl)))
+    assert probe_main(["127.0.0.1", "--timeout", "3"], monkeypatch) == 0
+    refused, answered = capsys.readouterr().out.split("\n== ", 1)
+    assert refused == "== 127.0.0.1 port %d: cannot connect: Connection refused" % refused_port
+    assert "TLS: none offered" in answered and "tls=microsmtp.TLS_NONE" in answered
+
+
+class RawServer:
+    """A bare TCP server on loopback running script(conn, stop) for each connection.
+
+    For faults no real MTA produces: aiosmtpd or Postfix never put ESC bytes in a reply or
+    stream continuation lines forever, but a hostile or broken server (or a man in the middle
+    before STARTTLS) can, so only a raw socket shows what the probe does with them."""
+
+    def __init__(self, script):
+        self.script = script
+        self.stop = threading.Event()
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:  # closed by close()
+                return
+            with conn:
+                conn.settimeout(5)
+                try:
+                    self.script(conn, self.stop)
+                except OSError:  # the probe hung up, as it should on a bound
+                    pass
+
+    def close(self):
+        self.stop.set()
+        self.sock.shutdown(socket.SHUT_RDWR)  # wakes accept()
+        self.sock.close()
+        self.thread.join(10)
+        assert not self.thread.is_alive()
+
+
+@pytest.fixture
+def raw_server():
+    servers = []
+
+    def start(script):
+        servers.append(RawServer(script))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+HOSTILE = (b"\x1b]0;owned\x07"                   # window title
+           b"\x1b[2J\x1b[H"                      # clear screen, cursor home
+           b"\x1b]52;c;ZXZpbA==\x07"             # OSC 52: write the clipboard
+           b"\r\x1b[2KTLS: STARTTLS (verified)"  # a faked report line over this one
+           b"\x9b31m caf\xc3\xa9 back\\slash")   # C1 CSI, UTF-8, a backslash
+
+
+def hostile_smtp(conn, stop):
+    reader = conn.makefile("rb")
+    conn.sendall(b"220 mx.example " + HOSTILE + b"\r\n")
+    reader.readline()  # EHLO
+    conn.sendall(b"250-mx.example\r\n250-AUTH PLAIN " + HOSTILE + b"\r\n250 SIZE 1000\r\n")
+    reader.readline()  # QUIT
+    conn.sendall(b"221 bye\r\n")
+
+
+def only_printable(text):
+    return all(c == "\n" or " " <= c <= "~" for c in text)
+
+
+def test_probe_shows_server_bytes_escaped(raw_server, capsys, monkeypatch):
+    server = raw_server(hostile_smtp)
+    assert probe_main(["127.0.0.1:%d" % server.port, "--timeout", "3"], monkeypatch) == 0
+    out = capsys.readouterr().out
+    assert only_printable(out), repr(out)
+    assert "\\x1b]0;owned\\x07\\x1b[2J" in out and "\\x1b]52;c;ZXZpbA==\\x07" in out
+    assert "\\x0d\\x1b[2KTLS: STARTTLS (verified)\\x9b31m caf\\xc3\\xa9 back\\x5cslash" in out
+    assert "\nTLS: STARTTLS" not in out and "TLS: none offered" in out
+
+
+def test_probe_escapes_certificate_fields(tmp_path, capsys, monkeypatch):
+    # A real STARTTLS server whose CA and certificate name fields hold ESC and C1 characters.
+    ca = trustme.CA(organization_name="Evil CA\x1b]0;owned\x07")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ca.issue_cert("localhost", organization_name="mx\x1b[2J",
+                  organization_unit_name="unit\x9b").configure_cert(ctx)
+    cafile = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(cafile))
+    for ctl, _ in serving(tls_context=ctx, require_starttls=True):
+        assert probe_main(["localhost:%d" % port_of(ctl), "--cafile", str(cafile)],
+                          monkeypatch) == 0
+    out = capsys.readouterr().out
+    assert only_printable(out), repr(out)
+    assert "O=mx\\x1b[2J" in out and "unit\\xc2\\x9b" in out and "Evil CA\\x1b]0" in out
+    assert "verifies for localhost: yes" in out
+
+
+def endless_continuation(conn, stop):
+    # Capped at 4 MB so that the probe before its fix (which read without limit) ends too.
+    for _ in range(4096):
+        conn.sendall(b"220-x\r\n" * 146)
+
+
+def endless_line(conn, stop):
+    conn.sendall(b"220 ")
+    for _ in range(1024):
+        conn.sendall(b"A" * 4096)
+
+
+def too_many_bytes(conn, stop):
+    # Each line and the line count are within bounds; the total is not.
+    conn.sendall((b"220-" + b"x" * 900 + b"\r\n") * 90 + b"220 ok\r\n")
+    reader = conn.makefile("rb")
+    while reader.readline() not in (b"", b"QUIT\r\n"):
+        conn.sendall(b"250 ok\r\n")
+
+
+def slow_drip(conn, stop):
+    # A byte every 50 ms never lets a per-recv timeout fire, and the reply never ends.
+    conn.sendall(b"220 ")
+    for _ in range(160):
+        if stop.wait(0.05):
+            return
+        conn.sendall(b"x")
+
+
+def silent(conn, stop):
+    stop.wait(10)
+
+
+@pytest.mark.parametrize("script, argv, words", [
+    (endless_continuation, [], "the server sent more than 100 lines in one reply"),
+    (endless_line, [], "the server sent a reply line longer than 1000 bytes"),
+    (too_many_bytes, [], "the server sent more than 65536 bytes"),
+    (slow_drip, ["--timeout", "1"], "no complete reply within 1 s (--timeout)"),
+    (silent, ["--timeout", "5", "--deadline", "0.5"],
+     "the probe took longer than 0.5 s (--deadline)"),
+])
+def test_probe_bounds_what_it_reads(raw_server, script, argv, words, capsys):
+    server = raw_server(script)
+    with pytest.raises(CLIError) as e:
+        probe.run(parse(probe, ["127.0.0.1:%d" % server.port, *argv]))
+    assert str(e.value) == "no usable SMTP server on 127.0.0.1: port %d: %s" % (
+        server.port, words)
+    assert "\n" not in str(e.value) and capsys.readouterr().out == ""
 
 
 def device_config(port, **smtp):

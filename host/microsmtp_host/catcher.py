@@ -7,10 +7,16 @@ subject, body, attachments as downloads) and refreshes itself as mail arrives.
 
     microsmtp catch                      SMTP on 127.0.0.1:2525, web page on 127.0.0.1:8025
     microsmtp catch --auth alerts:secret AUTH PLAIN/LOGIN required with these credentials
+    microsmtp catch --max-messages 50    keep only the 50 newest mails (oldest deleted first)
 
 Without --auth, AUTH is optional and any credentials are accepted, so a board configured for
 the real server can be pointed at the catcher unchanged (with allow_plaintext_auth=True, or
 with --tls-cert/--tls-key for STARTTLS). `Catcher` is the reusable part (tests, demos).
+
+Whatever a client sends stays bounded here: the Maildir keeps at most --max-messages mails
+and --max-bytes bytes (the oldest go first), memory holds a short summary per mail (bodies
+and attachments are read from the Maildir when asked for), and every log line shows client
+bytes escaped, one line per event.
 
 Only stdlib modules are imported here at module level; aiosmtpd, email, mailbox and
 http.server are imported when a catcher starts."""
@@ -24,7 +30,12 @@ from pathlib import Path
 
 DEFAULT_SMTP_PORT = 2525
 DEFAULT_HTTP_PORT = 8025
-BODY_PREVIEW = 20000  # characters of a body shown on the page and in /messages.json
+PREVIEW_CHARS = 4096  # characters of a body kept in memory, on the page and in the JSON
+HEADER_CHARS = 1000  # of a subject, an address, a file name kept in memory
+MAX_LISTED = 100  # recipients and attachments listed per mail
+DEFAULT_MAX_MESSAGES = 1000
+DEFAULT_MAX_BYTES = 256 * 1024 * 1024
+SMTP_SIZE_LIMIT = 32 * 1024 * 1024  # aiosmtpd's own default DATA limit
 LOCAL_NAMES = ("localhost", "ip6-localhost", "ip6-loopback")
 
 
@@ -76,6 +87,31 @@ def _clean(text):
     return "".join(" " if ord(c) < 32 or 127 <= ord(c) < 160 else c for c in text).strip()
 
 
+def _escape(text):
+    """Text for a terminal or a log line: control, format and separator characters (ESC, CR,
+    LF, C1, bidi overrides, undecodable bytes) as \\xNN or \\uNNNN, the rest as it is."""
+    import unicodedata
+
+    if text.isprintable():
+        return text
+    return "".join(
+        ("\\x%02x" % ord(c) if ord(c) < 0x100 else "\\u%04x" % ord(c))
+        if unicodedata.category(c) in ("Cc", "Cf", "Cs", "Zl", "Zp") else c for c in text)
+
+
+def _one_escaped_line(record):
+    # A filter on aiosmtpd's logger ("mail.log"): its records carry client bytes (an
+    # unrecognised command is logged as sent, ESC and all), and an exception would add a
+    # traceback; each record becomes one line with everything escaped.
+    text = record.getMessage()
+    if record.exc_info and record.exc_info[1] is not None:
+        error = record.exc_info[1]
+        text += ": %s: %s" % (type(error).__name__, error)
+        record.exc_info = record.exc_text = None
+    record.msg, record.args = _escape(text), None
+    return True
+
+
 # --------------------------------------------------------------------------- parsing
 
 def _text_of(part):
@@ -122,29 +158,41 @@ def _filename(part, index):
         name = part.get_filename()
     except Exception:
         name = None
-    name = _clean(name or "").replace("/", "_").replace("\\", "_")
+    name = _clean(name or "")[:HEADER_CHARS].replace("/", "_").replace("\\", "_")
     return name or "attachment-%d" % (index + 1)
 
 
-def parse_message(raw, delivered):
-    """A summary of one stored mail (bytes): the fields of Catcher.messages() but the key."""
+def _parse(raw):
     import email
     import email.policy
 
-    msg = email.message_from_bytes(raw, policy=email.policy.default)
+    return email.message_from_bytes(raw, policy=email.policy.default)
+
+
+def parse_message(raw, delivered):
+    """A summary of one stored mail (bytes): the fields of Catcher.messages() but the key.
+
+    Bounded whatever the mail holds: the body as a preview of PREVIEW_CHARS characters (and
+    its full length), headers cut at HEADER_CHARS, at most MAX_LISTED recipients and
+    attachments, so that the catcher's memory does not grow with the mail."""
+    msg = _parse(raw)
     body = _body_part(msg)
     attachments = []
-    for i, part in enumerate(_attachment_parts(msg, body)):
+    for i, part in enumerate(_attachment_parts(msg, body)[:MAX_LISTED]):
         payload = part.get_payload(decode=True) or b""
-        attachments.append((_filename(part, i), part.get_content_type(), len(payload)))
+        attachments.append((_filename(part, i), part.get_content_type()[:HEADER_CHARS],
+                            len(payload)))
     env_to = [a.strip() for a in _header(msg, "X-microsmtp-Rcpt-To").split(",") if a.strip()]
+    to = env_to or [a.strip() for a in _header(msg, "To").split(",") if a.strip()]
+    text = _text_of(body) if body is not None else ""
     return {
         "time": delivered,
-        "from": _header(msg, "From") or _header(msg, "X-microsmtp-Mail-From"),
-        "to": env_to or [a.strip() for a in _header(msg, "To").split(",") if a.strip()],
-        "envelope_from": _header(msg, "X-microsmtp-Mail-From"),
-        "subject": _header(msg, "Subject"),
-        "body": _text_of(body) if body is not None else "",
+        "from": (_header(msg, "From") or _header(msg, "X-microsmtp-Mail-From"))[:HEADER_CHARS],
+        "to": [a[:HEADER_CHARS] for a in to[:MAX_LISTED]],
+        "envelope_from": _header(msg, "X-microsmtp-Mail-From")[:HEADER_CHARS],
+        "subject": _header(msg, "Subject")[:HEADER_CHARS],
+        "body": text[:PREVIEW_CHARS],
+        "body_chars": len(text),
         "attachments": attachments,
     }
 
@@ -192,6 +240,11 @@ SCRIPT = """
                   " \\u2192 ", el("span", "to", m.to.join(", ")));
       a.append(meta, el("h2", "subject", m.subject || "(no subject)"),
                el("pre", "body", m.body));
+      if (m.body_url) {
+        var full = el("a", "full", "whole body (" + m.body_chars + " characters)");
+        full.href = m.body_url;
+        a.append(full);
+      }
       if (m.attachments.length) {
         var ul = el("ul", "attachments");
         m.attachments.forEach(function (f) {
@@ -261,6 +314,9 @@ def render_page(messages, smtp_address, maildir):
                 escape(", ".join(m["to"])), "</span></div><h2 class=\"subject\">",
                 escape(m["subject"] or "(no subject)"), "</h2><pre class=\"body\">",
                 escape(m["body"]), "</pre>"]
+        if m["body_url"]:
+            out += ["<a class=\"full\" href=\"", escape(m["body_url"]), "\">whole body (",
+                    str(m["body_chars"]), " characters)</a>"]
         if m["attachments"]:
             out.append("<ul class=\"attachments\">")
             for f in m["attachments"]:
@@ -335,6 +391,13 @@ def _handler_class(catcher):
                 return self._send(200, body, "application/json; charset=utf-8",
                                   [("Cache-Control", "no-cache")])
             parts = path.split("/")
+            if len(parts) == 3 and parts[1] == "body":
+                text = catcher.body(unquote(parts[2]))
+                if text is None:
+                    return self._error(404, "no such message")
+                # text/plain with nosniff: shown as text, never rendered.
+                return self._send(200, text.encode("utf-8", "surrogateescape"),
+                                  "text/plain; charset=utf-8", [("Cache-Control", "no-store")])
             if len(parts) == 4 and parts[1] == "attachment" and parts[3].isdigit():
                 found = catcher.attachment(unquote(parts[2]), int(parts[3]))
                 if found is None:
@@ -358,12 +421,18 @@ class Catcher:
     auth: None (AUTH optional, any credentials accepted) or (user, password) (AUTH PLAIN or
     LOGIN with exactly these, required before MAIL). tls_context: an ssl server context to
     offer STARTTLS with; AUTH is then accepted only after STARTTLS. on_message(summary) is
-    called from the SMTP thread after each mail is stored."""
+    called from the SMTP thread after each mail is stored. After each mail, the oldest mails
+    are deleted from the Maildir until at most max_messages files and max_bytes bytes remain
+    (a mail bigger than max_bytes is refused with 552 before it is stored)."""
 
     def __init__(self, maildir, host="127.0.0.1", smtp_port=DEFAULT_SMTP_PORT,
                  http_port=DEFAULT_HTTP_PORT, auth=None, tls_context=None, on_message=None,
-                 lan=False):
+                 lan=False, max_messages=DEFAULT_MAX_MESSAGES, max_bytes=DEFAULT_MAX_BYTES):
+        if max_messages < 1 or max_bytes < 1:
+            raise ValueError("max_messages and max_bytes must be at least 1")
         self.maildir = Path(maildir)
+        self.max_messages = max_messages
+        self.max_bytes = max_bytes
         # lan=True: `make hwtest`, where a real board on the LAN must reach the catcher.
         self.host = host if lan else loopback_host(host)
         self.smtp_port = smtp_port
@@ -372,7 +441,7 @@ class Catcher:
         self.tls_context = tls_context
         self.on_message = on_message
         self._lock = threading.Lock()
-        self._cache = {}  # Maildir key -> summary; a key's file never changes content
+        self._cache = {}  # Maildir key -> summary (bounded: parse_message)
         self._mailbox = None
         self._controller = None
         self._smtp_sock = None
@@ -408,8 +477,9 @@ class Catcher:
         from http.server import ThreadingHTTPServer
 
         mail_log = logging.getLogger("mail.log")  # aiosmtpd's logger
-        if _quiet_aiosmtpd_deprecation not in mail_log.filters:
-            mail_log.addFilter(_quiet_aiosmtpd_deprecation)
+        for log_filter in (_quiet_aiosmtpd_deprecation, _one_escaped_line):
+            if log_filter not in mail_log.filters:
+                mail_log.addFilter(log_filter)
         self._open_maildir()
         sock = socket.socket(_family(self.host), socket.SOCK_STREAM)
         try:
@@ -463,7 +533,8 @@ class Catcher:
             _SMTPHandler(self), hostname=self.host, port=self.smtp_port,
             server_hostname="localhost", ident="microsmtp catcher",
             authenticator=self._authenticate, auth_require_tls=self.tls_context is not None,
-            tls_context=self.tls_context, require_starttls=False, enable_SMTPUTF8=True)
+            tls_context=self.tls_context, require_starttls=False, enable_SMTPUTF8=True,
+            data_size_limit=min(SMTP_SIZE_LIMIT, self.max_bytes))
 
     def stop(self):
         """Stop both servers; safe to call twice or after a failed start."""
@@ -523,22 +594,72 @@ class Catcher:
                     value(", ".join(rcpt_tos))))
         with self._lock:
             key = self._mailbox.add(trace.encode("ascii") + raw)
-        summary = self._summary(key)
-        return key, summary
+            files = self._files()
+            self._evict(files, keep=key)
+        path, _size, mtime = files[key]
+        return key, self._summary(key, path, mtime)
+
+    def _files(self):
+        """{key: (path, size, mtime)} for every file in new/ and cur/, keyed as mailbox.Maildir
+        keys them (the name up to its ':2,flags'); mtime is the delivery time."""
+        found = {}
+        for sub in ("new", "cur"):
+            try:
+                entries = os.scandir(self.maildir / sub)
+            except FileNotFoundError:
+                continue
+            with entries:
+                for entry in entries:
+                    try:
+                        if not entry.is_file(follow_symlinks=False):
+                            continue
+                        st = entry.stat(follow_symlinks=False)
+                    except FileNotFoundError:  # moved or deleted meanwhile
+                        continue
+                    found[entry.name.split(":")[0]] = (entry.path, st.st_size, st.st_mtime)
+        return found
+
+    def _evict(self, files, keep):
+        """Delete the oldest mails (never `keep`) until the caps hold; updates files."""
+        count, total = len(files), sum(size for _, size, _ in files.values())
+        for key in sorted(files, key=lambda k: (files[k][2], k)):
+            if count <= self.max_messages and total <= self.max_bytes:
+                break
+            if key == keep:
+                continue
+            path, size, _ = files.pop(key)
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+            self._cache.pop(key, None)
+            count, total = count - 1, total - size
+
+    def _read(self, key):
+        """The bytes of a stored mail, or None if there is no such key (any string is safe:
+        it is looked up among the Maildir's names, never joined into a path)."""
+        found = self._files().get(key)
+        if found is None:
+            return None
+        try:
+            with open(found[0], "rb") as f:
+                return f.read()
+        except FileNotFoundError:
+            return None
 
     # -- reading
 
-    def _summary(self, key):
+    def _summary(self, key, path, mtime):
         with self._lock:
             summary = self._cache.get(key)
             if summary is None:
-                msg = self._mailbox.get_message(key)  # for the delivery time (mtime)
-                raw = self._mailbox.get_bytes(key)
+                with open(path, "rb") as f:
+                    raw = f.read()
                 try:
-                    summary = parse_message(raw, msg.get_date())
+                    summary = parse_message(raw, mtime)
                 except Exception as e:  # keep listing the rest; the file stays as it is
-                    summary = {"time": msg.get_date(), "from": "", "to": [],
-                               "envelope_from": "", "attachments": [], "body": "",
+                    summary = {"time": mtime, "from": "", "to": [], "envelope_from": "",
+                               "attachments": [], "body": "", "body_chars": 0,
                                "subject": "(unreadable message: %s)" % _clean(str(e))[:200]}
                 summary["key"] = key
                 self._cache[key] = summary
@@ -546,34 +667,36 @@ class Catcher:
 
     def messages(self):
         """Every mail in the Maildir, newest first: dicts with key, time (epoch seconds),
-        from, to (list), envelope_from, subject (decoded), body (text),
+        from, to (list), envelope_from, subject (decoded), body (the first PREVIEW_CHARS
+        characters of the text; body() reads all of it), body_chars (its full length),
         attachments [(filename, content_type, size)]."""
+        files = self._files()
         with self._lock:
-            keys = set(self._mailbox.keys())
-            for gone in set(self._cache) - keys:
+            for gone in set(self._cache) - set(files):
                 del self._cache[gone]
         found = []
-        for key in keys:
+        for key, (path, _size, mtime) in files.items():
             try:
-                found.append(self._summary(key))
-            except (KeyError, FileNotFoundError):  # removed meanwhile
+                found.append(self._summary(key, path, mtime))
+            except FileNotFoundError:  # removed meanwhile
                 continue
         return sorted(found, key=lambda m: (m["time"], m["key"]), reverse=True)
 
     def web_messages(self):
-        """messages() for the page and /messages.json: text time, attachment URLs."""
+        """messages() for the page and /messages.json: text time, body and attachment URLs."""
         from urllib.parse import quote
 
         out = []
         for m in self.messages():
-            body = m["body"]
-            if len(body) > BODY_PREVIEW:
-                body = body[:BODY_PREVIEW] + "\n[... %d more characters]" % (
-                    len(body) - BODY_PREVIEW)
+            body, body_url = m["body"], None
+            if m["body_chars"] > len(body):
+                body_url = "/body/%s" % quote(m["key"], "")
+                body += "\n[... %d more characters]" % (m["body_chars"] - len(body))
             out.append({
                 "key": m["key"], "time": m["time"],
                 "time_text": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(m["time"])),
                 "from": m["from"], "to": m["to"], "subject": m["subject"], "body": body,
+                "body_chars": m["body_chars"], "body_url": body_url,
                 "attachments": [
                     {"filename": name, "content_type": ctype, "size": size,
                      "url": "/attachment/%s/%d" % (quote(m["key"], ""), i)}
@@ -581,19 +704,20 @@ class Catcher:
             })
         return out
 
+    def body(self, key):
+        """The whole text body of a stored mail, read from the Maildir now; None if gone."""
+        raw = self._read(key)
+        if raw is None:
+            return None
+        part = _body_part(_parse(raw))
+        return _text_of(part) if part is not None else ""
+
     def attachment(self, key, index):
         """(filename, content_type, bytes) of a message's attachment, or None."""
-        import email
-        import email.policy
-
-        with self._lock:
-            if key not in self._cache:
-                return None
-            try:
-                raw = self._mailbox.get_bytes(key)
-            except (KeyError, FileNotFoundError):
-                return None
-        msg = email.message_from_bytes(raw, policy=email.policy.default)
+        raw = self._read(key)
+        if raw is None:
+            return None
+        msg = _parse(raw)
         parts = _attachment_parts(msg, _body_part(msg))
         if not 0 <= index < len(parts):
             return None
@@ -636,6 +760,26 @@ class _SMTPHandler:
                 pass
         return "250 2.0.0 OK stored as %s" % key
 
+    async def handle_exception(self, error):
+        # Without this hook aiosmtpd logs every exception with a 20-line traceback. A client
+        # that aborts the TLS handshake (a board given the wrong CA) is an everyday event and
+        # gets one line; anything else one line too, with the reply aiosmtpd would send.
+        import logging
+
+        from aiosmtpd.smtp import TLSSetupException
+
+        log = logging.getLogger("mail.log")
+        if isinstance(error, TLSSetupException):
+            cause = error.__cause__
+            reason = (getattr(cause, "reason", None) or str(cause or "")
+                      or "the client closed the connection")
+            hint = (" (does the client trust this certificate? a board needs the catcher's CA "
+                    "as cadata)") if "UNKNOWN_CA" in reason or "BAD_CERTIFICATE" in reason else ""
+            log.warning("STARTTLS failed, TLS handshake aborted: %s%s", reason, hint)
+            return "454 4.7.0 TLS handshake failed"  # aiosmtpd closes the connection anyway
+        log.error("SMTP session error: %s: %s", type(error).__name__, error)
+        return "500 Error: (%s) %s" % (type(error).__name__, _clean(str(error))[:200])
+
 
 # --------------------------------------------------------------------------- the command
 
@@ -649,6 +793,21 @@ def _port(text):
     if not 0 <= port <= 65535:
         raise argparse.ArgumentTypeError("%r is not a port number (0 to 65535)" % text)
     return port
+
+
+def _positive(text):
+    import argparse
+
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError("%r is not a whole number of at least 1" % text)
+    return int(text)
+
+
+def _size(text):
+    """'1048576', '512K', '256M', '1G' (binary units) as bytes."""
+    scale = 1024 ** (" KMG".index(text[-1].upper()) if text[-1:].upper() in ("K", "M", "G")
+                     else 0)
+    return _positive(text[:-1] if scale > 1 else text) * scale
 
 
 def add_parser(p):
@@ -665,6 +824,12 @@ def add_parser(p):
                    "(default: AUTH optional, any credentials accepted)")
     p.add_argument("--tls-cert", metavar="PEM", help="certificate to offer STARTTLS with")
     p.add_argument("--tls-key", metavar="PEM", help="its private key")
+    p.add_argument("--max-messages", type=_positive, default=DEFAULT_MAX_MESSAGES,
+                   metavar="N", help="mails kept in the Maildir; the oldest are deleted "
+                   "first (default %(default)s)")
+    p.add_argument("--max-bytes", type=_size, default=DEFAULT_MAX_BYTES, metavar="SIZE",
+                   help="bytes kept in the Maildir, e.g. 500M; the oldest mails are deleted "
+                   "first, a bigger mail is refused (default 256M)")
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
 
 
@@ -681,8 +846,8 @@ def log_line(summary):
     """'12:01:02 boiler@example.org → oncall@example.org: Boiler at 92 °C'"""
     return "%s %s \u2192 %s: %s" % (
         time.strftime("%H:%M:%S", time.localtime(summary["time"])),
-        _clean(summary["envelope_from"] or summary["from"]) or "<>",
-        _clean(", ".join(summary["to"])), _clean(summary["subject"]) or "(no subject)")
+        _escape(summary["envelope_from"] or summary["from"]) or "<>",
+        _escape(", ".join(summary["to"])), _escape(summary["subject"]) or "(no subject)")
 
 
 def _tls_context(cert, key):
@@ -717,7 +882,8 @@ def run(args):
     if args.port and args.port == args.http:
         raise _cli_error("--port and --http must differ")
     catcher = Catcher(maildir, host, args.port, args.http, auth=auth, tls_context=tls,
-                      on_message=None if args.quiet else lambda m: _say(log_line(m)))
+                      on_message=None if args.quiet else lambda m: _say(log_line(m)),
+                      max_messages=args.max_messages, max_bytes=args.max_bytes)
     try:
         catcher.start()
     except ValueError as e:  # the Maildir
@@ -744,7 +910,8 @@ def run(args):
                                       "  (STARTTLS offered)" if tls else "",
                                       "  (AUTH required: %s)" % auth[0] if auth else ""))
             _say("web page %s" % catcher.web_url)
-            _say("Maildir  %s" % catcher.maildir)
+            _say("Maildir  %s  (the newest %d mails, %d bytes at most)"
+                 % (catcher.maildir, catcher.max_messages, catcher.max_bytes))
             _say("Ctrl-C to stop.")
         while True:
             time.sleep(1)

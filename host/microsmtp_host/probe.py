@@ -3,13 +3,63 @@
 Connects like the firmware would (implicit TLS on 465, STARTTLS where offered), shows the
 greeting, the EHLO capabilities, the certificate (subject, issuer, expiry, whether it
 verifies for the name) and the AUTH mechanisms, then prints the settings that fit. Sends
-no mail and no credentials."""
+no mail and no credentials.
+
+The server is not trusted: every byte it sends is shown escaped (`\\xNN`), and what the probe
+reads is bounded in line length, lines per reply, bytes per connection and time."""
 
 import datetime
 import socket
 import ssl
+import time
 
 DEFAULT_PORTS = (465, 587, 25)
+# RFC 5321 4.5.3.1.5 allows 512 octets per reply line; real servers stay far below 1000.
+MAX_LINE = 1000
+MAX_LINES = 100  # lines in one reply: a long EHLO list has ~20
+MAX_BYTES = 64 * 1024  # everything read on one connection
+DEFAULT_DEADLINE = 60  # seconds for the whole probe, every port
+
+
+class ProbeError(Exception):
+    """The server (or the clock) ended the probe of one port: a one-line reason."""
+
+
+def printable(data):
+    """Server bytes (or text) as printable ASCII: anything else, and the backslash, as \\xNN.
+
+    Escaping the backslash too keeps it unambiguous: `\\x1b` in the output was an ESC byte."""
+    if isinstance(data, str):
+        data = data.encode("utf-8", "surrogateescape")
+    return "".join(chr(b) if 0x20 <= b <= 0x7E and b != 0x5C else "\\x%02x" % b for b in data)
+
+
+class _Clock:
+    """--timeout for each step, and one deadline for the whole probe."""
+
+    def __init__(self, step, total):
+        self.step_s = step
+        self.total_s = total
+        self.end = time.monotonic() + total
+
+    def step(self):
+        """Seconds the next step may take; ProbeError once the whole-probe deadline passed."""
+        left = self.end - time.monotonic()
+        if left <= 0:
+            raise ProbeError("the probe took longer than %g s (--deadline)" % self.total_s)
+        return min(self.step_s, left)
+
+
+def _seconds(text):
+    import argparse
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0
+    if not value > 0:  # 0 would make the sockets non-blocking, not patient
+        raise argparse.ArgumentTypeError("%r is not a number of seconds above 0" % text)
+    return value
 
 
 def add_parser(p):
@@ -17,7 +67,10 @@ def add_parser(p):
                    help="the server; without a port, 465, 587 and 25 are tried")
     p.add_argument("--cafile", help="CA file (PEM) to verify with; default: this "
                    "computer's CA store (a board has none: pass the same CA as cadata)")
-    p.add_argument("--timeout", type=float, default=8, help="seconds per step (default 8)")
+    p.add_argument("--timeout", type=_seconds, default=8,
+                   help="seconds per step (default %(default)s)")
+    p.add_argument("--deadline", type=_seconds, default=DEFAULT_DEADLINE,
+                   help="seconds for the whole probe, all ports (default %(default)s)")
     p.add_argument("--implicit", action="store_true",
                    help="TLS from the first byte on a port other than 465")
 
@@ -26,12 +79,19 @@ def run(args):
     from microsmtp_host.cli import CLIError
 
     host, ports = _split(args.target, CLIError)
-    results = [probe(host, port, args.cafile, args.timeout, args.implicit) for port in ports]
-    for res in results:
-        print(report(res))
+    clock = _Clock(args.timeout, args.deadline)
+    results = [probe(host, port, args.cafile, args.timeout, args.implicit, clock)
+               for port in ports]
     best = recommend(results)
     if best is None:
-        raise CLIError("no SMTP server answered on %s" % ", ".join(str(p) for p in ports))
+        # Nothing usable: one line naming each port's failure, and no report that could be
+        # read as if a server had answered.
+        what = ("no usable SMTP server" if any(r["connected"] for r in results)
+                else "no SMTP server answered")
+        raise CLIError("%s on %s: %s" % (what, host, "; ".join(
+            "port %d: %s" % (r["port"], r["error"] or "no answer") for r in results)))
+    for res in results:
+        print(report(res))
     print("\nUse:\n    " + best)
     return 0
 
@@ -46,27 +106,56 @@ def _split(target, error):
 
 
 class _Conversation:
-    """A plain line-based SMTP exchange over a (maybe TLS) socket."""
+    """A plain line-based SMTP exchange over a (maybe TLS) socket, bounded on every side.
 
-    def __init__(self, sock):
+    reply() gives (code, lines) with each line already escaped by printable()."""
+
+    def __init__(self, sock, clock, received=0):
         self.sock = sock
+        self.clock = clock
         self.buf = b""
+        self.received = received  # bytes so far on this connection (carried over STARTTLS)
+
+    def _line(self, deadline):
+        while True:
+            end = self.buf.find(b"\n", 0, MAX_LINE + 1)
+            if end >= 0:
+                line, self.buf = self.buf[:end], self.buf[end + 1:]
+                return line.rstrip(b"\r")
+            if len(self.buf) > MAX_LINE:
+                raise ProbeError("the server sent a reply line longer than %d bytes" % MAX_LINE)
+            left = min(deadline, self.clock.end) - time.monotonic()
+            if left <= 0:
+                self.clock.step()  # names the whole-probe deadline if that is the one passed
+                raise ProbeError("no complete reply within %g s (--timeout)" % self.clock.step_s)
+            # One deadline for the whole reply: a server dripping a byte at a time cannot
+            # stretch a step by resetting a per-recv timeout.
+            self.sock.settimeout(left)
+            try:
+                chunk = self.sock.recv(4096)
+            except TimeoutError:
+                continue  # the loop above says which limit passed
+            if not chunk:
+                raise ProbeError("the server closed the connection")
+            self.received += len(chunk)
+            if self.received > MAX_BYTES:
+                raise ProbeError("the server sent more than %d bytes" % MAX_BYTES)
+            self.buf += chunk
 
     def reply(self):
+        deadline = time.monotonic() + self.clock.step()
         lines = []
         while True:
-            while b"\n" not in self.buf:
-                chunk = self.sock.recv(4096)
-                if not chunk:
-                    raise ConnectionError("the server closed the connection")
-                self.buf += chunk
-            line, _, self.buf = self.buf.partition(b"\n")
-            text = line.rstrip(b"\r").decode("utf-8", "replace")
-            lines.append(text)
-            if len(text) < 4 or text[3] != "-":
-                return int(text[:3]) if text[:3].isdigit() else 0, lines
+            line = self._line(deadline)
+            lines.append(printable(line))
+            if len(line) < 4 or line[3:4] != b"-":
+                code = line[:3]
+                return int(code) if code.isdigit() and len(code) == 3 else 0, lines
+            if len(lines) >= MAX_LINES:
+                raise ProbeError("the server sent more than %d lines in one reply" % MAX_LINES)
 
     def command(self, line):
+        self.sock.settimeout(self.clock.step())
         self.sock.sendall(line.encode() + b"\r\n")
         return self.reply()
 
@@ -80,7 +169,7 @@ def _context(cafile, verify):
     return ctx
 
 
-def _certificate(sock, host, cafile, timeout, implicit):
+def _certificate(sock, host, cafile, clock, implicit):
     """Subject, issuer, expiry and the verification verdict of the server's certificate."""
     info = {}
     der = sock.getpeercert(binary_form=True)
@@ -88,68 +177,81 @@ def _certificate(sock, host, cafile, timeout, implicit):
         from cryptography import x509
 
         cert = x509.load_der_x509_certificate(der)
-        info["subject"] = cert.subject.rfc4514_string()
-        info["issuer"] = cert.issuer.rfc4514_string()
+        # The server chose these strings: a subject can carry ESC like any other field.
+        info["subject"] = printable(cert.subject.rfc4514_string())
+        info["issuer"] = printable(cert.issuer.rfc4514_string())
         info["expires"] = cert.not_valid_after_utc.strftime("%Y-%m-%d")
         info["expired"] = cert.not_valid_after_utc < datetime.datetime.now(datetime.UTC)
     except ImportError:
         info["subject"] = "(install cryptography to show it)"
-    info["verified"], info["why"] = _verifies(host, sock.getpeername()[:2], cafile, timeout,
+    info["verified"], info["why"] = _verifies(host, sock.getpeername()[:2], cafile, clock,
                                               implicit)
     return info
 
 
-def _verifies(host, addr, cafile, timeout, implicit):
+def _verifies(host, addr, cafile, clock, implicit):
     """Connect again with verification on, as the board would: (ok, reason)."""
     try:
-        with socket.create_connection(addr, timeout=timeout) as raw:
+        with socket.create_connection(addr, timeout=clock.step()) as raw:
             ctx = _context(cafile, True)
-            if implicit:
-                ctx.wrap_socket(raw, server_hostname=host).close()
-                return True, ""
-            talk = _Conversation(raw)
-            talk.reply()
-            talk.command("EHLO probe.invalid")
-            code, _ = talk.command("STARTTLS")
-            if code != 220:
-                return False, "STARTTLS refused on the second try (%d)" % code
+            if not implicit:
+                talk = _Conversation(raw, clock)
+                talk.reply()
+                talk.command("EHLO probe.invalid")
+                code, _ = talk.command("STARTTLS")
+                if code != 220:
+                    return False, "STARTTLS refused on the second try (%d)" % code
+            raw.settimeout(clock.step())
             ctx.wrap_socket(raw, server_hostname=host).close()
             return True, ""
     except ssl.SSLCertVerificationError as e:
-        return False, e.verify_message
-    except (OSError, ssl.SSLError) as e:
-        return False, str(e)
+        return False, printable(e.verify_message)
+    except (OSError, ssl.SSLError, ProbeError) as e:
+        return False, printable(str(e))
 
 
-def probe(host, port, cafile=None, timeout=8, implicit=False):
-    res = {"host": host, "port": port, "error": None, "greeting": None, "caps": [],
-           "tls": None, "cert": None, "auth": [], "size": None}
+def _tls(sock, host, cafile, clock):
+    sock.settimeout(clock.step())  # the handshake as one step
+    return _context(cafile, False).wrap_socket(sock, server_hostname=host)
+
+
+def probe(host, port, cafile=None, timeout=8, implicit=False, clock=None):
+    """What the server on host:port offers: a dict for report() and recommend().
+
+    "greeting" stays None unless the server answered one; "error" is a one-line reason."""
+    clock = clock or _Clock(timeout, DEFAULT_DEADLINE)
+    res = {"host": host, "port": port, "error": None, "connected": False, "greeting": None,
+           "caps": [], "tls": None, "cert": None, "auth": [], "size": None}
     try:
-        raw = socket.create_connection((host, port), timeout=timeout)
+        raw = socket.create_connection((host, port), timeout=clock.step())
+    except ProbeError as e:
+        res["error"] = str(e)
+        return res
     except OSError as e:
         res["error"] = "cannot connect: %s" % (e.strerror or e)
         return res
+    res["connected"] = True
     sock = raw
     try:
         if implicit or port == 465:  # RFC 8314: TLS from the first byte
-            sock = _context(cafile, False).wrap_socket(raw, server_hostname=host)
+            sock = _tls(raw, host, cafile, clock)
             res["tls"] = "implicit"
-            res["cert"] = _certificate(sock, host, cafile, timeout, True)
-        talk = _Conversation(sock)
+            res["cert"] = _certificate(sock, host, cafile, clock, True)
+        talk = _Conversation(sock, clock)
         code, lines = talk.reply()
         res["greeting"] = " ".join(line[4:] for line in lines)
         if code != 220:
-            res["error"] = "greeting %d" % code
+            res["error"] = "greeting %d %s" % (code, res["greeting"][:200])
             return res
         code, lines = talk.command("EHLO probe.invalid")
         caps = [line[4:] for line in lines[1:]] if code == 250 else []
         if res["tls"] is None and any(c.upper() == "STARTTLS" for c in caps):
             code, _ = talk.command("STARTTLS")
             if code == 220:
-                sock = _context(cafile, False).wrap_socket(sock, server_hostname=host)
-                talk = _Conversation(sock)
+                sock = _tls(sock, host, cafile, clock)
+                talk = _Conversation(sock, clock, talk.received)
                 res["tls"] = "starttls"
-                res["cert"] = _certificate(sock, host, cafile, timeout, False)
+                res["cert"] = _certificate(sock, host, cafile, clock, False)
                 code, lines = talk.command("EHLO probe.invalid")
                 caps = [line[4:] for line in lines[1:]] if code == 250 else []
         res["caps"] = caps
@@ -161,19 +263,20 @@ def probe(host, port, cafile=None, timeout=8, implicit=False):
                 res["size"] = int(words[1]) if words[1].isdigit() else None
         try:
             talk.command("QUIT")
-        except OSError:
+        except (OSError, ProbeError):
             pass
-    except (OSError, ssl.SSLError, ValueError) as e:
-        res["error"] = str(e) or type(e).__name__
+    except (OSError, ssl.SSLError, ValueError, ProbeError) as e:
+        res["error"] = printable(str(e) or type(e).__name__)
     finally:
         sock.close()
     return res
 
 
 def report(res):
-    out = ["== %s port %d" % (res["host"], res["port"])]
-    if res["greeting"]:
-        out.append("greeting: " + res["greeting"])
+    head = "== %s port %d" % (res["host"], res["port"])
+    if res["greeting"] is None:  # nothing answered: say why, and nothing a server would say
+        return "%s: %s" % (head, res["error"] or "no answer")
+    out = [head, "greeting: " + res["greeting"]]
     if res["error"]:
         out.append("error: " + res["error"])
     if res["caps"]:
@@ -195,7 +298,7 @@ def report(res):
 
 def recommend(results):
     """The Client(...) line for the best port: TLS first, then one that answered."""
-    usable = [r for r in results if r["greeting"] and not r["error"]]
+    usable = [r for r in results if r["greeting"] is not None and not r["error"]]
     if not usable:
         return None
     best = sorted(usable, key=lambda r: (r["tls"] is None, r["port"] != 465))[0]
