@@ -492,7 +492,7 @@ def tls_scenarios():
                             C("AUTH XOAUTH2 %s\r\n" % XOAUTH2_IR),
                             S("334 %s\r\n" % json_err.decode()), C("\r\n"),
                             S("535 5.7.8 Username and Password not accepted\r\n")] + QUIT,
-         "expect": "AUTH_REPLY_ERROR", "reply_code": 535, "error_contains": '"status":"401"',
+         "expect": "AUTH_REPLY_ERROR", "reply_code": 535, "error_contains": "token is expired",
          "reusable": False},
         # A token too long for the AUTH line goes on its own line after the 334.
         {"name": "xoauth2_long_token_on_continuation_line",
@@ -510,5 +510,113 @@ OK_SCRIPTS["starttls"] = [
 OK_SCRIPTS["implicit"] = [["tls"], S(GREETING), C(EHLO), S(CAPS)] + PLAIN_OK + envelope() + QUIT
 
 
+# --- issue 9: what an adversarial review found --------------------------------------------
+NON_ASCII_PASSWORD = "p\u00e4ssw\u00f6rt-geheim"
+# Any PEM-framed bytes do for the scripted ssl, which verifies nothing itself.
+CA_PEM = "-----BEGIN CERTIFICATE-----\nQ0E=\n-----END CERTIFICATE-----\n"
+
+
+def secret_forms(user=USER, password=PASSWORD, token=None):
+    """Everything the client sends in AUTH that must never reach an error, a reply or a
+    repr, in any 8-character piece (issue 9, defect 4)."""
+    b64 = base64.b64encode
+    pw = password.encode()
+    forms = [password, b64(pw).decode(),
+             b64(b"%s\0%s\0%s" % (user.encode(), user.encode(), pw)).decode()]
+    if token:
+        forms += [token, b64(b"user=%s\x01auth=Bearer %s\x01\x01" % (
+            user.encode(), token.encode())).decode()]
+    return forms
+
+
+def _echoes(ir, password):
+    """A server echoing the AUTH exchange back in the four ways the review found, as reply
+    lines: cut by the client's 300-character text limit, split over two reply lines, a
+    non-ASCII password as raw UTF-8 and base64, and a truncated copy."""
+    pw64 = base64.b64encode(password.encode()).decode()
+    return {
+        "cut_at_300": ["5.7.8 " + "y" * 272 + " AUTH PLAIN " + ir],
+        "split_over_two_lines": ["5.7.8 AUTH PLAIN " + ir[:12], ir[12:]],
+        "raw_and_base64": ["5.7.8 bad password %s (%s)" % (password, pw64)],
+        "truncated": ["5.7.8 " + ir[:-5]],
+    }
+
+
+def reply(code, lines):
+    """A multi-line reply (RFC 5321 §4.2.1): "code-" on every line but the last."""
+    return "".join("%d%s%s\r\n" % (code, "-" if i < len(lines) - 1 else " ", line)
+                   for i, line in enumerate(lines))
+
+
+def hardening():
+    out = []
+    ehlo = [S(GREETING), C(EHLO), S(CAPS)]
+    for password in (PASSWORD, NON_ASCII_PASSWORD):
+        ir = base64.b64encode(("alice\0alice\0" + password).encode()).decode()
+        tag = "" if password == PASSWORD else "_non_ascii"
+        common = {"client": dict(CREDS, password=password), "reply": "",
+                  "secrets": secret_forms(password=password),
+                  "reusable": password == PASSWORD}  # the follow-up script has s3cret
+        for way, lines in _echoes(ir, password).items():
+            # The echo in AUTH's own reply: no text of it is kept at all.
+            out.append(dict(common, name="auth_echo_%s%s" % (way, tag), script=ehlo + [
+                C("AUTH PLAIN %s\r\n" % ir), S(reply(535, lines))] + QUIT,
+                expect="AUTH_REPLY_ERROR", reply_code=535, temporary=False))
+            # The same echo in a later reply (MAIL's): withheld, as it holds a piece.
+            out.append(dict(common, name="later_echo_%s%s" % (way, tag), script=ehlo + [
+                C("AUTH PLAIN %s\r\n" % ir), S("235 ok\r\n"),
+                C("MAIL FROM:<dev@example.org>\r\n"), S(reply(550, lines))] + QUIT,
+                expect="MAIL_REPLY_ERROR", reply_code=550))
+    # XOAUTH2: the token in the 334's JSON and in the 535: only the status number is kept.
+    json_echo = base64.b64encode(b'{"status":"401","scope":"%s","echo":"%s"}' % (
+        TOKEN.encode(), XOAUTH2_IR.encode())).decode()
+    out.append({"name": "xoauth2_echo_in_json_and_reply",
+                "client": dict(CREDS, auth="XOAUTH2", password=None, oauth_token=TOKEN),
+                "script": ehlo + [C("AUTH XOAUTH2 %s\r\n" % XOAUTH2_IR),
+                                  S("334 %s\r\n" % json_echo), C("\r\n"),
+                                  S(reply(535, ["5.7.8 " + XOAUTH2_IR[:20],
+                                                XOAUTH2_IR[20:]]))]
+                + QUIT, "expect": "AUTH_REPLY_ERROR", "reply_code": 535,
+                "error_contains": "token is expired", "secrets": secret_forms(token=TOKEN),
+                "reply": "", "reusable": False})
+    # Defect 8: a streamed body that cannot go as 8bit fails mid-DATA; the error names what
+    # the client did and carries no reply code (the 354 before it was the go-ahead).
+    for name, chunk, why in (("long_line", "x" * 1000 + "\n", "998"),
+                             ("nul", "a\0b\n", "NUL")):
+        out.append({"name": "streamed_%s_cut_mid_data" % name,
+                    "send": {"body_repeat": [chunk, 3]},
+                    "script": [S(GREETING), C(EHLO), S(CAPS_NOAUTH),
+                               C("MAIL FROM:<dev@example.org> BODY=8BITMIME\r\n"),
+                               S("250 ok\r\n"), C("RCPT TO:<ops@example.org>\r\n"),
+                               S("250 ok\r\n"), C("DATA\r\n"), S("354 go ahead\r\n"),
+                               ["C*", END]],
+                    "leftover": ["C* " + END], "expect": "MESSAGE_FORMAT_ERROR",
+                    "step": "MESSAGE", "reply_code": None, "temporary": False,
+                    "error_contains": why, "error_excludes": ["354"]})
+    # Defect 6: NUL in memory goes quoted-printable, never raw under 7bit/8bit.
+    for caps, mail in ((CAPS_NOAUTH, "MAIL FROM:<dev@example.org>\r\n"),
+                       ("250-mail.test\r\n250 SIZE 1000\r\n",
+                        "MAIL FROM:<dev@example.org>\r\n")):
+        out.append({"name": "nul_in_memory_is_qp_%s" % ("8bitmime" if "8BIT" in caps
+                                                        else "7bit"),
+                    "send": {"body": "code\x007 \u00b0C\n"},
+                    "script": session(caps=caps, mail=mail), "expect": "SUCCESS",
+                    "wire_contains": ["Content-Transfer-Encoding: quoted-printable\r\n",
+                                      "\r\n\r\ncode=007 =C2=B0C\r\n.\r\n"],
+                    "wire_excludes": ["\x00"]})
+    # Defect 9: with a CA given, port 25's STARTTLS is required: stripped, nothing is sent.
+    out.append({"name": "cadata_on_port_25_starttls_stripped",
+                "client": dict(CREDS, tls=None, cadata=CA_PEM, allow_plaintext_auth=True),
+                "script": [S(GREETING), C(EHLO), S(CAPS)] + QUIT,
+                "expect": "TLS_NOT_OFFERED", "step": "EHLO", "reusable": False,
+                "wire_excludes": ["AUTH", "MAIL"]})
+    out.append({"name": "insecure_on_port_25_starttls_stripped",
+                "client": dict(CREDS, insecure=True, allow_plaintext_auth=True),
+                "script": [S(GREETING), C(EHLO), S(CAPS)] + QUIT,
+                "expect": "TLS_NOT_OFFERED", "step": "EHLO", "reusable": False,
+                "wire_excludes": ["AUTH", "MAIL"]})
+    return out
+
+
 def all_scenarios():
-    return matrix() + netx() + more() + tls_scenarios()
+    return matrix() + netx() + more() + tls_scenarios() + hardening()

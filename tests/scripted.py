@@ -235,6 +235,8 @@ def run(microsmtp, sc, ok_script, wire=None):
         res["reply_code"] = e.reply_code
         res["error"] = str(e)
         res["temporary"] = e.temporary
+        res["reply"] = e.reply
+        res["repr"] = repr(e)
         if e.refused:
             res["refused"] = [[r[0], r[1]] for r in e.refused]
     except ValueError as e:

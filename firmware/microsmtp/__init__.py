@@ -57,16 +57,15 @@ TLS_INJECTION = const(0xD5)  # bytes after STARTTLS's 220 in the same read (an a
 PLAINTEXT_AUTH_REFUSED = const(0xD6)  # credentials not sent over an unencrypted connection
 
 
-# TLS modes; protocol.py has the same values (and 3: STARTTLS when offered, port 25's default).
+# TLS modes; protocol.py has the same values.
 TLS_NONE = const(0)
 TLS_STARTTLS = const(1)
 TLS_IMPLICIT = const(2)
-_TLS_OPPORTUNISTIC = const(3)
 
 # NetX Duo's defaults, seconds (NX_SMTP_CLIENT_*_TIMEOUT); QUIT waits at most "quit".
 TIMEOUTS = {"connect": 10, "greeting": 10, "envelope": 10, "message": 30, "quit": 5}
-_TIMEOUT_KEYS = ("connect", "greeting", "envelope", "message", "quit")
-_MAX_RECIPIENTS = 100  # RFC 5321 §4.5.3.1.8: servers must take at least 100
+_TIMEOUT_KEYS = const(("connect", "greeting", "envelope", "message", "quit"))
+_MAX_RECIPIENTS = const(100)  # RFC 5321 §4.5.3.1.8: servers must take at least 100
 
 
 def _timeouts_ms(timeouts):
@@ -115,11 +114,13 @@ class Client:
             raise ValueError("auth must be one of the AUTH_* constants")
         if auth == AUTH_XOAUTH2 and oauth_token is None:
             raise ValueError("AUTH_XOAUTH2 needs oauth_token")
-        # RFC 8314 / 6409 ports: 465 speaks TLS at once, 587 must STARTTLS; elsewhere (25)
-        # STARTTLS is used when offered and a CA can check the server, else plaintext.
+        # RFC 8314 / 6409 ports: 465 speaks TLS at once, 587 must STARTTLS. On any other
+        # port (25) a CA or insecure=True asks for TLS, so STARTTLS is required: "when
+        # offered" would let a man in the middle strip it from EHLO (RFC 3207 §6) and read
+        # the mail, and the password too. Plaintext only without either, or with TLS_NONE.
         if tls is None:
-            tls = TLS_IMPLICIT if port == 465 else TLS_STARTTLS if port == 587 else \
-                _TLS_OPPORTUNISTIC
+            tls = TLS_IMPLICIT if port == 465 else TLS_STARTTLS if port == 587 or \
+                cadata is not None or insecure else TLS_NONE
         elif tls not in (TLS_NONE, TLS_STARTTLS, TLS_IMPLICIT):
             raise ValueError("tls must be TLS_NONE, TLS_STARTTLS or TLS_IMPLICIT")
         # ca: DER certificates; [] = insecure (no checks); None = no CA to check with.

@@ -16,24 +16,17 @@ MECH_LOGIN = const(1)
 MECH_CRAM_MD5 = const(2)
 MECH_PLAIN = const(4)
 MECH_XOAUTH2 = const(8)
-# The names as the server lists them and as the AUTH command says them, by AUTH_* - 1.
-_NAMES = (b"LOGIN", b"CRAM-MD5", b"PLAIN", b"XOAUTH2")
+# The names as the server lists them and as the AUTH command says them, by AUTH_* - 1
+# (protocol.py's _MECHS holds the same, for the EHLO reply).
+_NAMES = const((b"LOGIN", b"CRAM-MD5", b"PLAIN", b"XOAUTH2"))
 # Strongest first: a token never shows the password; CRAM-MD5 sends only a keyed digest.
-_STRENGTH = (AUTH_XOAUTH2, AUTH_CRAM_MD5, AUTH_PLAIN, AUTH_LOGIN)
+_STRENGTH = const((AUTH_XOAUTH2, AUTH_CRAM_MD5, AUTH_PLAIN, AUTH_LOGIN))
 
 
 
 def name(mech):
     """b"PLAIN" for AUTH_PLAIN, and so on."""
     return _NAMES[mech - 1]
-
-
-def mech_bit(listed):
-    """The MECH_* bit of a mechanism name in an EHLO AUTH line; 0 for one we do not know."""
-    for i in range(4):
-        if listed == _NAMES[i]:
-            return 1 << i
-    return 0
 
 
 def b64(data):

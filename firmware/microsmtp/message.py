@@ -11,7 +11,7 @@ _DOT = const(46)
 _EQ = const(61)
 _MAX_LINE = const(998)  # RFC 5322 §2.1.1: at most 998 octets before CRLF
 _QP_LINE = const(76)  # RFC 2045 §6.7 rule 5
-_HEX = b"0123456789ABCDEF"
+_HEX = const(b"0123456789ABCDEF")
 
 # Content-Transfer-Encoding chosen per message (RFC 6152: 8bit only when 8BITMIME is offered).
 CTE_7BIT = const(0)
@@ -36,29 +36,28 @@ TEXT = const(0)
 DOMAIN = const(1)
 ADDRESS = const(2)
 
+# RFC 5321 §4.1.2 atext besides letters and digits: what a dot-atom local part may hold.
+_ATEXT = const(b"!#$%&'*+-/=?^_`{|}~")
+
 
 def check(value, what, kind=TEXT, limit=255):
     """ValueError before anything is sent: any control character (command and header
     injection), over-long values, and addresses or domains that are not of their form.
 
-    ADDRESS: RFC 5321 §4.1.2 / §4.5.3.1: local-part <= 64, domain <= 255, path <= 256."""
+    ADDRESS: RFC 5321 §4.1.2 Mailbox: a dot-atom or quoted-string local part (<= 64
+    bytes), "@", a domain or an IPv4/IPv6 address literal. DOMAIN: a host name or an
+    address literal (EHLO's argument, §4.1.4). The grammar is the injection guard: no
+    space, '<', '>' or ',' passes it, so no ESMTP parameter or second address can."""
     if not isinstance(value, str):
         raise TypeError(what + " must be a str")
     b = as_bytes(value)
     n = len(b)
-    at = value.rfind("@") if kind == ADDRESS else -1
-    literal = kind and n > at + 1 and b[at + 1] == 91  # "[...]", RFC 5321 §4.1.3
+    at = value.rfind("@") if kind == ADDRESS else -1  # a domain never holds "@"
     err = None
     if n > limit:
         err = "is longer than %d bytes" % limit
-    elif kind == ADDRESS and not 0 < at < n - 1:
-        err = "is not of the form name@domain"
-    elif kind == ADDRESS and at > 64:
-        err = "has more than 64 bytes before @"
     elif kind and not n:
         err = "is empty"
-    elif literal and b[n - 1] != 93:
-        err = "is an address literal without ']'"
     else:
         for i in range(n):
             c = b[i]
@@ -67,28 +66,119 @@ def check(value, what, kind=TEXT, limit=255):
             elif kind and c > 127:
                 # RFC 6531 (SMTPUTF8) and IDNA are not supported: refused, never mangled.
                 err = "has non-ASCII characters (use the punycode form of a domain)"
-            elif i < at and (c == 32 or c == 60 or c == 62):  # would break MAIL/RCPT <path>
-                err = "contains a space, '<' or '>'"
-            elif kind and i > at and not literal and not (
-                    48 <= c <= 57 or 65 <= c <= 90 or 97 <= c <= 122 or c == 45 or c == 46):
-                err = "contains %r, which no domain name may" % chr(c)
             if err:
                 break
+    if err is None and kind == ADDRESS:
+        if not 0 < at < n - 1:
+            err = "is not of the form name@domain"
+        elif at > 64:
+            err = "has more than 64 bytes before @"
+    if err is None and kind and not _mailbox(b, at, n):
+        err = "is not a host name or an address literal ([192.0.2.1])" if kind == DOMAIN \
+            else "is not an address RFC 5321 allows"
     if err:
         raise ValueError("%s %r %s" % (what, value, err) if kind else "%s %s" % (what, err))
 
 
+def _mailbox(b, i, n):
+    """RFC 5321 §4.1.2-4.1.3: b[0:i] a local part (i > 0: "@" at i), b[i+1:n] a domain.
+
+    Local part: atoms of atext joined by single dots, or a quoted string of printable
+    ASCII with \\" and \\\\ pairs, but no space, '<', '>' or ',' (legal there, yet servers
+    and mail readers that cut at them exist). Domain: labels of letters, digits and inner
+    hyphens, 1-63 bytes (RFC 1035), or [IPv4] / [IPv6:...] with "::" and an IPv4 tail."""
+    if i > 0 and b[0] == 34:  # a quoted string
+        k = 1
+        while k < i - 1:
+            c = b[k]
+            if c == 92 and (b[k + 1] == 34 or b[k + 1] == 92) and k + 1 < i - 1:
+                k += 1  # a quoted pair
+            elif c == 34 or c == 92 or c == 32 or c == 60 or c == 62 or c == 44:
+                return False
+            k += 1
+        if i < 3 or b[i - 1] != 34:
+            return False
+    elif i > 0:
+        dot = True  # at the start or after a dot: an atom must follow
+        for k in range(i):
+            c = b[k]
+            if c == 46:
+                if dot:
+                    return False
+                dot = True
+            elif 48 <= c <= 57 or 65 <= c <= 90 or 97 <= c <= 122 or c in _ATEXT:
+                dot = False
+            else:
+                return False
+        if dot:
+            return False
+    if b[i + 1] == 91:  # "[": an address literal
+        if b[n - 1] != 93:
+            return False
+        # Bytes, not str: a short str literal would cost a name on a board's heap.
+        v4 = bytes(b[i + 2:n - 1])
+        if v4[:5].upper() == b"IPV6:":
+            halves = v4[5:].split(b"::")
+            if len(halves) > 2:
+                return False
+            v4 = None
+            groups = 0
+            for h in range(len(halves)):
+                parts = halves[h].split(b":") if halves[h] else ()
+                for k in range(len(parts)):
+                    p = parts[k]
+                    if p.find(b".") >= 0 and h == len(halves) - 1 and k == len(parts) - 1:
+                        v4 = p  # the last 32 bits as an IPv4 address
+                        groups += 2
+                    elif 0 < len(p) < 5:
+                        for c in p:
+                            if not (48 <= c <= 57 or 65 <= c <= 70 or 97 <= c <= 102):
+                                return False
+                        groups += 1
+                    else:
+                        return False
+            if groups != 8 if len(halves) == 1 else groups > 6:
+                return False
+            if v4 is None:
+                return True
+        parts = v4.split(b".")
+        if len(parts) != 4:
+            return False
+        for p in parts:
+            if not 0 < len(p) < 4 or not p.isdigit() or int(p) > 255:
+                return False
+        return True
+    label = 0
+    c = 46
+    for k in range(i + 1, n):
+        c = b[k]
+        if c == 46:
+            if not label or b[k - 1] == 45:
+                return False
+            label = 0
+        elif 48 <= c <= 57 or 65 <= c <= 90 or 97 <= c <= 122 or c == 45 and label:
+            label += 1
+            if label > 63:
+                return False
+        else:
+            return False
+    return label > 0 and c != 45
+
+
 def scan_body(body):
-    """Classify an in-memory body: (all ASCII, every line fits 998 octets), or None when it
-    cannot be scanned cheaply (memoryview: no find()). Uses C-speed max() and find()."""
+    """Classify an in-memory body: (all ASCII, fits 7bit/8bit: lines <= 998 octets and no
+    NUL, RFC 2045 §2.7-2.8), or None when it cannot be scanned cheaply (memoryview: no
+    find()). Uses C-speed max() and find()."""
     if isinstance(body, memoryview):
         return None
     if isinstance(body, str):
         ascii_only = len(as_bytes(body)) == len(body)
-        lf_s, cr_s = "\n", "\r"  # str.find counts characters, equal to bytes when ASCII
+        lf_s, cr_s, nul = "\n", "\r", "\0"  # str.find counts characters: bytes when ASCII
     else:
         ascii_only = not len(body) or max(body) < 128
-        lf_s, cr_s = b"\n", b"\r"
+        lf_s, cr_s, nul = b"\n", b"\r", b"\0"
+    if body.find(nul) >= 0:
+        return ascii_only, False
     per_char = 1 if ascii_only else 4  # a UTF-8 character is at most 4 bytes
     n = len(body)
     start = 0
@@ -133,8 +223,8 @@ def subject_words(subject):
         i = j
 
 
-_DAYS = "MonTueWedThuFriSatSun"
-_MONTHS = "JanFebMarAprMayJunJulAugSepOctNovDec"
+_DAYS = const("MonTueWedThuFriSatSun")
+_MONTHS = const("JanFebMarAprMayJunJulAugSepOctNovDec")
 
 
 def date_value(tm):
@@ -179,6 +269,49 @@ class BodySource:
         else:
             raise TypeError("body must be str, bytes, bytearray, memoryview, a file or "
                             "an iterator of chunks")
+
+    def scan(self, buf):
+        """A body that can be read twice (a file on flash, anything with seek and tell):
+        scan_body's answer, read through buf, then rewound; None for any other body.
+        Lets a file get the transfer encoding it needs before MAIL, not fail mid-DATA."""
+        obj = self.obj
+        if self.kind != 1:
+            return None
+        try:
+            pos = obj.tell()
+        except (AttributeError, OSError):
+            return None  # a pipe or a socket: streamed as it comes
+        left = self.left
+        ascii_only = fits = True
+        col = 0  # bytes of the line that goes on past the end of the last chunk
+        while ascii_only or fits:
+            n = self.readinto(buf)
+            if not n:
+                break
+            data = buf if n == len(buf) else memoryview(buf)[:n]
+            if ascii_only and max(data) > 127:
+                ascii_only = False
+            if fits and buf.find(b"\0", 0, n) >= 0:
+                fits = False
+            i = 0
+            lf = cr = -1
+            while fits and i < n:  # the longest line, without an object per line
+                if lf < i:
+                    lf = buf.find(b"\n", i, n)
+                    lf = n if lf < 0 else lf
+                if cr < i:
+                    cr = buf.find(b"\r", i, n)
+                    cr = n if cr < 0 else cr
+                end = lf if lf < cr else cr
+                col += end - i
+                if col > _MAX_LINE:
+                    fits = False
+                if end < n:
+                    col = 0
+                i = end + 1
+        obj.seek(pos)
+        self.left = left
+        return ascii_only, fits
 
     def readinto(self, buf):
         room = len(buf)

@@ -26,11 +26,9 @@ _ERR_CONNECT = const(-4)
 _ERR_TLS = const(-5)  # the TLS handshake failed (os_error says why)
 _ERR_CERT = const(-6)  # the server's certificate was rejected (os_error says why)
 
-# TLS modes (the public TLS_* constants of __init__.py, plus port 25's "when offered").
-_TLS_NONE = const(0)
+# TLS modes (the public TLS_* constants of __init__.py).
 _TLS_STARTTLS = const(1)
 _TLS_IMPLICIT = const(2)
-_TLS_OPPORTUNISTIC = const(3)
 
 # Status codes: the values of __init__.py's public names (tests/test_units.py checks).
 _INVALID_SERVER_REPLY = const(0xA2)
@@ -69,17 +67,40 @@ _MAX_LINES = const(40)  # more lines in one reply is a broken or hostile server
 _TEXT_MAX = const(300)  # reply text kept for an error message
 _AUTH_ROUNDS = const(3)  # 334 challenges answered before cancelling with "*"
 
+# EHLO keywords, and their bits in Session.caps: 1 << the position in _KEYWORDS.
+_KEYWORDS = const(b"8BITMIME PIPELINING STARTTLS SMTPUTF8 SIZE AUTH ")
 _CAP_8BITMIME = const(1)
-_CAP_PIPELINING = const(2)
 _CAP_STARTTLS = const(4)
-_CAP_SMTPUTF8 = const(8)
-_CAP_SIZE = const(16)
 _CAP_AUTH = const(32)
-_CAPS = {b"8BITMIME": _CAP_8BITMIME, b"PIPELINING": _CAP_PIPELINING,
-         b"STARTTLS": _CAP_STARTTLS, b"SMTPUTF8": _CAP_SMTPUTF8, b"SIZE": _CAP_SIZE}
+# auth.py's mechanism names, in its order: a listed one's MECH_* bit is 1 << its index
+# (tests/test_units.py checks the two agree).
+_MECHS = const(b"LOGIN CRAM-MD5 PLAIN XOAUTH2 ")
 
 _PRIORITY = {4: b"X-Priority: 1 (Highest)\r\nImportance: high\r\n",
              1: b"X-Priority: 5 (Lowest)\r\nImportance: low\r\n"}
+
+
+def _index(buf, i, end, names):
+    """Which of the upper-case names (each followed by a space) buf[i:end] is, compared
+    in any case: 0 for the first; -1 for none."""
+    k = start = 0
+    while start < len(names):
+        m = 0
+        while m < end - i and names[start + m] != 32:
+            c = buf[i + m]
+            if 97 <= c <= 122:
+                c -= 32
+            if c != names[start + m]:
+                break
+            m += 1
+        else:
+            if m == end - i and names[start + m] == 32:
+                return k
+        while names[start] != 32:
+            start += 1
+        start += 1
+        k += 1
+    return -1
 
 
 class Session:
@@ -108,13 +129,13 @@ class Session:
         self._start()
 
     def prepare(self, recipients, subject, body, limit, priority, scan, now, rx, tx, scratch):
-        self.load(recipients, subject, body, priority, scan, limit)
         self.now = now
         self.rx = rx
         self.rx_mv = memoryview(rx)
         self.tx = tx
         self.tx_mv = memoryview(tx)
         self.scratch = scratch
+        self.load(recipients, subject, body, priority, scan, limit)
 
     def load(self, recipients, subject, body, priority, scan=None, limit=None):
         """The mail to send (again for each mail of a batch, whose hook may set now and id
@@ -123,7 +144,9 @@ class Session:
         self.subject = subject
         self.body.reset(body, limit)
         self.priority = priority
-        self.scan = scan  # (ascii, short lines) for in-memory bodies, None when streamed
+        # (ascii, fits 7bit/8bit) for in-memory bodies and files (read once through
+        # scratch, then rewound); None for a stream that can be read only once.
+        self.scan = scan or self.body.scan(self.scratch)
 
     def release(self):
         """Drop every reference to the pool buffers and the body: the initial state again."""
@@ -182,7 +205,7 @@ class Session:
             self._fail(_GREET_REPLY_ERROR, "No 220 greeting")
 
         yield from self._hello()
-        if self.tls == _TLS_STARTTLS or self.tls == _TLS_OPPORTUNISTIC and self.ca is not None:
+        if self.tls == _TLS_STARTTLS:
             yield from self._starttls()
         yield from self._auth()
         while True:
@@ -261,12 +284,11 @@ class Session:
             self._fail(_HELLO_REPLY_ERROR, "%s refused" % self.step)
 
     def _starttls(self):
-        """RFC 3207. Port 25's opportunistic mode comes here only with a CA to check with."""
+        """RFC 3207: required whenever asked for; §6: a STARTTLS stripped from EHLO by a
+        man in the middle is an attack, so never go on in clear."""
         if not self.caps & _CAP_STARTTLS:
-            if self.tls == _TLS_STARTTLS:  # §6: stripping is an attack; never go on in clear
-                self._fail(_TLS_NOT_OFFERED, "TLS is required but the server does not offer "
-                           "STARTTLS; nothing else was sent")
-            return
+            self._fail(_TLS_NOT_OFFERED, "TLS is required but the server does not offer "
+                       "STARTTLS; nothing else was sent (tls=TLS_NONE for a plaintext relay)")
         # _reply ends the session if the read with the 220 held more bytes (injection).
         yield from self._command("STARTTLS", b"STARTTLS")
         if self.code != 220:
@@ -299,7 +321,11 @@ class Session:
             if self.code == 235:
                 return
             if self.code != 534:  # 535: bad credentials, never retried; 454/432: temporary
-                self._fail(_AUTH_REPLY_ERROR, "%s login refused" % auth.name(mech).decode())
+                # A fixed sentence: the server's words in AUTH are never kept (_reply).
+                self._fail(_AUTH_REPLY_ERROR, "%s login refused%s" % (
+                    auth.name(mech).decode(), "" if self.code != 535 else
+                    ": the token is expired or lacks the mail scope" if mech == auth.AUTH_XOAUTH2
+                    else ": wrong username or password (some providers want an app password)"))
             tried |= 1 << (mech - 1)  # auth.py: MECH bit = 1 << (AUTH value - 1)
 
     def _auth_with(self, mech):
@@ -317,7 +343,6 @@ class Session:
         first = answer is not None and len(name) + len(answer) < _LINE_MAX - 3
         yield from self._command("AUTH", name, b" " if first else None, answer if first else None)
         rounds = 0
-        detail = None
         while self.code == 334:
             rounds += 1
             reply = None
@@ -328,9 +353,9 @@ class Session:
                     if rounds == 1 and not first:
                         reply = answer
                     else:
-                        # The token was refused: the 334 carries base64 JSON saying why; an
-                        # empty line ends the exchange, and a 535 follows.
-                        detail = auth.decode(self.text_b)
+                        # The token was refused: the 334 carries base64 JSON saying why (not
+                        # kept: server text in AUTH never is); an empty line ends the
+                        # exchange, and a 535 follows.
                         reply = b""
                 else:
                     data = auth.decode(self.text_b)
@@ -349,8 +374,6 @@ class Session:
                 self.code = 0
                 self._fail(_AUTH_REPLY_ERROR, "Unexpected %s challenge" % auth.name(mech).decode())
             yield from self._command("AUTH", reply)
-        if detail is not None and self.code != 235:
-            self.text_b = detail  # the server's JSON is the useful part
 
     def _message(self, cte):
         self.io_ms = self.timeouts[_T_MESSAGE]
@@ -387,12 +410,20 @@ class Session:
             if not n:
                 break
             enc.chunk()
+            # RFC 2045 §2.7-2.8: no NUL in 7bit or 8bit text. A body read only once cannot
+            # be checked before DATA; files and in-memory bodies are (they go QP then).
+            nul = cte != message.CTE_QP and self.scratch.find(b"\0", 0, n) >= 0
             while enc.i < n:
-                enc.encode(n)
-                if enc.too_long:
+                if not nul:
+                    enc.encode(n)
+                if nul or enc.too_long:
                     self.can_quit = False  # mid-DATA: closing without "." discards the mail
-                    self._fail(_MESSAGE_FORMAT_ERROR, "Not sent: a streamed body line is over "
-                               "998 bytes; pass the body in memory or break its lines")
+                    self.code = 0  # the 354 before was the go-ahead, not a refusal
+                    self._fail(_MESSAGE_FORMAT_ERROR, "The message was cut off, not delivered:"
+                               " the streamed body has %s, which %s mail cannot carry; pass it "
+                               "in memory or as a file, which are checked before MAIL" % (
+                                   "a NUL (zero) byte" if nul else "a line over 998 bytes",
+                                   message.CTE_NAMES[cte]))
                 if enc.i < n:  # tx is full: send it
                     self.tx_n = enc.o
                     r = yield _OP_SEND
@@ -520,16 +551,19 @@ class Session:
             lines += 1
             if lines > _MAX_LINES:
                 self._bad(_OVERSIZE_SERVER_REPLY, "over %d reply lines" % _MAX_LINES)
-            text = mv[ls + 4 if le - ls > 3 else le:le]
-            if c >= 400:  # kept for the error message, bounded
+            ts = ls + 4 if le - ls > 3 else le  # the text after the code
+            if c == 334:
+                if self.text_b is None:  # the challenge
+                    self.text_b = bytes(mv[ts:le])
+            elif c >= 400 and self.step != "AUTH":
+                # Kept for the error message, bounded. Never in AUTH: a server may echo
+                # what the client sent there (RFC 4954 base64 is the password in clear).
                 if self.text_b is None:
-                    self.text_b = bytes(text)
+                    self.text_b = bytes(mv[ts:le])
                 elif len(self.text_b) < _TEXT_MAX:
-                    self.text_b = (self.text_b + b" " + bytes(text))[:_TEXT_MAX]
-            elif c == 334 and self.text_b is None:  # the challenge
-                self.text_b = bytes(text)
+                    self.text_b = (self.text_b + b" " + bytes(mv[ts:le]))[:_TEXT_MAX]
             elif c == 250 and lines > 1 and self.step == "EHLO":
-                self._capability(bytes(text))  # line 1 names the server, not a keyword
+                self._capability(ts, le)  # line 1 names the server, not a keyword
             if sep != 45:
                 break
         self.code = code
@@ -545,46 +579,66 @@ class Session:
                            "(response injection); the session was ended")
             self._bad(_INVALID_SERVER_REPLY, "data that answers nothing")
 
-    def _capability(self, line):
-        words = line.upper().split()
-        if not words:
-            return
-        kw = words.pop(0)
-        if kw == b"AUTH" or kw.startswith(b"AUTH="):  # "AUTH=PLAIN" is the pre-RFC form
-            self.caps |= _CAP_AUTH
-            words.append(kw[5:])
-            for m in words:
-                self.mechs |= auth.mech_bit(m)
-        else:
-            self.caps |= _CAPS.get(kw, 0)
+    def _capability(self, i, n):
+        """One EHLO keyword line, rx[i:n], read in place: no bytes, upper() or split() per
+        line, so a long EHLO reply needs no more heap than a short one."""
+        rx = self.rx
+        mechs = False  # after AUTH: the words are mechanism names
+        while i < n:
+            while i < n and rx[i] == 32:  # NetX regression 6: "250-  AUTH LOGIN"
+                i += 1
+            j = i
+            while j < n and rx[j] != 32:
+                j += 1
+            if mechs:
+                k = _index(rx, i, j, _MECHS)
+                if k >= 0:
+                    self.mechs |= 1 << k  # auth.py's MECH_* bits
+            elif i < j:
+                k = _index(rx, i, i + 4 if j > i + 4 and rx[i + 4] == 61 else j, _KEYWORDS)
+                if k < 0:
+                    return  # a keyword we do not use: its parameters do not matter
+                self.caps |= 1 << k
+                if k < 5:
+                    return
+                # AUTH: the mechanisms follow; "AUTH=PLAIN LOGIN" is the pre-RFC form.
+                mechs = True
+                if j > i + 4:
+                    i += 5
+                    continue
+            i = j
 
     # --- failures: one sentence each, naming the step and the server's words ---------------
 
     def _text(self):
-        if not self.text_b:
+        """The server's reply text for an error, printable ASCII; "" when it holds any
+        8-byte piece of a credential as the client sends it (raw, base64, the PLAIN or
+        XOAUTH2 string): a server that echoes must not put a secret into a log. (In AUTH
+        no text is kept at all.) Made here, on the error path: a token is 1-2 KB."""
+        t = self.text_b
+        if not t:
             return ""
-        out = bytearray(self.text_b)
+        secrets = []
+        if self.token is not None:
+            from . import secure
+
+            secrets += [bytes(self.token), secure.xoauth2_response(self.username, self.token)]
+        if self.username is not None and self.password is not None:
+            secrets += [bytes(self.password), auth.b64(self.password),
+                        auth.plain_response(self.username, self.password)]
+        for secret in secrets:
+            if 0 < len(secret) < 8 and t.find(secret) >= 0:
+                return ""
+        for i in range(len(t) - 7):
+            piece = t[i:i + 8]
+            for secret in secrets:
+                if secret.find(piece) >= 0:
+                    return ""
+        out = bytearray(t)
         for i in range(len(out)):
             if not 32 <= out[i] <= 126:  # control or non-ASCII bytes shown as "?"
                 out[i] = 63
-        text = out.decode()
-        # Credentials as a server could echo them back (e.g. in a 500), longest first; made
-        # here, on the error path, not kept for the client's life (a token is 1-2 KB).
-        secrets = []
-        if self.token is not None:
-            secrets.append(message.as_bytes(self.token))
-            if text.find("dXNlcj") >= 0:  # base64 of "user=": the XOAUTH2 string
-                from . import secure
-
-                secrets.insert(0, secure.xoauth2_response(self.username, self.token))
-        if self.username is not None and self.password is not None:
-            secrets += [auth.plain_response(self.username, self.password),
-                        auth.b64(self.password), self.password]
-        for secret in secrets:
-            secret = bytes(secret).decode()
-            if secret:
-                text = text.replace(secret, "***")
-        return text
+        return out.decode()
 
     def _fail(self, status, what):
         code = self.code if self.step != "CONNECT" else 0
