@@ -297,3 +297,196 @@ def test_smuggling_bodies_micropython(smtp_proxy, mp_send_dir, tmp_path, body):
     res = _send_micropython(cfg, mp_send_dir, tmp_path, False)
     assert res[0]["status"] == 0, res
     _check_received(srv, proxy, body)
+
+
+# --- issue 9, defect 5: addresses follow RFC 5321's Mailbox grammar ------------------------------
+# What passed before: an address literal carrying ESMTP parameters, a local part with ","
+# or "(" that made a second To: address, an EHLO name with a command in it.
+HOSTILE = ["alerts@[127.0.0.1]> SMTPUTF8 AUTH=<> X=]",
+           "a@[127.0.0.1]> NOTIFY=NEVER ORCPT=rfc822;x]",
+           "evil@evil.example,victim@example.com", "a(b)@example.org", "a@b@example.org",
+           "a b@example.org", "<a@example.org>", "a>@example.org", '"a> X=Y"@example.org',
+           '"a,b"@example.org', "a@example.org> X=Y", "a@[1.2.3.4] X", "a@[1.2.3]",
+           "a@[256.1.1.1]", "a@[IPv6:1::2::3]", "a@[IPv6:1:2:3:4:5:6:7]", "a@[IPv6:fe80::1%eth0]",
+           "a..b@example.org", ".a@example.org", "a.@example.org", "a@-x.example",
+           "a@x-.example", "a@x..example", "a@example.org.", "a@[x]", '""@example.org',
+           "a@" + "x" * 64 + ".example", "a@[General:stuff]"]
+VALID = ["a@example.org", "o'neil+tag@example.org", "!#$%&'*+-/=?^_`{|}~@example.org",
+         "a.b.c@x-y.example", '"john..doe"@example.org', '"a\\"b"@example.org',
+         '"a@b"@example.org', "a@[127.0.0.1]", "a@[IPv6:2001:db8::1]", "a@[ipv6:::1]",
+         "a@[IPv6:1:2:3:4:5:6:7:8]", "a@[IPv6:::ffff:192.0.2.1]", "a@localhost",
+         "a@" + "x" * 63 + ".example"]
+ATEXT = "abcXYZ019!#$%&'*+-/=?^_`{|}~"
+# Pieces a hostile caller (or a value read from a tampered file) would splice in.
+SPLICE = [" ", ">", "<", ",", "(", ")", "@", "[", "]", '"', "\\", ":", ";", ".", "..", "=",
+          " NOTIFY=NEVER", "> SIZE=1", "> AUTH=<>", ",victim@example.com", " ORCPT=rfc822;x",
+          "]> X=Y", "[", "IPv6:", "::", "1.2.3.4", "-", "\u00e9"]
+
+
+def oracle(addr):
+    """RFC 5321 §4.1.2-4.1.3 Mailbox as microsmtp takes it, written apart from the firmware
+    (regular expressions and the ipaddress module): a dot-string or a quoted string
+    without space, '<', '>' or ','; a host name or an IPv4 / IPv6 literal."""
+    import ipaddress
+
+    atom = r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]+"
+    qtext = r"[\x21\x23-\x2b\x2d-\x3b\x3d\x3f-\x5b\x5d-\x7e]"  # no space " , < > \\
+    local = rf'(?:{atom}(?:\.{atom})*|"(?:{qtext}|\\["\\])+")'
+    label = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    m = re.fullmatch(rf"({local})@(?:({label}(?:\.{label})*)|\[(.*)\])", addr, re.S)
+    if not m or len(addr.encode()) > 255 or len(m.group(1)) > 64:
+        return False
+    literal = m.group(3)
+    if literal is None:
+        return True
+    if literal[:5].upper() == "IPV6:":
+        v6 = literal[5:]
+        if not re.fullmatch(r"[0-9A-Fa-f:.]+", v6):
+            return False
+        try:
+            ipaddress.IPv6Address(re.sub(r"(\d+)\.(\d+)\.(\d+)\.(\d+)$", lambda g: ".".join(
+                str(int(x)) for x in g.groups()), v6))
+        except ValueError:
+            return False
+        # §4.1.3: "::" stands for two groups or more (ipaddress lets it stand for one).
+        groups = len([g for g in v6.replace("::", ":").split(":") if g])
+        groups += "." in v6
+        return "::" not in v6 or groups <= 6
+    parts = literal.split(".")
+    return len(parts) == 4 and all(p.isdigit() and len(p) <= 3 and int(p) <= 255
+                                   for p in parts)
+
+
+@st.composite
+def addresses(draw):
+    """Valid addresses of every form, some with hostile pieces spliced in."""
+    kind = draw(st.sampled_from(["atom", "quoted", "v4", "v6"]))
+    local = ".".join(draw(st.lists(st.text(ATEXT, min_size=1, max_size=6), min_size=1,
+                                   max_size=3)))
+    if kind == "quoted":
+        local = '"%s"' % draw(st.text("ab.@!#[]:;\\\"", min_size=1, max_size=8)).replace(
+            "\\", "\\\\").replace('"', '\\"')
+    if kind == "v4":
+        domain = "[%s]" % ".".join(str(draw(st.integers(0, 255))) for _ in range(4))
+    elif kind == "v6":
+        import ipaddress
+
+        ip = ipaddress.IPv6Address(draw(st.integers(0, 2 ** 128 - 1)))
+        domain = "[IPv6:%s]" % draw(st.sampled_from([ip.exploded, ip.compressed]))
+    else:
+        domain = draw(st.sampled_from(["example.org", "x-1.example", "localhost"]))
+    addr = local + "@" + domain
+    for _ in range(draw(st.integers(0, 2))):
+        at = draw(st.integers(0, len(addr)))
+        addr = addr[:at] + draw(st.sampled_from(SPLICE)) + addr[at:]
+    return addr
+
+
+def _accepted(addr):
+    try:
+        microsmtp.message.check(addr, "recipient", microsmtp.message.ADDRESS)
+        return True
+    except ValueError:
+        return False
+
+
+def _wire_of(addr):
+    """The client's bytes for one send from and to `addr`; the script wants the exact
+    MAIL and RCPT lines, so anything more (a parameter) fails the session."""
+    wire = io.BytesIO()
+    net = scripted.ScriptedNet(scenarios.session(
+        to=(addr,), mail="MAIL FROM:<%s>\r\n" % addr), wire=wire)
+    _client(net, from_address=addr).send(addr, "Boiler", "Temperature 92 C\n")
+    assert not net.errors and not net.leftover(), net.errors
+    return wire.getvalue()
+
+
+def _check_address_on_wire(addr):
+    if not _accepted(addr):
+        _send_refused(to=addr)  # ValueError, zero bytes, the client still sends
+        with pytest.raises(ValueError):
+            _client(RecordingNet([]), from_address=addr)
+        return
+    assert not set(addr) & set(" <>,\r\n"), addr
+    wire = _wire_of(addr)
+    for line in wire.split(b"\r\n"):
+        if line.startswith((b"MAIL ", b"RCPT ")):
+            # One path, no parameter: "<", the address, ">" and nothing after it.
+            assert re.fullmatch(rb"(MAIL FROM|RCPT TO):<[^<> ,]+>", line), line
+    msg = email.message_from_bytes(_sent_message(wire), policy=email.policy.compat32)
+    assert msg["To"] == addr and msg["From"] == addr, (msg["To"], msg["From"])
+
+
+@pytest.mark.parametrize("addr", HOSTILE)
+def test_hostile_addresses_refused(addr):
+    assert not _accepted(addr) and not oracle(addr), addr
+    _check_address_on_wire(addr)
+
+
+@pytest.mark.parametrize("addr", VALID)
+def test_valid_addresses_sent_as_they_are(addr):
+    assert _accepted(addr) and oracle(addr), addr
+    _check_address_on_wire(addr)
+
+
+@settings(max_examples=300, deadline=None)
+@given(addr=addresses())
+def test_generated_addresses_match_the_grammar(addr):
+    """The firmware's check agrees with the independent oracle, and whatever it accepts
+    reaches MAIL, RCPT, From: and To: as one path with no parameter and no second address."""
+    assert _accepted(addr) == oracle(addr), addr
+    _check_address_on_wire(addr)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(list(ATEXT[:6]) + SPLICE), min_size=1, max_size=12).map(
+    "".join))
+def test_generated_client_domains(domain):
+    """EHLO's argument: a host name or a valid address literal, else ValueError before
+    connecting (issue 9: "[1.2.3.4] MAIL FROM:<a@b>]" reached EHLO)."""
+    accepted = oracle("a@" + domain)
+    try:
+        microsmtp.message.check(domain, "client_domain", microsmtp.message.DOMAIN)
+        assert accepted, domain
+    except ValueError:
+        assert not accepted, domain
+        return
+    wire = io.BytesIO()
+    net = scripted.ScriptedNet(scenarios.session(), wire=wire)
+    net.script[1] = ["C", "EHLO %s\r\n" % domain]
+    _client(net, client_domain=domain).send("ops@example.org", "Boiler", "x\n")
+    assert not net.errors and not net.leftover(), net.errors
+
+
+def test_client_domain_with_a_command_refused():
+    with pytest.raises(ValueError):
+        _client(RecordingNet([]), client_domain="[1.2.3.4] MAIL FROM:<a@b>]")
+
+
+def test_micropython_checks_addresses_as_cpython_does(tmp_path):
+    """The same check on the unix port (code as on a board): 600 addresses generated with a
+    fixed seed, hostile and valid, get the same verdict on both runtimes."""
+    import ipaddress
+    import random
+
+    rnd = random.Random(9)
+    cases = HOSTILE + VALID
+    while len(cases) < 600:
+        ip = ipaddress.IPv6Address(rnd.getrandbits(128) >> rnd.choice((0, 64, 112)))
+        addr = rnd.choice(VALID + ["a.b@[%d.%d.%d.%d]" % tuple(rnd.getrandbits(8) for _ in "1234"),
+                                   "x@[IPv6:%s]" % rnd.choice((ip.compressed, ip.exploded))])
+        for _ in range(rnd.randint(0, 2)):
+            at = rnd.randint(0, len(addr))
+            addr = addr[:at] + rnd.choice(SPLICE + list(ATEXT)) + addr[at:]
+        cases.append(addr)
+    data = tmp_path / "addresses.txt"
+    data.write_text("\n".join(cases) + "\n", encoding="utf-8")
+    mpy = runtimes.compile_mpy([runtimes.ROOT / "tests" / "mp_check.py"], tmp_path / "mpy")
+    proc = runtimes.run_micropython("mp_check", [str(data)], [mpy, runtimes.firmware_mpy()],
+                                    timeout=60)
+    verdicts = proc.stdout.split()
+    assert len(verdicts) == len(cases), proc.stderr[-2000:]
+    expected = ["1" if _accepted(a) else "0" for a in cases]
+    assert verdicts == expected
+    assert verdicts == ["1" if oracle(a) else "0" for a in cases]
+    assert verdicts.count("1") > 100 and verdicts.count("0") > 100  # both kinds were tried
