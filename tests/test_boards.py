@@ -398,7 +398,8 @@ MAIL_AT_86_25 = (["ops@example.org"], "Boiler at 86.2 °C",
     (microsmtp.SMTPError(microsmtp.AUTHENTICATION_ERROR, "Bad login.", "AUTH", 535), True),
     (OSError(113, "EHOSTUNREACH"), False),
     (MemoryError("memory allocation failed, allocating 16384 bytes"), False),
-], ids=["sent", "451", "connect", "535", "oserror", "memory"])
+    (ValueError("subject is longer than 4096 bytes"), True),  # never sendable: no retry
+], ids=["sent", "451", "connect", "535", "oserror", "memory", "refused-input"])
 def test_send_alert_never_raises(board, error, done, capsys):
     app = load_app(board)
     client = FakeClient(error)
@@ -443,7 +444,8 @@ class FakeOutbox:
      False),
     (OSError(28, "ENOSPC"), True, True),  # flash full: sent directly instead
     (MemoryError(), False, False),
-], ids=["queued", "full", "flash-error", "memory"])
+    (ValueError("subject is longer than 4096 bytes"), True, False),  # never sendable
+], ids=["queued", "full", "flash-error", "memory", "refused-input"])
 def test_queue_alert_never_raises(board, error, done, mailed, capsys):
     app = load_app(board)
     box, client = FakeOutbox(error), FakeClient()
@@ -607,18 +609,29 @@ def catcher():
     controller.stop()
 
 
+DELETE = object()
+
+
 def run_virtual_board(board, tmp_path, port, readings, min_interval,
-                      subject="Boiler at {value:.1f} °C", outbox=None):
+                      subject="Boiler at {value:.1f} °C", outbox=None, changes=None):
     """The app as the virtual board runs it (`import main`, config.json in its folder),
-    compiled and in emulated flash as when frozen; alert.max_readings bounds its loop."""
-    (tmp_path / "config.json").write_text(json.dumps({
+    compiled and in emulated flash as when frozen; alert.max_readings bounds its loop.
+    changes: {"section.key": value} for the config (DELETE: leave the key out)."""
+    cfg = {
         "smtp": {"server": "127.0.0.1", "port": port, "tls": "none",
                  "from": "boiler@example.com", "to": ["oncall@example.com"]},
         "alert": {"threshold": 85.0, "hysteresis": 5.0, "min_interval": min_interval,
                   "subject": subject, "sensor": "simulated",
                   "period": 0, "max_readings": readings},
-        "outbox": outbox or {}}, ensure_ascii=False),
-        encoding="utf-8")
+        "outbox": outbox or {}}
+    for name, value in (changes or {}).items():
+        section, key = name.split(".")
+        if value is DELETE:
+            del cfg[section][key]
+        else:
+            cfg[section][key] = value
+    (tmp_path / "config.json").write_text(json.dumps(cfg, ensure_ascii=False),
+                                          encoding="utf-8")
     app = unixport.compile_mpy([BOARDS / board / "main.py"], tmp_path / "app")
     return unixport.run("main", heap=APP_HEAP, rom=[unixport.firmware_mpy(), app],
                         cwd=tmp_path, timeout=60)
@@ -781,3 +794,74 @@ def test_virtual_board_without_a_usable_outbox_sends_directly(board, catcher, tm
     assert "outbox: not usable (OSError(" in res.stdout, res.stdout
     assert res.stdout.count("alert sent: Boiler at 85.0 °C") == 1
     assert [m["Subject"] for m in handler.messages] == ["Boiler at 85.0 °C"]
+
+
+# --- a bad config: one line at start, then the readings go on --------------------------------
+
+BAD_CONFIGS = [
+    # Client(...) refuses these at start: before, the app stopped there with a traceback.
+    ({"smtp.username": "boiler", "smtp.password": "p" * 256},
+     "password is longer than 255 bytes"),
+    ({"smtp.username": "u" * 256}, "username is longer than 255 bytes"),
+    ({"smtp.from": "boiler"}, "from_address 'boiler' is not of the form name@domain"),
+    ({"smtp.tls": "maybe"}, "smtp.tls 'maybe' is unknown"),
+    ({"smtp.to": DELETE}, "'to' is missing"),
+    ({"smtp.to": ["no-at-sign"]}, "smtp.to 'no-at-sign' is not of the form name@domain"),
+    ({"smtp.to": []}, "smtp.to '' is empty"),
+    ({"alert.subject": "Boiler at {temp}"}, "alert.subject cannot be formatted"),
+    ({"alert.threshold": "85"}, "alert.threshold '85': not a number, or out of range"),
+    ({"alert.min_interval": 7 * 86400}, "alert.min_interval 604800: not a number, or out"),
+]
+
+
+@pytest.mark.parametrize("board", APPS)
+@pytest.mark.parametrize("changes, words", BAD_CONFIGS,
+                         ids=[re.sub(r"\W+", "-", words)[:32] for _, words in BAD_CONFIGS])
+def test_virtual_board_with_a_bad_config_says_so_once_and_reads_on(board, changes, words,
+                                                                    catcher, tmp_path):
+    handler, port = catcher
+    handler.messages.clear()
+    res = run_virtual_board(board, tmp_path, port, 30, 600, changes=changes)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "Traceback" not in res.stdout + res.stderr
+    lines = res.stdout.splitlines()
+    said = [line for line in lines if line.startswith("config: ")]
+    assert len(said) == 1 and lines[0] == said[0], res.stdout
+    assert said[0].startswith("config: config.json: ") and words in said[0], said
+    assert said[0].endswith("; readings go on, no alert is mailed (docs/CONFIG.md)")
+    # All 30 readings, across the threshold (85.0 is among them), and not a mail.
+    readings = [line for line in lines if re.fullmatch(r"-?\d+\.\d °C", line)]
+    assert len(readings) == 30 and "85.0 °C" in readings, res.stdout
+    assert not [line for line in lines if line.startswith(("alert ", "outbox:"))]
+    assert handler.messages == []
+    assert not (tmp_path / "outbox").exists()
+
+
+@pytest.mark.parametrize("board", APPS)
+@pytest.mark.parametrize("text", ["{", "[]", None], ids=["not-json", "not-an-object", "none"])
+def test_app_without_a_usable_config_reads_on(board, text, monkeypatch, tmp_path, capsys):
+    # main() on CPython, for what the unix port cannot bound: with no usable config there
+    # is no alert.max_readings, so the loop runs for ever; the fake clock's sleep ends it.
+    app = load_app(board)
+    clock = FakeTime()
+    sleeps = []
+
+    def sleep_ms(ms):
+        sleeps.append(ms)
+        if len(sleeps) == 5:
+            raise StopIteration  # out of the endless loop, after 5 readings
+    clock.sleep_ms = sleep_ms
+    monkeypatch.setattr(app, "time", clock)
+    monkeypatch.setattr(app, "gc", type("gc", (), {  # CPython's gc has no mem_free
+        "collect": staticmethod(lambda: None), "mem_free": staticmethod(lambda: 0)}))
+    values = iter(range(80, 90))
+    monkeypatch.setattr(app, "sensor", lambda alert: lambda: next(values))
+    config = tmp_path / "config.json"
+    if text is not None:
+        config.write_text(text)
+    with pytest.raises(StopIteration):
+        app.main(str(config))
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("config: %s: " % config) and len(lines) == 1 + 1 + 5, lines
+    assert lines[2:] == ["80.0 °C", "81.0 °C", "82.0 °C", "83.0 °C", "84.0 °C"]
+    assert sleeps == [10000] * 5  # the default period

@@ -6,6 +6,7 @@ import time
 
 import microsmtp
 from micropython import const
+from microsmtp import message
 from microsmtp.outbox import DROP_OLDEST, REFUSE_NEW, Outbox
 
 try:
@@ -16,6 +17,9 @@ except ImportError:  # the virtual board (unix port) has no Wi-Fi: the host's ne
 _WIFI_TRIES = const(3)
 _WIFI_DEADLINE_MS = const(20000)  # per try: association, then DHCP
 _WIFI_SETTLE_MS = const(1000)  # a link that drops at once is no link (Peter Hinch, mqtt_as)
+# ticks_ms wraps at 2**30 ms: a time is at most 2**29 - 1 ms ago, so a longer min_interval
+# would never end.
+_MAX_INTERVAL = const(536870)  # seconds
 _TLS = {"starttls": microsmtp.TLS_STARTTLS, "implicit": microsmtp.TLS_IMPLICIT,
         "none": microsmtp.TLS_NONE, None: None}
 _WHEN_FULL = {"drop_oldest": DROP_OLDEST, "refuse_new": REFUSE_NEW}
@@ -67,7 +71,7 @@ def simulated(threshold, hysteresis):
 def sensor(alert):
     """A function that returns a reading in °C."""
     if alert.get("sensor") == "simulated":
-        values = simulated(alert["threshold"], alert.get("hysteresis", 0))
+        values = simulated(alert.get("threshold", 85), alert.get("hysteresis", 0))
         return lambda: next(values)
     import esp32
 
@@ -119,12 +123,54 @@ def set_clock():
 
 
 def make_client(smtp):
+    if smtp.get("tls") not in _TLS:
+        raise ValueError("smtp.tls %r is unknown" % smtp.get("tls"))
     return microsmtp.Client(
         smtp["server"], smtp.get("port", 25), from_address=smtp["from"],
         username=smtp.get("username"), password=smtp.get("password"),
         oauth_token=smtp.get("oauth_token"), client_domain=smtp.get("client_domain"),
         tls=_TLS[smtp.get("tls")], cadata=smtp.get("cadata"),
         allow_plaintext_auth=bool(smtp.get("allow_plaintext_auth")))
+
+
+def number(alert, key, default=None, high=1e9):
+    """alert[key] (or the default): a number from 0 to high; the threshold, any number."""
+    value = alert.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+            key != "threshold" and not 0 <= value <= high):
+        raise ValueError("alert.%s %r: not a number, or out of range" % (key, value))
+    return value
+
+
+def pace(alert):
+    """(ms between readings, how many readings or None: for ever) from the alert section."""
+    if not isinstance(alert, dict):
+        raise TypeError('"alert" must be an object')
+    readings = alert.get("max_readings")
+    if readings is not None and (not isinstance(readings, int) or readings < 0):
+        raise ValueError("alert.max_readings must be a whole number >= 0, or null")
+    return int(number(alert, "period", 10) * 1000), readings
+
+
+def configure(cfg):
+    """The Client and the Alarm, checked at start as the alerts will use them: the
+    firmware's own checks (microsmtp.Client, the recipients), the subject formatted once.
+    KeyError, TypeError or ValueError says what is wrong."""
+    smtp, alert, wifi = cfg["smtp"], cfg["alert"], cfg.get("wifi") or {"ssid": ""}
+    if not (isinstance(smtp, dict) and isinstance(wifi, dict) and
+            isinstance(wifi.get("ssid"), str)):
+        raise TypeError('"smtp" must be an object, "wifi" one with an "ssid"')
+    client = make_client(smtp)
+    to = smtp["to"]
+    for rcpt in [to] if isinstance(to, str) else to or [""]:  # []: "is empty"
+        message.check(rcpt, "smtp.to", message.ADDRESS)
+    alarm = Alarm(number(alert, "threshold"), number(alert, "hysteresis", 0),
+                  number(alert, "min_interval", 600, _MAX_INTERVAL))
+    try:
+        alert_text(alert, alarm.threshold)
+    except (AttributeError, KeyError, IndexError, ValueError):
+        raise ValueError("alert.subject cannot be formatted: {value} is the reading")
+    return client, alarm
 
 
 def make_outbox(client, cfg):
@@ -150,9 +196,11 @@ def send_alert(client, smtp, alert, value):
     except microsmtp.SMTPError as e:
         print("alert not sent: %s (status 0x%02X)" % (e, e.status))
         return not e.temporary  # a permanent refusal will not change by retrying
-    except (OSError, MemoryError) as e:  # MemoryError: a fragmented heap; may fit next time
+    except (OSError, MemoryError, ValueError) as e:
+        # MemoryError: a fragmented heap; may fit next time. ValueError: this subject (the
+        # rest was checked at start) is refused, and will be again: done with.
         print("alert not sent: %r" % e)
-        return False
+        return isinstance(e, ValueError)
     print("alert sent: %s" % subject)
     return True
 
@@ -169,9 +217,9 @@ def queue_alert(box, client, smtp, alert, value):
     except OSError as e:  # the filesystem failed (full, worn): better sent now than lost
         print("alert not queued: %r; sending it now" % e)
         return send_alert(client, smtp, alert, value)
-    except MemoryError as e:
+    except (MemoryError, ValueError) as e:  # ValueError: as in send_alert
         print("alert not queued: %r" % e)
-        return False
+        return isinstance(e, ValueError)
     print("alert queued: %s" % subject)
     return True
 
@@ -195,26 +243,38 @@ def deliver(box):
 
 def main(path="config.json"):
     """Read the sensor every alert.period seconds, for ever or alert.max_readings times.
-    An alert goes into the outbox first, then out whenever the link and server allow."""
-    # Relative: a board starts in "/", the virtual board in its own folder.
-    with open(path) as f:
-        cfg = json.load(f)
-    smtp, alert = cfg["smtp"], cfg["alert"]
-    wifi, wlan = cfg.get("wifi"), None
-    if network is not None and wifi:
-        wlan = network.WLAN(network.STA_IF)
-        if wifi_up(wlan, wifi):
-            set_clock()
-    client = make_client(smtp)
+    An alert goes into the outbox first, then out whenever the link and server allow.
+    A bad config is one line at start; the readings go on, and no alert is mailed."""
+    alert, period, readings = {}, 10000, None
+    client = alarm = box = wlan = smtp = wifi = None
     try:
-        box = make_outbox(client, cfg.get("outbox", {}))
-    except (OSError, ValueError, KeyError) as e:  # no writable flash, or a bad "outbox"
-        print("outbox: not usable (%r); alerts are sent directly, not kept" % e)
-        box = None
-    alarm = Alarm(alert["threshold"], alert.get("hysteresis", 0), alert.get("min_interval", 600))
-    read = sensor(alert)
-    period = int(alert.get("period", 10) * 1000)
-    readings = alert.get("max_readings")  # None: for ever
+        # Relative: a board starts in "/", the virtual board in its own folder.
+        with open(path) as f:
+            cfg = json.load(f)
+        alert = cfg["alert"]
+        period, readings = pace(alert)
+        # The JSON parser's garbage gone first, the Client's buffers find room on a small
+        # heap (measured on the unix port: the app then starts in 3K less heap).
+        gc.collect()
+        client, alarm = configure(cfg)
+    except (OSError, KeyError, TypeError, ValueError) as e:
+        # Said once, here: a board that stops at start (or in its loop) looks dead, and
+        # one that repeats the line every reading buries the readings.
+        print("config: %s: %s; readings go on, no alert is mailed (docs/CONFIG.md)"
+              % (path, "%r is missing" % e.args[0] if isinstance(e, KeyError) else e))
+    if client is not None:
+        smtp, wifi = cfg["smtp"], cfg.get("wifi")
+        if network is not None and wifi:
+            wlan = network.WLAN(network.STA_IF)
+            if wifi_up(wlan, wifi):
+                set_clock()
+        try:
+            box = make_outbox(client, cfg.get("outbox", {}))
+        except (OSError, ValueError, KeyError) as e:  # no writable flash, or a bad "outbox"
+            print("outbox: not usable (%r); alerts are sent directly, not kept" % e)
+    # A bad config: the sensor is told only its kind (its numbers may be what is wrong).
+    read = sensor(alert if alarm is not None else
+                  {"sensor": alert.get("sensor")} if isinstance(alert, dict) else {})
     gc.collect()
     print("free heap: %d bytes, %d alerts queued"
           % (gc.mem_free(), len(box.pending()) if box else 0))
@@ -223,7 +283,7 @@ def main(path="config.json"):
         value = read()
         now = time.ticks_ms()
         print("%.1f °C" % value)
-        if alarm.update(value, now):
+        if alarm is not None and alarm.update(value, now):
             if box is not None:
                 done = queue_alert(box, client, smtp, alert, value)
             else:

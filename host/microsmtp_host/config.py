@@ -2,10 +2,9 @@
 
 From a local JSON file (--file) or by asking (passwords without echo); checked with the
 firmware's own input checks; written to the board as /config.json with mpremote. Never
-into the repository."""
+into the repository; local copies are readable by their owner only (devconfig.save)."""
 
 import getpass
-import json
 import os
 import subprocess
 import sys
@@ -52,12 +51,12 @@ def run(args):
         raise CLIError("give --port (a board) and/or --output (a local file)")
     try:
         if args.file:
-            cfg = devconfig.load(args.file)
+            cfg = devconfig.load(args.file, board=True)
         else:
             if not sys.stdin.isatty():
                 raise CLIError("no --file and no terminal to ask on")
             cfg = ask()
-            devconfig.check(cfg)
+            devconfig.check(cfg, board=True)
         output = devconfig.outside_repo(args.output) if args.output else None
     except devconfig.ConfigError as e:
         raise CLIError(str(e)) from None
@@ -65,25 +64,23 @@ def run(args):
         if not os.path.isfile(args.ca):
             raise CLIError("no CA file %s" % args.ca)
         cfg["smtp"]["cadata"] = "ca.pem"  # beside config.json on the board
-    text = json.dumps(cfg, indent=1, ensure_ascii=False)
     if output:
-        fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        try:
+            devconfig.save(output, cfg)
+        except OSError as e:
+            raise CLIError("cannot write %s: %s" % (output, e.strerror or e)) from None
         print("wrote %s" % output)
     if args.port:
         with tempfile.TemporaryDirectory() as tmp:
-            local = os.path.join(tmp, "config.json")
-            with open(local, "w", encoding="utf-8") as f:
-                f.write(text)
+            local = devconfig.save(os.path.join(tmp, "config.json"), cfg)
             # `resume`: the virtual board (unix port) has no soft reset; a real board does
             # not mind.
             cmd = [sys.executable, "-m", "mpremote", "connect", args.port, "resume",
-                   "fs", "cp", local, ":config.json"]
+                   "fs", "cp", str(local), ":config.json"]
             if args.ca:  # mpremote chains commands with "+"
                 cmd += ["+", "fs", "cp", args.ca, ":ca.pem"]
             if args.dry_run:
-                shown = [("<config>" if c == local else c) for c in cmd]
+                shown = [("<config>" if c == str(local) else c) for c in cmd]
                 print(" ".join(shown))
                 return 0
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)

@@ -15,7 +15,6 @@
 7. the catcher's copy of the mail is printed, with the page's address.
 Everything stops at the end. Run: .venv/bin/python -m microsmtp_host.demo"""
 
-import json
 import logging
 import secrets
 import ssl
@@ -24,7 +23,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from microsmtp_host import unixport
+from microsmtp_host import devconfig, unixport
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = ROOT / "boards" / "esp32" / "main.py"
@@ -131,8 +130,7 @@ def main():
             print("virtual board on %s, its filesystem %s" % (device, board.folder))
 
             section("4. microsmtp deploy")
-            config = tmp / "config.json"
-            config.write_text(json.dumps(config_for(catcher, user, password)))
+            config = devconfig.save(tmp / "config.json", config_for(catcher, user, password))
             code = cli.main(["deploy", "--port", device, "--mpy", "--app", str(APP),
                              "--config", str(config)])
             if code:

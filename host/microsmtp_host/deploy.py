@@ -163,7 +163,7 @@ def _package_files():
 
 def _check_inputs(args):
     if args.config is not None:
-        import json
+        from . import devconfig
 
         path = args.config.expanduser().resolve()
         if not path.is_file():
@@ -171,12 +171,10 @@ def _check_inputs(args):
         if path.is_relative_to(ROOT):
             raise _error("%s is inside the repository: a config holds secrets, keep it "
                          "elsewhere (docs/CONFIG.md)" % args.config)
-        try:
-            config = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as e:
-            raise _error("%s is not valid JSON: %s" % (args.config, e))
-        if not isinstance(config, dict) or not isinstance(config.get("smtp"), dict):
-            raise _error("%s has no \"smtp\" section (docs/CONFIG.md)" % args.config)
+        try:  # what the board's Client would refuse stops here, not on the board
+            devconfig.load(path)
+        except devconfig.ConfigError as e:
+            raise _error(str(e))
         args.config = path
     if args.app is not None:
         if not args.app.is_file():

