@@ -63,6 +63,23 @@ def test_private_constants_agree_across_modules():
         assert getattr(microsmtp, public) == seen[public]
 
 
+def test_ehlo_name_tables_match():
+    """protocol.py matches EHLO words against 10-byte slots; their order gives the bits."""
+    from microsmtp import auth, protocol
+
+    def slots(table):
+        return [table[i:i + 10].strip() for i in range(0, len(table), 10)]
+
+    assert slots(protocol._MECHS) == [auth.name(m) for m in (1, 2, 3, 4)]
+    assert [1 << i for i in range(4)] == [auth.MECH_LOGIN, auth.MECH_CRAM_MD5,
+                                          auth.MECH_PLAIN, auth.MECH_XOAUTH2]
+    keywords = slots(protocol._KEYWORDS)
+    assert keywords == [b"8BITMIME", b"PIPELINING", b"STARTTLS", b"SMTPUTF8", b"SIZE", b"AUTH"]
+    for name, bit in (("8BITMIME", protocol._CAP_8BITMIME), ("STARTTLS", protocol._CAP_STARTTLS),
+                      ("AUTH", protocol._CAP_AUTH)):
+        assert 1 << keywords.index(name.encode()) == bit
+
+
 def test_status_codes_are_netx_values():
     netx = {"AUTHENTICATION_ERROR": 0xA0, "OVERSIZE_MAIL_DATA": 0xA1,
             "INVALID_SERVER_REPLY": 0xA2, "INTERNAL_ERROR": 0xA3,

@@ -67,40 +67,17 @@ _MAX_LINES = const(40)  # more lines in one reply is a broken or hostile server
 _TEXT_MAX = const(300)  # reply text kept for an error message
 _AUTH_ROUNDS = const(3)  # 334 challenges answered before cancelling with "*"
 
-# EHLO keywords, and their bits in Session.caps: 1 << the position in _KEYWORDS.
-_KEYWORDS = const(b"8BITMIME PIPELINING STARTTLS SMTPUTF8 SIZE AUTH ")
+# EHLO keywords in 10-byte slots; a keyword's bit in Session.caps is 1 << its slot.
+_KEYWORDS = const(b"8BITMIME  PIPELININGSTARTTLS  SMTPUTF8  SIZE      AUTH      ")
 _CAP_8BITMIME = const(1)
 _CAP_STARTTLS = const(4)
 _CAP_AUTH = const(32)
-# auth.py's mechanism names, in its order: a listed one's MECH_* bit is 1 << its index
-# (tests/test_units.py checks the two agree).
-_MECHS = const(b"LOGIN CRAM-MD5 PLAIN XOAUTH2 ")
+# auth.py's mechanism names in its order, in 10-byte slots: a listed one's MECH_* bit is
+# 1 << its slot (tests/test_units.py checks the two agree).
+_MECHS = const(b"LOGIN     CRAM-MD5  PLAIN     XOAUTH2   ")
 
 _PRIORITY = {4: b"X-Priority: 1 (Highest)\r\nImportance: high\r\n",
              1: b"X-Priority: 5 (Lowest)\r\nImportance: low\r\n"}
-
-
-def _index(buf, i, end, names):
-    """Which of the upper-case names (each followed by a space) buf[i:end] is, compared
-    in any case: 0 for the first; -1 for none."""
-    k = start = 0
-    while start < len(names):
-        m = 0
-        while m < end - i and names[start + m] != 32:
-            c = buf[i + m]
-            if 97 <= c <= 122:
-                c -= 32
-            if c != names[start + m]:
-                break
-            m += 1
-        else:
-            if m == end - i and names[start + m] == 32:
-                return k
-        while names[start] != 32:
-            start += 1
-        start += 1
-        k += 1
-    return -1
 
 
 class Session:
@@ -516,13 +493,14 @@ class Session:
         while True:
             j = rx.find(b"\n", self.rx_start, self.rx_end)
             if j < 0:
-                if self.rx_start:  # move the partial line to the front
+                if self.rx_end >= _LINE_MAX:  # rx is full: the partial line to the front
                     k = self.rx_end - self.rx_start
-                    mv[0:k] = mv[self.rx_start:self.rx_end]
+                    if k >= _LINE_MAX:
+                        self._bad(_OVERSIZE_SERVER_REPLY, "a line over 512 bytes")
+                    for j in range(k):  # byte by byte: slices would be objects on the heap
+                        rx[j] = rx[self.rx_start + j]
                     self.rx_start = 0
                     self.rx_end = k
-                if self.rx_end >= _LINE_MAX:
-                    self._bad(_OVERSIZE_SERVER_REPLY, "a line over 512 bytes")
                 self.wait_ms = wait_ms
                 r = yield _OP_WAIT if first else _OP_RECV
                 first = False
@@ -563,7 +541,47 @@ class Session:
                 elif len(self.text_b) < _TEXT_MAX:
                     self.text_b = (self.text_b + b" " + bytes(mv[ts:le]))[:_TEXT_MAX]
             elif c == 250 and lines > 1 and self.step == "EHLO":
-                self._capability(ts, le)  # line 1 names the server, not a keyword
+                # A keyword line (line 1 names the server), read in place in rx: here and
+                # not in a helper, as a MicroPython call with this many locals takes its
+                # frame from the heap, once per line. Words compare in any case (§2.4)
+                # with the 10-byte slots of _KEYWORDS, then after AUTH of _MECHS.
+                names = _KEYWORDS
+                mechs = False
+                while ts < le:
+                    if rx[ts] == 32:  # NetX regression 6: "250-  AUTH LOGIN"
+                        ts += 1
+                        continue
+                    j = ts  # the word is rx[ts:j]; "AUTH=PLAIN" is the pre-RFC form
+                    while j < le and rx[j] != 32 and (mechs or rx[j] != 61):
+                        j += 1
+                    k = -1
+                    if j - ts <= 10:
+                        for p in range(0, len(names), 10):
+                            m = 0
+                            while m < 10:
+                                r = rx[ts + m] if ts + m < j else 32
+                                if 97 <= r <= 122:
+                                    r -= 32
+                                if r != names[p + m]:
+                                    break
+                                m += 1
+                            else:
+                                k = p // 10
+                                break
+                    if mechs:
+                        if k >= 0:
+                            self.mechs |= 1 << k  # auth.py's MECH_* bits
+                    elif k == 5:  # AUTH: the mechanisms it names follow
+                        self.caps |= _CAP_AUTH
+                        names = _MECHS
+                        mechs = True
+                        if j < le and rx[j] == 61:
+                            j += 1
+                    else:
+                        if k >= 0:
+                            self.caps |= 1 << k
+                        break  # the parameters of other keywords do not matter
+                    ts = j
             if sep != 45:
                 break
         self.code = code
@@ -578,35 +596,6 @@ class Session:
                 self._fail(_TLS_INJECTION, "The server sent data after its 220 to STARTTLS "
                            "(response injection); the session was ended")
             self._bad(_INVALID_SERVER_REPLY, "data that answers nothing")
-
-    def _capability(self, i, n):
-        """One EHLO keyword line, rx[i:n], read in place: no bytes, upper() or split() per
-        line, so a long EHLO reply needs no more heap than a short one."""
-        rx = self.rx
-        mechs = False  # after AUTH: the words are mechanism names
-        while i < n:
-            while i < n and rx[i] == 32:  # NetX regression 6: "250-  AUTH LOGIN"
-                i += 1
-            j = i
-            while j < n and rx[j] != 32:
-                j += 1
-            if mechs:
-                k = _index(rx, i, j, _MECHS)
-                if k >= 0:
-                    self.mechs |= 1 << k  # auth.py's MECH_* bits
-            elif i < j:
-                k = _index(rx, i, i + 4 if j > i + 4 and rx[i + 4] == 61 else j, _KEYWORDS)
-                if k < 0:
-                    return  # a keyword we do not use: its parameters do not matter
-                self.caps |= 1 << k
-                if k < 5:
-                    return
-                # AUTH: the mechanisms follow; "AUTH=PLAIN LOGIN" is the pre-RFC form.
-                mechs = True
-                if j > i + 4:
-                    i += 5
-                    continue
-            i = j
 
     # --- failures: one sentence each, naming the step and the server's words ---------------
 
