@@ -7,8 +7,9 @@
 # leaves either the whole message or none. flush() sends every due message over one SMTP
 # session: 250 deletes the file; 4xx or a lost connection keeps it and waits (exponential
 # backoff with jitter, in RAM: after a reboot everything is due at once); 5xx moves it to
-# dead/ with the server's reply. At least once: a connection lost after "." keeps the
-# message, so it may arrive twice.
+# dead/ with the server's reply. Refusals at RCPT are judged per recipient: 4xx ones stay
+# queued, 5xx ones go to dead/, the ones that took the mail are not sent it again. At
+# least once: a connection lost after "." keeps the message, so it may arrive twice.
 import binascii
 import json
 import os
@@ -25,6 +26,10 @@ REFUSE_NEW = const(0)  # when full: put() raises SMTPError(OUTBOX_FULL)
 DROP_OLDEST = const(1)  # when full: the oldest queued messages go to make room
 
 _BACKOFF_MAX_MS = const(3600000)  # retries at most an hour apart
+_MAX_RECIPIENTS = const(100)  # Client.send's cap: RFC 5321 §4.5.3.1.8
+_PACKET_ALLOCATE_ERROR = const(0xA6)  # the package's status for memory that ran out
+_MESSAGE_FORMAT_ERROR = const(0xC5)
+_LAST = const(99999999)  # names have 8 digits
 
 
 def _exists(path):
@@ -43,13 +48,15 @@ def _sync(f):
         os.sync()
 
 
-def _check(recipients, subject):
-    """What put() accepts, also checked again on what flush() reads back from flash."""
-    if not recipients or isinstance(recipients, str):
-        raise ValueError("an outbox mail needs a list of recipients")
-    for rcpt in recipients:
+def _check(to, subject, priority):
+    """What Client.send accepts; put() and every file read back are held to it."""
+    if not isinstance(to, list) or not 0 < len(to) <= _MAX_RECIPIENTS:
+        raise ValueError("an outbox mail needs a list of 1 to 100 recipients")
+    for rcpt in to:
         message.check(rcpt, "recipient", message.ADDRESS)
     message.check(subject, "subject", message.TEXT, 4096)
+    if priority not in (message.PRIORITY_LOW, message.PRIORITY_NORMAL, message.PRIORITY_HIGH):
+        raise ValueError("priority must be PRIORITY_LOW, PRIORITY_NORMAL or PRIORITY_HIGH")
 
 
 class Outbox:
@@ -70,12 +77,31 @@ class Outbox:
         for sub in ("", "/tmp", "/dead"):
             if not _exists(self.path + sub):
                 os.mkdir(self.path + sub)
-        for name in os.listdir(self.path + "/tmp"):  # a put() cut short by a power cut
+        # A put() or a rewrite cut short by a power cut: the old file, if any, is in place.
+        for name in os.listdir(self.path + "/tmp"):
             os.remove(self.path + "/tmp/" + name)
+
+    def _list(self, folder, aside=False):
+        # Exactly 8 digits, ".msg", a regular file: nothing else is read, counted or
+        # numbered. aside: any other *.msg (a stray "notes.msg", a folder) goes to dead/,
+        # or stays if it cannot, never read: either way the queue goes on.
+        names = []
+        for n in os.listdir(folder):
+            d = n[:8]
+            if len(n) == 12 and n[8:] == ".msg" and "0" <= min(d) and max(d) <= "9" and \
+                    os.stat(folder + "/" + n)[0] & 0xF000 == 0x8000:  # S_IFREG
+                names.append(n)
+            elif aside and n[-4:] == ".msg":
+                try:
+                    self._bury(n, "Not an outbox message")
+                except OSError:
+                    pass
+        names.sort()
+        return names
 
     def pending(self):
         """Names of the queued messages, oldest first."""
-        return sorted(n for n in os.listdir(self.path) if n.endswith(".msg"))
+        return self._list(self.path)
 
     def due(self):
         """Names of the queued messages flush() would send now, oldest first."""
@@ -85,7 +111,7 @@ class Outbox:
 
     def dead(self):
         """Names of the messages a server refused for good (see their .reply files)."""
-        return sorted(n for n in os.listdir(self.path + "/dead") if n.endswith(".msg"))
+        return self._list(self.path + "/dead")
 
     def put(self, recipients, subject, body, priority=message.PRIORITY_NORMAL):
         """Queue one mail durably; the same arguments as Client.send. Returns its name.
@@ -93,12 +119,14 @@ class Outbox:
         to go) and one Message-ID for every try, so a duplicate can be recognised."""
         if isinstance(recipients, str):
             recipients = [recipients]
-        _check(recipients, subject)
+        elif isinstance(recipients, tuple):
+            recipients = list(recipients)
+        _check(recipients, subject, priority)
         if isinstance(body, str):
             body = body.encode()
         elif not isinstance(body, (bytes, bytearray)):
             raise TypeError("an outbox body is str or bytes")
-        head = json.dumps({"to": list(recipients), "subject": subject, "priority": priority,
+        head = json.dumps({"to": recipients, "subject": subject, "priority": priority,
                            "time": int(time.time()),
                            "id": binascii.hexlify(os.urandom(12)).decode()}).encode()
         size = len(head) + 1 + len(body)
@@ -108,30 +136,58 @@ class Outbox:
             if self.policy != DROP_OLDEST:
                 raise SMTPError(OUTBOX_FULL, "The outbox is full (%d messages, %d bytes); the "
                                 "alert was not queued (OUTBOX)." % (len(names), used), "OUTBOX")
-            used -= os.stat(self.path + "/" + names[0])[6]
-            os.remove(self.path + "/" + names.pop(0))
+            name = names.pop(0)
+            used -= os.stat(self.path + "/" + name)[6]
+            os.remove(self.path + "/" + name)
+            self._retry.pop(name, None)
         if size > self.max_bytes:
             raise SMTPError(OUTBOX_FULL, "The message is bigger than the outbox (OUTBOX).",
                             "OUTBOX")
-        # Numbered after every name in use, dead/ included: a refused message moved there
-        # must not land on an older one of the same name.
-        last = max(names[-1:] + self.dead()[-1:] + ["00000000.msg"])
-        name = "%08d.msg" % (int(last[:8]) + 1)
+        name = self._name()
+        self._write(name, head, body)
+        return name
+
+    def _name(self):
+        # One more than the newest name queued or dead (a message moved to dead/ must not
+        # land on an older one of the same name), in 8 digits: after 99999999 the count
+        # starts again at 1 and skips names in use. 10**8 alerts outlast a flash chip, so
+        # only a file copied in by hand gets there; it must not make two put()s share a name.
+        n = int(max(self.pending()[-1:] + self.dead()[-1:] + ["00000000.msg"])[:8])
+        while True:
+            n = n % _LAST + 1
+            name = "%08d.msg" % n
+            if not (_exists(self.path + "/" + name) or _exists(self.path + "/dead/" + name)):
+                return name
+
+    def _write(self, name, head, body, folder="/"):
+        """The head line and the body (bytes, or the name of a queued message whose body is
+        copied) into tmp/, synced, then renamed to folder + name in one step: a power cut
+        leaves the old file or the new, never neither (os.rename replaces a file on POSIX,
+        littlefs and MicroPython's FAT)."""
         tmp = self.path + "/tmp/" + name
         with open(tmp, "wb") as f:
             f.write(head)
             f.write(b"\n")
-            f.write(body)
+            if isinstance(body, str):
+                with open(self.path + "/" + body, "rb") as src:
+                    src.readline()
+                    while True:
+                        chunk = src.read(256)
+                        if not chunk:
+                            break
+                        f.write(chunk)
+            else:
+                f.write(body)
             _sync(f)
-        os.rename(tmp, self.path + "/" + name)  # atomic: the whole message or nothing
-        return name
+        os.rename(tmp, self.path + folder + name)
 
     def flush(self):
-        """Send every due message over one session; the number delivered. Failures stay
-        queued (temporary) or go to dead/ (permanent); nothing raises for them."""
-        due = self.due()
+        """Send every due message over one session; the number the server took. Failures
+        stay queued (temporary) or go to dead/ (permanent); nothing raises for them, nor for
+        a MemoryError (kept for the next try like an outage)."""
         self.last_error = None
         state = {"i": 0, "file": None, "sent": 0}
+        due = ()
 
         def opened(i):
             # The next readable message from due[i] on, as Session.load() arguments; one
@@ -142,7 +198,8 @@ class Outbox:
                 try:
                     head = json.loads(f.readline())
                     to, subject = head["to"], head["subject"]
-                    _check(to, subject)  # a tampered file must not inject either
+                    priority = head.get("priority", message.PRIORITY_NORMAL)
+                    _check(to, subject, priority)  # a tampered file must not inject either
                     msgid = head.get("id")
                     if msgid is not None:
                         message.check(msgid, "id", message.DOMAIN, 64)
@@ -150,8 +207,9 @@ class Outbox:
                     # The Date and Message-ID of this mail, for the session (see on_result).
                     state["now"] = time.gmtime(when) if isinstance(when, int) else time.gmtime()
                     state["id"] = msgid
+                    state["head"] = head
                     state["file"] = f
-                    return to, subject, f, head.get("priority", 2)
+                    return to, subject, f, priority
                 except (ValueError, KeyError, TypeError, OverflowError) as e:
                     f.close()
                     self._bury(due[i], "Unreadable outbox file: %s" % e)
@@ -167,61 +225,97 @@ class Outbox:
                 session.id = state["id"]
             return following
 
-        first = opened(0)
-        if first is None:
-            return 0
-        try:
-            # on_result runs after each mail, the last included; it hands over the next.
-            self.client._run(first[0], first[1], first[2], None, first[3], on_result,
-                             state["now"], state["id"])
-        except SMTPError as e:
-            self.last_error = e
-            # The session ended (no connection, AUTH refused, lost after "." ...): this mail
-            # and the rest stay queued and wait. At least once: it may have been delivered.
-            for name in due[state["i"]:]:
-                self._later(name)
-        finally:
-            if state["file"] is not None:
-                state["file"].close()
-                state["file"] = None
+        i = 0
+        while True:
+            try:
+                if not due:  # the first pass
+                    self._list(self.path, True)
+                    due = self.due()
+                first = opened(i)
+                if first is None:
+                    break
+                # on_result runs after each mail, the last included; it hands over the next.
+                self.client._run(first[0], first[1], first[2], None, first[3], on_result,
+                                 state["now"], state["id"])
+                break
+            except (SMTPError, MemoryError) as e:
+                if not isinstance(e, SMTPError):  # a fragmented heap: may fit next time
+                    e = SMTPError(_PACKET_ALLOCATE_ERROR, "Out of memory (OUTBOX).", "OUTBOX")
+                self.last_error = e
+                i = state["i"]
+                if not e.temporary and e.step in ("MAIL", "RCPT", "DATA", "MESSAGE") and (
+                        e.reply_code or e.status == _MESSAGE_FORMAT_ERROR):
+                    # This message's own permanent failure ended the session: dead/, and
+                    # the rest go on in a new session.
+                    state["file"].close()
+                    state["file"] = None
+                    self._bury(due[i], str(e))
+                    i += 1
+                    continue
+                # The session ended (no connection, AUTH refused, lost after "." ...): this
+                # mail and the rest stay queued and wait. At least once: it may have been
+                # delivered.
+                for name in due[i:]:
+                    self._later(name)
+                break
+            finally:
+                if state["file"] is not None:
+                    state["file"].close()
+                    state["file"] = None
         return state["sent"]
 
     def _done(self, name, state, error):
         state["file"].close()
         state["file"] = None
-        path = self.path + "/" + name
-        if error is None or error.step == "RCPT" and error.refused and \
-                len(error.refused) < len(self._recipients_of(path)):
-            os.remove(path)  # accepted (partial refusals are logged by the server's bounce)
-            self._retry.pop(name, None)
-            state["sent"] += 1
-        elif error.temporary:
+        head = state["head"]
+        to = head["to"]
+        later = gone = ()
+        if error is not None:
             self.last_error = error
+            if error.refused:
+                # Per recipient (RCPT): no bounce will tell of these (the server never took
+                # the mail for them), so each is retried or buried by its own reply code;
+                # the ones that took the mail never get it twice.
+                later = [r[0] for r in error.refused  # judged as SMTPError judges a reply
+                         if SMTPError(0, "", "RCPT", r[1]).temporary]
+                gone = [r[0] for r in error.refused if r[0] not in later]
+            elif error.temporary:
+                later = to
+            else:
+                gone = to
+        if len(later) + len(gone) < len(to):
+            state["sent"] += 1  # the server took it, for some recipients at least
+        if len(gone) == len(to):
+            self._bury(name, str(error))
+            return
+        if gone:  # a copy for them in dead/, under a new name
+            head["to"] = gone
+            self._bury(self._name(), str(error), head, name)
+        if later:
+            if len(later) < len(to):  # only they get it next time; Date and id stay
+                head["to"] = later
+                self._write(name, json.dumps(head).encode(), name)
             self._later(name)
         else:
-            self.last_error = error
-            self._bury(name, str(error))
+            os.remove(self.path + "/" + name)
+            self._retry.pop(name, None)
 
-    def _bury(self, name, why):
-        """Move a message the server refused for good to dead/, its reason beside it.
-        dead/ keeps the newest max_messages: a board refused for months must not fill its
-        flash with them."""
+    def _bury(self, name, why, head=None, src=None):
+        """Move a message refused for good to dead/, its reason beside it (with head: write
+        it there as a copy of src's body instead). dead/ keeps the newest max_messages: a
+        board refused for months must not fill its flash with them."""
         dead = self.path + "/dead/"
-        os.rename(self.path + "/" + name, dead + name)
+        if head is None:
+            os.rename(self.path + "/" + name, dead + name)
+            self._retry.pop(name, None)
+        else:
+            self._write(name, json.dumps(head).encode(), src, "/dead/")
         with open(dead + name[:-4] + ".reply", "w") as f:
             f.write(why)
-        self._retry.pop(name, None)
         for old in self.dead()[:-self.max_messages]:
             os.remove(dead + old)
             if _exists(dead + old[:-4] + ".reply"):
                 os.remove(dead + old[:-4] + ".reply")
-
-    def _recipients_of(self, path):
-        try:
-            with open(path, "rb") as f:
-                return json.loads(f.readline())["to"]
-        except OSError:
-            return ()
 
     def _later(self, name):
         tries = self._retry.get(name, (0, 0))[0] + 1
