@@ -3,6 +3,7 @@ port: one session for the whole queue, 5xx to dead/, 4xx and outages kept, a reb
 full policies, and a put() cut short by a power cut; refusals per recipient, a message whose
 failure ends the session, a MemoryError, and a folder holding things put() never wrote."""
 
+import asyncio
 import email
 import email.policy
 import email.utils
@@ -26,7 +27,8 @@ RUNTIMES = ["cpython", "micropython"]
 
 
 class Handler:
-    """Counts sessions; refuses by subject: "bad" → 550, "later" → 451."""
+    """Counts sessions; refuses by subject: "bad" → 550, "later" → 451, "hangup" → 554 and
+    the connection closed after it."""
 
     def __init__(self):
         self.sessions = 0
@@ -44,6 +46,9 @@ class Handler:
         self.tries.append((subject, msg["Date"], msg["Message-ID"]))
         if "bad" in subject:
             return "550 5.7.1 refused for good"
+        if "hangup" in subject:  # the reply goes out first: close() flushes it
+            asyncio.get_running_loop().call_soon(server.transport.close)
+            return "554 5.7.1 refused, closing"
         if "later" in subject:
             return "451 4.3.0 try again later"
         self.subjects.append(subject)
@@ -114,6 +119,24 @@ def test_refused_for_good_goes_to_dead_the_rest_goes_out(runtime, server, mp_dir
     reply = (tmp_path / "outbox" / "dead" / "00000002.reply").read_text()
     assert "550" in reply and "refused for good" in reply
     assert handler.sessions == 1
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_a_refusal_and_a_hang_up_after_the_dot_does_not_block_the_queue(
+        runtime, server, mp_dir, tmp_path):
+    # 554 after "." and then the connection closed: the client's RSET finds it gone. The
+    # refusal used to be lost with the session (the batch hook came after RSET), so the
+    # message stayed first in the queue and ended every session (issue 9, defect 3b).
+    ctl, handler = server
+    box = tmp_path / "outbox"
+    res = run_ops(runtime, ctl.port, box, [put("one"), put("hangup two"), put("three"),
+                                           ["flush"], ["error"], ["reboot"], ["flush"]],
+                  mp_dir, tmp_path)
+    assert res[3] == ["flush", 1, ["00000003.msg"], ["00000002.msg"]]
+    assert res[4] == ["error", microsmtp.CONNECTION_CLOSED, "RSET", True]
+    assert "554" in (box / "dead" / "00000002.reply").read_text()
+    assert res[6] == ["flush", 1, [], ["00000002.msg"]]
+    assert handler.subjects == ["one", "three"]
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
@@ -693,7 +716,8 @@ def test_put_refuses_what_send_refuses(runtime, server, mp_dir, tmp_path):
         ["put", [OPS], "p", "b\n", [4]], ["put", [OPS], "p", "b\n", "4"],
         ["put", 101, "many", "b\n"], ["put", {OPS: 1}, "dict", "b\n"],
         ["put", 100, "hundred", "b\n", microsmtp.PRIORITY_HIGH]], mp_dir, tmp_path)
-    assert res[:5] == [["put-refused", "ValueError"]] * 4 + [["put", "00000001.msg"]]
+    assert res[:5] == [["put-refused", "ValueError"]] * 3 + [["put-refused", "TypeError"],
+                                                             ["put", "00000001.msg"]]
     assert len(head_of(box / "00000001.msg")["to"]) == 100  # as many as send() takes
     (box / "00000001.msg").unlink()  # not sent: after the refused puts it outgrows the test heap
     # Files that put() cannot write any more: flash damage, or copied in by hand.

@@ -190,6 +190,7 @@ def case_error_classification():
     check(E(microsmtp.TIMEOUT_ERROR, "x.", "EHLO").temporary, "timeouts are temporary")
     check(E(microsmtp.DELIVERY_UNKNOWN, "x.", "MESSAGE").temporary, "unknown: retry may dup")
     check(not E(microsmtp.INVALID_PARAM, "x.").temporary, "bad input is not")
+    check(E(microsmtp.PACKET_ALLOCATE_ERROR, "x.", "POOL").temporary, "no memory now")
     check(str(E(0xA7, "One sentence.")) == "One sentence.", "str is the sentence")
 
 

@@ -65,7 +65,6 @@ TLS_IMPLICIT = const(2)
 # NetX Duo's defaults, seconds (NX_SMTP_CLIENT_*_TIMEOUT); QUIT waits at most "quit".
 TIMEOUTS = {"connect": 10, "greeting": 10, "envelope": 10, "message": 30, "quit": 5}
 _TIMEOUT_KEYS = const(("connect", "greeting", "envelope", "message", "quit"))
-_MAX_RECIPIENTS = const(100)  # RFC 5321 §4.5.3.1.8: servers must take at least 100
 
 
 def _timeouts_ms(timeouts):
@@ -151,21 +150,7 @@ class Client:
 
     def send(self, recipients, subject, body, priority=PRIORITY_NORMAL):
         """Send one mail; None on success, SMTPError otherwise. ValueError on bad input."""
-        if isinstance(recipients, str):
-            recipients = [recipients]
-        elif isinstance(recipients, (list, tuple)):
-            recipients = list(recipients)
-        else:
-            raise TypeError("recipients must be an address or a list of addresses")
-        if not recipients:
-            raise ValueError("no recipient given")
-        if len(recipients) > _MAX_RECIPIENTS:
-            raise ValueError("more than %d recipients in one mail" % _MAX_RECIPIENTS)
-        for rcpt in recipients:
-            message.check(rcpt, "recipient", message.ADDRESS)
-        message.check(subject, "subject", message.TEXT, 4096)
-        if priority not in (PRIORITY_LOW, PRIORITY_NORMAL, PRIORITY_HIGH):
-            raise ValueError("priority must be PRIORITY_LOW, PRIORITY_NORMAL or PRIORITY_HIGH")
+        recipients = message.check_mail(recipients, subject, priority)
         self._run(recipients, subject, body, None, priority)
 
     def mail_send(self, recipient, priority, subject, body, body_length=None):

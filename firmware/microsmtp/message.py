@@ -10,6 +10,7 @@ _LF = const(10)
 _DOT = const(46)
 _EQ = const(61)
 _MAX_LINE = const(998)  # RFC 5322 §2.1.1: at most 998 octets before CRLF
+_MAX_RECIPIENTS = const(100)
 _QP_LINE = const(76)  # RFC 2045 §6.7 rule 5
 _HEX = const(b"0123456789ABCDEF")
 
@@ -78,6 +79,28 @@ def check(value, what, kind=TEXT, limit=255):
             else "is not an address RFC 5321 allows"
     if err:
         raise ValueError("%s %r %s" % (what, value, err) if kind else "%s %s" % (what, err))
+
+
+def check_mail(recipients, subject, priority):
+    """What every mail is held to before a byte is sent (Client.send, Outbox.put and the
+    files the outbox reads back): 1 to 100 recipients (RFC 5321 §4.5.3.1.8: a server must
+    take 100), each an address, the subject, a known priority. The recipients as a list."""
+    if isinstance(recipients, str):
+        recipients = [recipients]
+    elif isinstance(recipients, (list, tuple)):
+        recipients = list(recipients)
+    else:
+        raise TypeError("recipients must be an address or a list of addresses")
+    if not recipients:
+        raise ValueError("no recipient given")
+    if len(recipients) > _MAX_RECIPIENTS:
+        raise ValueError("more than %d recipients in one mail" % _MAX_RECIPIENTS)
+    for rcpt in recipients:
+        check(rcpt, "recipient", ADDRESS)
+    check(subject, "subject", TEXT, 4096)
+    if priority not in (PRIORITY_LOW, PRIORITY_NORMAL, PRIORITY_HIGH):
+        raise ValueError("priority must be PRIORITY_LOW, PRIORITY_NORMAL or PRIORITY_HIGH")
+    return recipients
 
 
 def _mailbox(b, i, n):

@@ -26,7 +26,6 @@ REFUSE_NEW = const(0)  # when full: put() raises SMTPError(OUTBOX_FULL)
 DROP_OLDEST = const(1)  # when full: the oldest queued messages go to make room
 
 _BACKOFF_MAX_MS = const(3600000)  # retries at most an hour apart
-_MAX_RECIPIENTS = const(100)  # Client.send's cap: RFC 5321 §4.5.3.1.8
 _PACKET_ALLOCATE_ERROR = const(0xA6)  # the package's status for memory that ran out
 _MESSAGE_FORMAT_ERROR = const(0xC5)
 _LAST = const(99999999)  # names have 8 digits
@@ -46,17 +45,6 @@ def _sync(f):
         os.fsync(f.fileno())
     elif hasattr(os, "sync"):  # MicroPython ports with a VFS
         os.sync()
-
-
-def _check(to, subject, priority):
-    """What Client.send accepts; put() and every file read back are held to it."""
-    if not isinstance(to, list) or not 0 < len(to) <= _MAX_RECIPIENTS:
-        raise ValueError("an outbox mail needs a list of 1 to 100 recipients")
-    for rcpt in to:
-        message.check(rcpt, "recipient", message.ADDRESS)
-    message.check(subject, "subject", message.TEXT, 4096)
-    if priority not in (message.PRIORITY_LOW, message.PRIORITY_NORMAL, message.PRIORITY_HIGH):
-        raise ValueError("priority must be PRIORITY_LOW, PRIORITY_NORMAL or PRIORITY_HIGH")
 
 
 class Outbox:
@@ -117,11 +105,7 @@ class Outbox:
         """Queue one mail durably; the same arguments as Client.send. Returns its name.
         The mail keeps the time of put() as its Date (RFC 5322 §3.6.1: when it was ready
         to go) and one Message-ID for every try, so a duplicate can be recognised."""
-        if isinstance(recipients, str):
-            recipients = [recipients]
-        elif isinstance(recipients, tuple):
-            recipients = list(recipients)
-        _check(recipients, subject, priority)
+        recipients = message.check_mail(recipients, subject, priority)  # as Client.send
         if isinstance(body, str):
             body = body.encode()
         elif not isinstance(body, (bytes, bytearray)):
@@ -199,7 +183,8 @@ class Outbox:
                     head = json.loads(f.readline())
                     to, subject = head["to"], head["subject"]
                     priority = head.get("priority", message.PRIORITY_NORMAL)
-                    _check(to, subject, priority)  # a tampered file must not inject either
+                    # A tampered file must not inject either: held to what send() takes.
+                    to = message.check_mail(to, subject, priority)
                     msgid = head.get("id")
                     if msgid is not None:
                         message.check(msgid, "id", message.DOMAIN, 64)

@@ -196,17 +196,21 @@ class Session:
                     raise
                 result = e
                 self.after_dot = False
-                yield from self._command("RSET", b"RSET")
-                if self.code != 250:
-                    self._fail(_INVALID_SERVER_REPLY, "RSET refused")
             if self.batch is None:
                 return
+            reset = result is not None  # the transaction failed: RSET before the next
             if result is None and self.refused:
                 result = self._partial()
             self.refused = None
+            # The hook first: a refusal is recorded even if the RSET below finds the
+            # connection gone (a 5xx after "." and a hang-up must not block the queue).
             following = self.batch(result)  # the next message, or None
             if following is None:
                 return
+            if reset:
+                yield from self._command("RSET", b"RSET")
+                if self.code != 250:
+                    self._fail(_INVALID_SERVER_REPLY, "RSET refused")
             self.load(*following)
 
     def _envelope(self):

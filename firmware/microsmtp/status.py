@@ -3,6 +3,7 @@
 # two the classification below needs, as private consts.
 from micropython import const
 
+_PACKET_ALLOCATE_ERROR = const(0xA6)
 _RESOLVE_ERROR = const(0xC0)
 _DELIVERY_UNKNOWN = const(0xC4)
 
@@ -26,5 +27,7 @@ class SMTPError(Exception):
             # RFC 5321 §4.2.1: 4yz is transient; §4.5.3.1.10: 552 to RCPT means "too many
             # recipients", to be treated as 452.
             return 400 <= code < 500 or code == 552 and self.step == "RCPT"
-        # A dropped or silent connection counts as 451 (§3.8).
-        return _RESOLVE_ERROR <= self.status <= _DELIVERY_UNKNOWN
+        # A dropped or silent connection counts as 451 (§3.8); no buffer or heap free now
+        # (the outbox reports a MemoryError as PACKET_ALLOCATE_ERROR) may be free later.
+        return _RESOLVE_ERROR <= self.status <= _DELIVERY_UNKNOWN or \
+            self.status == _PACKET_ALLOCATE_ERROR
