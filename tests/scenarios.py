@@ -451,6 +451,7 @@ def tls_scenarios():
          "script": [["tls"], S(GREETING), C(EHLO), S(CAPS)] + PLAIN_OK + envelope() + QUIT,
          "expect": "SUCCESS", "secure": True},
         {"name": "implicit_tls_bad_certificate", "client": dict(TLS, tls=2),
+         # The handshake runs in the greeting's read (transport.py) but is the connection's.
          "script": [["tls", "cert"]], "expect": "TLS_CERT_ERROR", "step": "CONNECT"},
         {"name": "tls_without_ca_refused_before_connecting",
          "client": dict(CREDS, tls=1), "script": [], "expect": "TLS_NO_CA",

@@ -12,6 +12,7 @@ class ScriptedSocket:
     def __init__(self, net):
         self.net = net
         self.closed = False
+        self.handshake = False  # a deferred TLS handshake: the next read or write runs it
 
     def settimeout(self, seconds):
         pass
@@ -28,6 +29,9 @@ class ScriptedSocket:
 
     def write(self, buf):
         net = self.net
+        if self.handshake:
+            self.handshake = False
+            net.ssl.handshake()
         if net.peek() == "wfail":
             net.pos += 1
             raise OSError(errno.ECONNRESET)
@@ -38,6 +42,9 @@ class ScriptedSocket:
 
     def readinto(self, buf):
         net = self.net
+        if self.handshake:
+            self.handshake = False
+            net.ssl.handshake()
         ev = net.peek()
         if ev == "close":
             net.pos += 1
@@ -88,7 +95,8 @@ class ScriptedPoll:
 class ScriptedSSL:
     """ssl for the scripted socket: the handshake is a ["tls"] event in the script; ["tls",
     "cert"] fails verification and ["tls", "fail"] the handshake, as MicroPython reports them
-    (ValueError with the reason, OSError)."""
+    (ValueError with the reason, OSError), in wrap_socket() or, deferred, in the next read
+    or write."""
 
     PROTOCOL_TLS_CLIENT = 0
     CERT_NONE = 0
@@ -103,9 +111,16 @@ class ScriptedSSL:
     def load_verify_locations(self, cadata):
         pass
 
-    def wrap_socket(self, sock, server_hostname=None):
+    def wrap_socket(self, sock, server_hostname=None, do_handshake_on_connect=True):
+        self.net.feed(b"")
+        if do_handshake_on_connect:
+            self.handshake()
+        else:
+            sock.handshake = True
+        return sock
+
+    def handshake(self):
         net = self.net
-        net.feed(b"")
         if net.peek() != "tls":
             net.error("TLS handshake where the script had %s" % net.peek())
             raise OSError(-29312, "MBEDTLS_ERR_SSL_CONN_EOF")
@@ -116,7 +131,6 @@ class ScriptedSSL:
         if how == "fail":
             raise OSError(-29184, "MBEDTLS_ERR_SSL_INVALID_RECORD")
         net.secure = True
-        return sock
 
 
 class ScriptedNet:

@@ -108,6 +108,27 @@ class SelfSigned:
             ctx.load_cert_chain(path)
 
 
+class NamedCert(SelfSigned):
+    """A certificate signed by `ca` (trustme) whose subject is CN=`cn`, with the names in
+    `san` (x509 general names) as its subjectAltName, or none at all."""
+
+    def __init__(self, ca, cn, san=()):
+        now = datetime.datetime.now(datetime.timezone.utc)
+        ca_key = serialization.load_pem_private_key(ca.private_key_pem.bytes(), None)
+        ca_cert = x509.load_pem_x509_certificate(ca.cert_pem.bytes())
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
+            .issuer_name(ca_cert.subject).public_key(self.key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=30)))
+        if san:
+            builder = builder.add_extension(x509.SubjectAlternativeName(san), critical=False)
+        self.cert = builder.sign(ca_key, hashes.SHA256())
+
+
 class PKI:
     def __init__(self, folder):
         now = datetime.datetime.now(datetime.timezone.utc)
@@ -120,6 +141,10 @@ class PKI:
             "wrong-name": self.ca.issue_cert("other.example"),
             "unknown-ca": trustme.CA().issue_cert("localhost", "127.0.0.1"),
             "self-signed": SelfSigned(),
+            # Issue 9, defect 14: an IP address where only a DNS name belongs.
+            "ip-in-cn": NamedCert(self.ca, "127.0.0.1"),
+            "ip-as-dns-san": NamedCert(self.ca, "mail.example", [x509.DNSName("127.0.0.1")]),
+            "other-ip-in-cn": NamedCert(self.ca, "127.0.0.2"),
         }
         pem = self.ca.cert_pem.bytes()
         self.pem_text = pem.decode()
@@ -445,13 +470,15 @@ def send(request, tmp_path, pki):
 
     options: tls (TLS_* value or None), cadata ("pem", "der"; on CPython also "pem-text",
     "pem-bytes", "der-bytes"; None), auth ("PLAIN", "LOGIN", "CRAM_MD5", "XOAUTH2", "AUTO",
-    "NONE"), username, password, token, insecure, allow_plaintext_auth, timeouts, host."""
+    "NONE"), username, password, token, insecure, allow_plaintext_auth, timeouts, host,
+    body_file (the path of a file to send as the body)."""
 
     def run(runtime, port, **options):
         cfg = {
             "server": options.get("host", HOST), "port": port, "from": SENDER,
             "to": [RCPT], "subject": "Boiler alert", "body": "Pressure low.\n",
-            "body_file": None, "repeat": 1, "client_domain": "boiler.example.com",
+            "body_file": options.get("body_file"), "repeat": 1,
+            "client_domain": "boiler.example.com",
             "username": options.get("username", USER),
             "password": options.get("password", PASSWORD),
             "oauth_token": options.get("token"),
@@ -485,11 +512,15 @@ def _send_cpython(cfg):
         oauth_token=cfg["oauth_token"], allow_plaintext_auth=cfg["allow_plaintext_auth"])
     res = {"status": 0, "step": None, "reply_code": None, "error": None}
     started = time.monotonic()
+    f = open(cfg["body_file"], "rb") if cfg["body_file"] else None
     try:
-        client.send(cfg["to"], cfg["subject"], cfg["body"])
+        client.send(cfg["to"], cfg["subject"], f or cfg["body"])
     except microsmtp.SMTPError as e:
         res = {"status": e.status, "step": e.step, "reply_code": e.reply_code,
                "error": str(e), "repr": repr(e), "reply": e.reply}
+    finally:
+        if f:
+            f.close()
     res["elapsed"] = time.monotonic() - started
     res["client_repr"] = repr(client)
     res["pool_full"] = client.pool.available() == client.pool.count
@@ -587,8 +618,8 @@ def test_starttls_sequence(runtime, aio_server, send):
 
 
 @both
-def test_opportunistic_starttls_with_ca(runtime, aio_server, send):
-    """tls=None on a port other than 465/587: STARTTLS when offered and a CA was given."""
+def test_port_25_with_ca_uses_starttls(runtime, aio_server, send):
+    """tls=None on a port other than 465/587 with a CA: STARTTLS, required."""
     srv = aio_server("starttls")
     ok(send(runtime, srv.port, tls=None, cadata="pem", auth="PLAIN"))
     _check_delivered(srv, "PLAIN")
@@ -596,7 +627,23 @@ def test_opportunistic_starttls_with_ca(runtime, aio_server, send):
 
 
 @both
-def test_opportunistic_without_ca_stays_plain_and_keeps_credentials(runtime, aio_server, send):
+@pytest.mark.parametrize("given", ["cadata", "insecure"])
+def test_port_25_with_ca_and_starttls_stripped_sends_nothing(runtime, given, aio_server, send):
+    """Issue 9, defect 9: a man in the middle strips STARTTLS from EHLO (here: a server
+    that never offers it). A CA (or insecure=True) means TLS is required, so neither the
+    password nor the mail goes out in clear, even with allow_plaintext_auth."""
+    srv = aio_server("plain")
+    res = send(runtime, srv.port, tls=None, auth="PLAIN", allow_plaintext_auth=True,
+               timeouts=SHORT, **({"cadata": "pem"} if given == "cadata" else
+                                  {"cadata": None, "insecure": True}))
+    assert res["status"] == microsmtp.TLS_NOT_OFFERED, res
+    assert res["step"] == "EHLO" and "TLS_NONE" in res["error"], res
+    srv.settle()
+    assert srv.handler.commands() == ["EHLO", "QUIT"]
+
+
+@both
+def test_port_25_without_ca_stays_plain_and_keeps_credentials(runtime, aio_server, send):
     """tls=None and no CA: no STARTTLS; the password is then not sent in clear."""
     srv = aio_server("starttls")
     res = send(runtime, srv.port, tls=None, cadata=None, auth="PLAIN", timeouts=SHORT)
@@ -637,7 +684,8 @@ def test_xoauth2_wrong_token(runtime, kind, aio_server, send):
                password=None, timeouts=SHORT)
     assert res["status"] == microsmtp.AUTH_REPLY_ERROR == 0xAD, res
     assert res["reply_code"] == 535 and res["step"] == "AUTH", res
-    assert '"401"' in res["error"] and "mail.google.com" in res["error"], res
+    # A fixed sentence: the JSON is server text, never kept in AUTH (issue 9, defect 4).
+    assert "token is expired" in res["error"] and res["reply"] == "", res
     assert WRONG_TOKEN not in res["error"]
     assert srv.handler.auth_log == [("XOAUTH2", False)]
     assert srv.handler.messages == []
@@ -682,7 +730,8 @@ def test_535_is_not_retried(runtime, mech, aio_server, send):
 @pytest.mark.parametrize("mech", ["PLAIN", "LOGIN", "XOAUTH2"])
 def test_server_echoing_credentials_is_scrubbed(runtime, mech, aio_server, send):
     """A hostile or buggy server repeats the credentials in its refusal: they never reach
-    the error (RELIABILITY.md case 29)."""
+    the error (RELIABILITY.md case 29). Issue 9, defect 4: the root fix keeps nothing of
+    the server's text in AUTH but its code; a fixed sentence says what happened."""
     srv = aio_server("implicit", mechs=(mech,), echo=True)
     creds = ({"token": WRONG_TOKEN, "password": None} if mech == "XOAUTH2"
              else {"password": WRONG_PASSWORD})
@@ -690,10 +739,10 @@ def test_server_echoing_credentials_is_scrubbed(runtime, mech, aio_server, send)
                **creds)
     assert res["status"] == microsmtp.AUTH_REPLY_ERROR and res["reply_code"] == 535, res
     if mech == "XOAUTH2":
-        assert '"401"' in res["error"], res
+        assert "token is expired" in res["error"], res
     else:
-        assert "Bad login" in res["error"], res  # the server's words are kept ...
-    assert "***" in res["error"], res  # ... with the credentials blanked out
+        assert "wrong username or password" in res["error"], res
+    assert "Bad login" not in res["error"] and res["reply"] == "", res
     # (the send fixture checked the password, token and base64 forms are absent)
 
 
@@ -727,6 +776,36 @@ def test_bad_certificate_rejected(runtime, kind, cert, aio_server, send):
     assert srv.handler.auth_log == [] and srv.handler.messages == []
     assert srv.handler.commands(secure=True) == []  # nothing at all over the bad TLS
     assert srv.handler.commands() == (["EHLO", "STARTTLS"] if kind == "starttls" else [])
+
+
+# Issue 9, defect 14, pinned: connecting to 127.0.0.1, MicroPython's mbedTLS accepts an IP
+# address written where a DNS name belongs (the subject CN with no subjectAltName, or a
+# DNS-type subjectAltName), which CPython (OpenSSL: only an iPAddress name matches an IP)
+# refuses. Both accept a proper iPAddress name ("good") and refuse another address in the
+# CN. A change in either runtime fails here and the README's TLS section needs a look.
+IP_NAME_OUTCOMES = {
+    ("cpython", "good"): 0, ("micropython", "good"): 0,
+    ("cpython", "ip-in-cn"): microsmtp.TLS_CERT_ERROR, ("micropython", "ip-in-cn"): 0,
+    ("cpython", "ip-as-dns-san"): microsmtp.TLS_CERT_ERROR,
+    ("micropython", "ip-as-dns-san"): 0,
+    ("cpython", "other-ip-in-cn"): microsmtp.TLS_CERT_ERROR,
+    ("micropython", "other-ip-in-cn"): microsmtp.TLS_CERT_ERROR,
+}
+
+
+@both
+@pytest.mark.parametrize("cert", ["good", "ip-in-cn", "ip-as-dns-san", "other-ip-in-cn"])
+def test_ip_address_names_today(runtime, cert, aio_server, send):
+    srv = aio_server("implicit", cert=cert)
+    res = send(runtime, srv.port, host="127.0.0.1", tls=microsmtp.TLS_IMPLICIT, auth="PLAIN",
+               timeouts=SHORT)
+    assert res["status"] == IP_NAME_OUTCOMES[runtime, cert], res
+    if res["status"]:
+        assert res["error"].startswith("The certificate of 127.0.0.1 was rejected"), res
+        srv.settle()
+        assert srv.handler.auth_log == [] and srv.handler.messages == []
+    else:
+        _check_delivered(srv, "PLAIN")
 
 
 # --- TLS that cannot happen ------------------------------------------------------------------
@@ -858,6 +937,8 @@ def test_implicit_tls_to_a_plaintext_server(runtime, aio_server, send):
     res = send(runtime, srv.port, tls=microsmtp.TLS_IMPLICIT, auth="PLAIN",
                timeouts={"connect": 2, "greeting": 2, "envelope": 2, "quit": 1})
     assert res["status"] == microsmtp.TLS_HANDSHAKE_ERROR == 0xD2, res
+    # The handshake runs in the greeting's read (transport.py: it shares that deadline),
+    # and its failure is the connection's.
     assert res["step"] == "CONNECT", res
     assert "465" in res["error"], res  # the hint: which port speaks which TLS
     assert res["elapsed"] < 10, res
@@ -865,16 +946,41 @@ def test_implicit_tls_to_a_plaintext_server(runtime, aio_server, send):
     assert "AUTH" not in srv.handler.commands() and "MAIL" not in srv.handler.commands()
 
 
+class HangUp(ListeningThread):
+    """Takes the start of the ClientHello, then closes: a server gone mid-handshake."""
+
+    def handle(self, conn):
+        with conn:
+            conn.settimeout(5)
+            conn.recv(10)
+
+
+@both
+@pytest.mark.timeout(30)
+def test_implicit_tls_server_closes_in_the_handshake(runtime, send):
+    """The handshake runs in the greeting's read; a close there is a handshake failure
+    on both runtimes (CPython reads it as EOF, MicroPython raises: the shim matches)."""
+    srv = HangUp()
+    try:
+        res = send(runtime, srv.port, host="127.0.0.1", tls=microsmtp.TLS_IMPLICIT,
+                   timeouts=SHORT)
+        assert res["status"] == microsmtp.TLS_HANDSHAKE_ERROR, res
+        assert res["step"] == "CONNECT", res
+    finally:
+        srv.stop()
+
+
 @both
 @pytest.mark.timeout(30)
 def test_implicit_tls_to_a_silent_server(runtime, send):
-    """Nobody answers the ClientHello: the handshake is bounded by the connect timeout."""
+    """Nobody answers the ClientHello: the handshake runs in the greeting's read and is
+    bounded by the greeting timeout."""
     srv = SilentServer()
     try:
         res = send(runtime, srv.port, host="127.0.0.1", tls=microsmtp.TLS_IMPLICIT,
-                   timeouts={"connect": 2, "greeting": 2, "envelope": 2, "quit": 1})
+                   timeouts={"connect": 3, "greeting": 2, "envelope": 2, "quit": 1})
         assert res["status"] == microsmtp.TIMEOUT_ERROR == 0xC2, res
-        assert res["step"] == "CONNECT", res
+        assert res["step"] == "GREETING" and "2000 ms" in res["error"], res
         assert 1.5 < res["elapsed"] < 10, res
         assert srv.closed.wait(5), "the client did not close the connection"
         assert srv.received[0].startswith(b"\x16\x03"), srv.received  # a ClientHello, no SMTP
@@ -964,8 +1070,8 @@ def test_plaintext_auth_when_allowed(runtime, mech, aio_server, send):
 @pytest.mark.parametrize("port, tls, expected", [
     (465, None, microsmtp.TLS_IMPLICIT),  # RFC 8314: TLS from the first byte
     (587, None, microsmtp.TLS_STARTTLS),  # RFC 6409 submission: STARTTLS required
-    (25, None, 3),  # STARTTLS when offered and a CA was given (private _TLS_OPPORTUNISTIC)
-    (2525, None, 3),
+    (25, None, microsmtp.TLS_STARTTLS),  # a CA was given: TLS required (issue 9, defect 9)
+    (2525, None, microsmtp.TLS_STARTTLS),
     (465, microsmtp.TLS_NONE, microsmtp.TLS_NONE),
     (587, microsmtp.TLS_IMPLICIT, microsmtp.TLS_IMPLICIT),
     (25, microsmtp.TLS_STARTTLS, microsmtp.TLS_STARTTLS),
@@ -975,6 +1081,15 @@ def test_port_defaults(port, tls, expected, pki):
                               tls=tls, cadata=str(pki.pem_path))
     assert client._session.tls == expected
     assert client._session.ca == [pki.der]
+
+
+@pytest.mark.parametrize("port", [25, 2525])
+def test_port_25_without_ca_or_insecure_is_plaintext(port):
+    client = microsmtp.Client("mail.example.com", port, from_address=SENDER, net=net)
+    assert client._session.tls == microsmtp.TLS_NONE
+    client = microsmtp.Client("mail.example.com", port, from_address=SENDER, net=net,
+                              insecure=True)
+    assert client._session.tls == microsmtp.TLS_STARTTLS
 
 
 def test_bad_tls_value():

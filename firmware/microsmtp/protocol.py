@@ -672,6 +672,10 @@ class Session:
                        "the port and the network" % (self.host, self.port, self.os_error))
         if r == _ERR_TIMEOUT:
             self._fail(_TIMEOUT_ERROR, "No answer from the server within %d ms" % self.wait_ms)
+        if r == _ERR_CERT or r == _ERR_TLS:
+            # The handshake finishes inside the next read or write (transport.py, under
+            # that phase's deadline), but it belongs to the connection or the STARTTLS.
+            self.step = "CONNECT" if self.tls == _TLS_IMPLICIT else "STARTTLS"
         if r == _ERR_CERT:
             self._fail(_TLS_CERT_ERROR, "The certificate of %s was rejected: %s; check cadata "
                        "and the server name" % (self.host, self.os_error))

@@ -8,7 +8,6 @@ from micropython import const
 from . import auth, transport
 
 # protocol.py's values (tests/test_units.py checks they match).
-_ERR_TIMEOUT = const(-1)
 _ERR_TLS = const(-5)
 _ERR_CERT = const(-6)
 
@@ -50,8 +49,9 @@ def ca_certs(cadata):
 
 
 def wrap(net, sock, s):
-    """Wrap the connection in TLS, verifying the certificate and the server's name unless
-    insecure=True; the TLS socket, or _ERR_TLS / _ERR_CERT / _ERR_TIMEOUT (os_error: why)."""
+    """Wrap the non-blocking connection in TLS, verifying the certificate and the server's
+    name unless insecure=True; the TLS socket, or _ERR_TLS / _ERR_CERT (os_error: why).
+    The handshake runs in the reads and writes that follow (transport.py)."""
     ssl = getattr(net, "ssl", None)
     if ssl is None:
         import ssl  # on 1.23+ ports a small wrapper over the built-in tls module
@@ -64,18 +64,24 @@ def wrap(net, sock, s):
             ctx.verify_mode = ssl.CERT_REQUIRED
             for der in s.ca:
                 ctx.load_verify_locations(cadata=der)
-        sock.settimeout(s.timeouts[0] / 1000)  # the handshake: blocking, bounded
         # server_hostname: SNI, and the name the certificate must carry.
-        return ctx.wrap_socket(sock, server_hostname=s.host)
+        # do_handshake_on_connect=False: MicroPython's wrap_socket() otherwise runs the
+        # whole handshake in a C loop whose only bound is the socket timeout of each read,
+        # restarted by every byte (a path dripping the handshake held a send for minutes).
+        # Deferred on a non-blocking socket (documented for non-blocking sockets; what
+        # asyncio.open_connection does), the handshake advances inside read() and write(),
+        # which return None while it waits (modtls_mbedtls.c socket_read/socket_write:
+        # WANT_READ/WANT_WRITE -> EAGAIN; poll() waits for the direction it needs). There
+        # is no do_handshake(), and nothing says when it is over (cipher() dereferences
+        # the session mbedTLS makes only at the end), so the session's next read (the
+        # greeting, implicit TLS) or write (EHLO, STARTTLS) runs it, under that phase's
+        # deadline.
+        return ctx.wrap_socket(sock, server_hostname=s.host, do_handshake_on_connect=False)
     except ValueError as e:
-        # MicroPython (mbedTLS) reports a verification failure as ValueError with the
-        # reason, e.g. "The certificate validity has expired"; the CPython shim too.
-        s.os_error = " ".join(str(e).split()) or "verification failed"
+        # Bad CA data (MicroPython: "invalid cert"); the shim reports it the same way.
+        s.os_error = transport._reason(e)
         return _ERR_CERT
     except OSError as e:
-        if transport._blocked(e):
-            s.wait_ms = s.timeouts[0]
-            return _ERR_TIMEOUT
         s.os_error = transport._name(e)
         return _ERR_TLS
 

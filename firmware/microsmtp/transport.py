@@ -1,6 +1,8 @@
 # microsmtp: the blocking driver — runs a protocol.Session over a socket. MIT licence.
-# Per-phase deadlines (RFC 5321 §4.5.3.2, NetX's defaults) are measured with ticks since
-# the command went out, so a server that trickles one byte at a time still times out.
+# Per-phase deadlines (RFC 5321 §4.5.3.2, NetX's defaults) are measured with ticks from the
+# start of the phase and never restarted by progress, so a server (or a path) that trickles
+# one byte at a time still times out: a reply, a command's write, the whole message, and
+# the TLS handshake, which runs inside the first read or write after the wrap.
 import errno
 import select
 import time
@@ -16,6 +18,8 @@ _ERR_TIMEOUT = const(-1)
 _ERR_CLOSED = const(-2)
 _ERR_RESOLVE = const(-3)
 _ERR_CONNECT = const(-4)
+_ERR_TLS = const(-5)
+_ERR_CERT = const(-6)
 _TLS_IMPLICIT = const(2)
 _LINE_MAX = const(512)  # a reply line, RFC 5321 §4.5.3.1.5: reads never go past it
 _T_CONNECT = const(0)  # index of the connect timeout in Session.timeouts
@@ -24,23 +28,28 @@ _T_CONNECT = const(0)  # index of the connect timeout in Session.timeouts
 def run(session, net):
     """Drive one session to its end; SMTPError propagates. The socket is always closed."""
     s = session
-    sock = poller = result = None
+    sock = raw = poller = result = None
     gen = s.run()
-    deadline = 0
+    deadline = op = 0
+    tls = False  # a TLS handshake is under way (secure.wrap leaves it to the next I/O)
     try:
         while True:
+            last = op
             try:
                 op = gen.send(result)
             except StopIteration:
                 return
             if op == _OP_CONNECT or op == _OP_STARTTLS:
                 if op == _OP_CONNECT:
-                    sock = result = _connect(net, s)
+                    sock = raw = result = _connect(net, s)
                     if isinstance(sock, int):
-                        sock = None
+                        sock = raw = None
                         continue
-                    if s.tls != _TLS_IMPLICIT:
-                        sock.setblocking(False)
+                    # Non-blocking from here on: MicroPython's readinto() on a blocking
+                    # socket waits until the buffer is full ("no short reads"); a
+                    # non-blocking one returns what has come, and poll() waits with the
+                    # phase's deadline.
+                    sock.setblocking(False)
                 if op == _OP_STARTTLS or s.tls == _TLS_IMPLICIT:
                     if poller:
                         poller.unregister(sock)
@@ -51,28 +60,32 @@ def run(session, net):
                     if isinstance(result, int):
                         continue  # the plain socket is closed below
                     sock = result
-                    sock.setblocking(False)
-                # Non-blocking from here on: MicroPython's readinto() on a blocking
-                # socket waits until the buffer is full ("no short reads"); a
-                # non-blocking one returns what has come, and poll() waits with the
-                # phase's deadline.
+                    tls = True
                 poller = (getattr(net, "poll", None) or select.poll)()
                 poller.register(sock, select.POLLIN)
                 result = 0
-            elif op == _OP_SEND:
-                result = _io(sock, poller, s, time.ticks_add(time.ticks_ms(), s.io_ms), True)
-            else:  # _OP_WAIT starts the deadline of a new reply; OP_RECV goes on with it
-                if op == _OP_WAIT:
-                    deadline = time.ticks_add(time.ticks_ms(), s.wait_ms)
-                result = _io(sock, poller, s, deadline, False)
+            else:
+                # One deadline a phase: a reply's starts at its _OP_WAIT (its _OP_RECVs go
+                # on with it); a write's at the first _OP_SEND after any other request, and
+                # the _OP_SENDs that follow share it: a command, or the whole message from
+                # the 354 to "." (protocol.py sets io_ms to the message timeout for it), so
+                # a server that reads a byte a second cannot stretch the send.
+                if op == _OP_WAIT or op == _OP_SEND and last != _OP_SEND:
+                    deadline = time.ticks_add(time.ticks_ms(),
+                                              s.io_ms if op == _OP_SEND else s.wait_ms)
+                result = _io(sock, poller, s, deadline, op == _OP_SEND, tls)
+                tls = tls and result < 0  # bytes moved: the handshake is over
     finally:
         if poller:
             poller.unregister(sock)
-        if sock:
-            try:
-                sock.close()
-            except OSError:
-                pass
+        # Both: a TLS socket whose handshake failed has let go of the plain one
+        # (modtls_mbedtls.c sets its sock to NULL), so closing it would not close that.
+        for c in (sock, raw):
+            if c:
+                try:
+                    c.close()
+                except OSError:
+                    pass
 
 
 def _name(e):
@@ -100,8 +113,17 @@ def _ready(poller, ms):
     return bool(poller.poll(ms))
 
 
-def _io(sock, poller, s, deadline, sending):
-    """Receive into rx (-> bytes read, 0 when closed) or send all of tx (-> 0); or ERR_*."""
+def _reason(e):
+    # mbedTLS's verification text: one reason a line, made one sentence (OpenSSL's, through
+    # the shim, ends with its own "." already).
+    return " ".join(str(e).split()).rstrip(".") or "verification failed"
+
+
+def _io(sock, poller, s, deadline, sending, tls):
+    """Receive into rx (-> bytes read, 0 when closed) or send all of tx (-> 0); or ERR_*.
+
+    tls: the TLS handshake is still under way inside these reads and writes; a failure is
+    then _ERR_TLS, or _ERR_CERT when the certificate was rejected."""
     i = 0
     while True:
         try:
@@ -124,8 +146,16 @@ def _io(sock, poller, s, deadline, sending):
         except OSError as e:
             if not _blocked(e):
                 s.os_error = _name(e)
-                return _ERR_CLOSED
+                return _ERR_TLS if tls else _ERR_CLOSED
             k = None
+        except ValueError as e:
+            if not tls:
+                raise
+            # MicroPython raises a rejected certificate as ValueError with mbedTLS's
+            # reason, from the read or write that ran the handshake (modtls_mbedtls.c,
+            # ssl_check_async_handshake_failure); the CPython shim does the same.
+            s.os_error = _reason(e)
+            return _ERR_CERT
         if sending and k:
             i += k
             if i >= s.tx_n:

@@ -1,7 +1,9 @@
 """A `socket`-like module for microsmtp on CPython: MicroPython's stream methods on CPython
-sockets (readinto, write), and timeouts raised as OSError(ETIMEDOUT) as MicroPython does."""
+sockets (readinto, write), timeouts raised as OSError(ETIMEDOUT), and TLS failures and
+poll() as MicroPython's TLS sockets give them."""
 
 import errno
+import select as _select
 import socket as _socket
 import ssl as _ssl
 import types
@@ -27,6 +29,7 @@ class HostSocket:
 
     def __init__(self, af=AF_INET, type=SOCK_STREAM, proto=0, sock=None):
         self.sock = sock if sock is not None else _socket.socket(af, type, proto)
+        self.want = 0  # the poll direction a TLS handshake needs before this call can go on
 
     def settimeout(self, seconds):
         self.sock.settimeout(seconds)
@@ -46,23 +49,35 @@ class HostSocket:
     def getsockname(self):
         return self.sock.getsockname()
 
-    # Non-blocking like MicroPython's streams: None when nothing can move yet (a TLS
-    # socket may also want the other direction first: the same answer).
+    # Non-blocking like MicroPython's streams: None when nothing can move yet. A TLS socket
+    # may want the other direction first (a handshake under way): the same answer, and
+    # Poll waits for that direction, as MicroPython's poll() does for its TLS sockets.
     def readinto(self, buf, nbytes=None):
-        try:
-            return self.sock.recv_into(buf, nbytes or 0)
-        except (BlockingIOError, _ssl.SSLWantReadError, _ssl.SSLWantWriteError):
-            return None
-        except _socket.timeout:
-            raise _timeout() from None
+        n = self._io(self.sock.recv_into, buf, nbytes or 0)
+        if n == 0 and isinstance(self.sock, _ssl.SSLSocket) and self.sock.version() is None:
+            # Closed before the handshake ended: CPython reads that as EOF (ragged EOFs
+            # suppressed), MicroPython raises OSError MBEDTLS_ERR_SSL_CONN_EOF.
+            raise OSError(errno.ECONNABORTED, "TLS: EOF during the handshake")
+        return n
 
     def write(self, buf):
+        return self._io(self.sock.send, buf)
+
+    def _io(self, call, *args):
+        self.want = 0
         try:
-            return self.sock.send(buf)
-        except (BlockingIOError, _ssl.SSLWantReadError, _ssl.SSLWantWriteError):
-            return None
+            return call(*args)
+        except _ssl.SSLWantReadError:
+            self.want = _select.POLLIN
+        except _ssl.SSLWantWriteError:
+            self.want = _select.POLLOUT
+        except BlockingIOError:
+            pass
         except _socket.timeout:
             raise _timeout() from None
+        except _ssl.SSLError as e:
+            raise _tls_error(e) from None
+        return None
 
     def close(self):
         self.sock.close()
@@ -70,6 +85,45 @@ class HostSocket:
 
 def socket(af=AF_INET, type=SOCK_STREAM, proto=0):
     return HostSocket(af, type, proto)
+
+
+class Poll:
+    """select.poll() over HostSockets. A socket whose TLS handshake needs the other
+    direction is waited on for that one and reported ready for the one asked, so the
+    caller retries its read or write (MicroPython's TLS sockets: modtls_mbedtls.c,
+    poll_mask); without it a write waiting for the server's handshake would spin."""
+
+    def __init__(self):
+        self.poller = _select.poll()
+        self.asked = {}  # fd -> (socket, the events asked for)
+
+    def register(self, sock, mask):
+        self.asked[sock.fileno()] = (sock, mask)
+        self.poller.register(sock, mask)
+
+    modify = register
+
+    def unregister(self, sock):
+        self.asked.pop(sock.fileno(), None)
+        self.poller.unregister(sock)
+
+    def poll(self, timeout_ms=-1):
+        for sock, mask in self.asked.values():
+            self.poller.register(sock, sock.want or mask)
+        return [(self.asked[fd][0], self.asked[fd][1] if self.asked[fd][0].want else events)
+                for fd, events in self.poller.poll(timeout_ms)]
+
+
+def poll():
+    return Poll()
+
+
+def _tls_error(e):
+    """A TLS failure as MicroPython raises it: a rejected certificate as ValueError with
+    the reason, anything else as OSError."""
+    if isinstance(e, _ssl.SSLCertVerificationError):
+        return ValueError(e.verify_message)
+    return OSError(errno.ECONNABORTED, "TLS: %s" % (getattr(e, "reason", None) or e))
 
 
 class SSLContext:
@@ -97,17 +151,15 @@ class SSLContext:
         except _ssl.SSLError as e:
             raise ValueError("invalid cert: %s" % e.reason) from None
 
-    def wrap_socket(self, sock, server_hostname=None):
+    def wrap_socket(self, sock, server_hostname=None, do_handshake_on_connect=True):
         try:
-            return HostSocket(sock=self.ctx.wrap_socket(sock.sock,
-                                                        server_hostname=server_hostname))
-        except _ssl.SSLCertVerificationError as e:
-            raise ValueError(e.verify_message) from None
+            return HostSocket(sock=self.ctx.wrap_socket(
+                sock.sock, server_hostname=server_hostname,
+                do_handshake_on_connect=do_handshake_on_connect))
         except _socket.timeout:
             raise _timeout() from None
         except (_ssl.SSLError, ConnectionError) as e:
-            raise OSError(errno.ECONNABORTED, "TLS: %s" % (getattr(e, "reason", None) or e)) \
-                from None
+            raise _tls_error(e) from None
 
 
 ssl = types.SimpleNamespace(SSLContext=SSLContext, PROTOCOL_TLS_CLIENT=_ssl.PROTOCOL_TLS_CLIENT,
