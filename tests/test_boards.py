@@ -32,8 +32,10 @@ BOARDS = ROOT / "boards"
 BOARD_DIRS = sorted(p.parent for p in BOARDS.glob("*/board.json"))
 APPS = [d.name for d in BOARD_DIRS]
 # The smallest -X heapsize the app's whole run takes on the 64-bit unix port, code in
-# emulated flash as when frozen, is 40K (a 32-bit board needs less); 4K more for slack.
-APP_HEAP = "44K"
+# emulated flash as when frozen, is about 44.5K with its outbox, after the hardening of
+# issue 9 (42K before; a 32-bit board needs less); 1.5K more for slack: near its edge the
+# heap's layout, not only its size, decides (45056 bytes failed where 44544 passed).
+APP_HEAP = "46K"
 
 # Facts from Espressif's and Raspberry Pi's documentation, checked against board.json:
 # chip -> (MicroPython port, offset of the firmware image in flash, mpy-cross -march).

@@ -80,6 +80,15 @@ def stored_files(maildir):
     return sorted(p for sub in ("new", "cur") for p in (maildir / sub).iterdir())
 
 
+def _reap(proc):
+    """A `microsmtp catch` subprocess a test started: killed if still running, pipes closed."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait(timeout=10)
+    proc.stdout.close()
+    proc.stderr.close()
+
+
 def attachment_mail(subject="Daily log", data=b"\x00\x01binary\xff" * 100,
                     filename="boiler-log 2024 ä.bin"):
     msg = EmailMessage()
@@ -313,11 +322,7 @@ def test_command_logs_each_mail_and_stops_on_sigterm(tmp_path):
         assert proc.stderr.read() == b""
         assert len(stored_files(tmp_path / "md")) == 1
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=10)
-        proc.stdout.close()
-        proc.stderr.close()
+        _reap(proc)
 
 
 # --- bounds: memory, Maildir, logs ---------------------------------------------------------
@@ -404,11 +409,7 @@ def test_command_logs_client_bytes_escaped_and_a_tls_abort_in_one_line(tmp_path)
         assert proc.wait(timeout=15) == 0
         err = proc.stderr.read()  # the rest, after the process ended
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=10)
-        proc.stdout.close()
-        proc.stderr.close()
+        _reap(proc)
     err = seen + err.decode()
     assert "\x1b" not in err and "Traceback" not in err
     lines = err.splitlines()

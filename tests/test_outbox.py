@@ -55,13 +55,17 @@ class Handler:
         return "250 OK"
 
 
-@pytest.fixture
-def server():
-    handler = Handler()
+def serving(handler):
+    """A fixture's body: aiosmtpd with `handler` on loopback, yielding (controller, handler)."""
     ctl = LoopbackController(handler, hostname="127.0.0.1")
     ctl.start()
     yield ctl, handler
     ctl.stop()
+
+
+@pytest.fixture
+def server():
+    yield from serving(Handler())
 
 
 @pytest.fixture
@@ -412,11 +416,7 @@ class RcptHandler(Handler):
 
 @pytest.fixture
 def rcpt_server():
-    handler = RcptHandler()
-    ctl = LoopbackController(handler, hostname="127.0.0.1")
-    ctl.start()
-    yield ctl, handler
-    ctl.stop()
+    yield from serving(RcptHandler())
 
 
 def head_of(path):

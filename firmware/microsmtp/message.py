@@ -304,14 +304,21 @@ class BodySource:
             pos = obj.tell()
         except (AttributeError, OSError):
             return None  # a pipe or a socket: streamed as it comes
-        left = self.left
+        left = self.left  # NetX's body_length: only that much is looked at, as sent
         ascii_only = fits = True
         col = 0  # bytes of the line that goes on past the end of the last chunk
-        while ascii_only or fits:
-            n = self.readinto(buf)
+        while (ascii_only or fits) and left:
+            # The file's own readinto, not self.readinto: a Python call with this many
+            # locals takes its frame from the heap on MicroPython, once per chunk.
+            n = len(buf) if left < 0 or left > len(buf) else left
+            data = buf if n == len(buf) else memoryview(buf)[:n]
+            n = obj.readinto(data) or 0
             if not n:
                 break
-            data = buf if n == len(buf) else memoryview(buf)[:n]
+            if left > 0:
+                left -= n
+            if n < len(data):
+                data = memoryview(buf)[:n]
             if ascii_only and max(data) > 127:
                 ascii_only = False
             if fits and buf.find(b"\0", 0, n) >= 0:
@@ -333,7 +340,6 @@ class BodySource:
                     col = 0
                 i = end + 1
         obj.seek(pos)
-        self.left = left
         return ascii_only, fits
 
     def readinto(self, buf):
