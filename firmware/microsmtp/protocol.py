@@ -95,6 +95,7 @@ class Session:
         self.ca = ca  # a list of DER certificates, or None with insecure=True (no checks)
         self.allow_plaintext_auth = allow_plaintext_auth
         self.timeouts = timeouts  # ms: connect, greeting, envelope, message, quit
+        self.network = True  # transport.py: the network module may tell our address
         self.body = message.BodySource()
         self.enc = message.BodyEncoder()
         self.priority = self.scan = None

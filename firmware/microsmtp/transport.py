@@ -5,6 +5,7 @@
 # the TLS handshake, which runs inside the first read or write after the wrap.
 import errno
 import select
+import sys
 import time
 
 from micropython import const
@@ -171,6 +172,43 @@ def _io(sock, poller, s, deadline, sending, tls):
             return _ERR_TIMEOUT
 
 
+def _nodelay(net, sock):
+    """Nagle + delayed ACK: a message's second write waits for an ACK the server holds
+    40 ms (44 ms a message, against any server). ESP32 and lwIP ports name the option (their
+    values differ: take them from the module); the unix port's module names neither, and
+    Linux's values are fixed (IPPROTO_TCP 6, TCP_NODELAY 1)."""
+    opt = getattr(net, "TCP_NODELAY", None)
+    level = getattr(net, "IPPROTO_TCP", 6)
+    if opt is None and sys.platform == "linux":
+        opt = 1
+    if opt is not None:
+        try:
+            sock.setsockopt(level, opt, 1)
+        except (OSError, AttributeError):
+            pass  # a socket without options (a test's): Nagle stays on
+
+
+def _local_literal(net, s, sock, v6):
+    ip = None
+    try:
+        ip = sock.getsockname()[0]
+    except (AttributeError, OSError, TypeError, IndexError):
+        # ESP32 and Pico W sockets lack getsockname; the interface knows. Tried once: a
+        # port without the module (unix) searches the filesystem for it on every import.
+        if s.network:
+            try:
+                import network
+
+                ip = None if v6 else network.WLAN(network.STA_IF).ifconfig()[0]
+            except ImportError:
+                s.network = False
+            except (OSError, AttributeError):
+                pass
+    # The unix port knows neither: loopback (documented; set client_domain).
+    ip = ip or ("::1" if v6 else "127.0.0.1")
+    s.local_literal = "[IPv6:%s]" % ip if v6 else "[%s]" % ip
+
+
 def _connect(net, s):
     try:
         infos = net.getaddrinfo(s.host, s.port, 0, net.SOCK_STREAM)
@@ -189,20 +227,8 @@ def _connect(net, s):
             s.os_error = "no answer" if _blocked(e) else _name(e)
             sock.close()
             continue
-        # RFC 5321 §4.1.4: without a domain name, EHLO names our address in brackets.
-        v6 = info[0] == net.AF_INET6
-        ip = None
-        try:
-            ip = sock.getsockname()[0]
-        except (AttributeError, OSError, TypeError, IndexError):
-            try:  # ESP32 and Pico W sockets lack getsockname; the interface knows
-                import network
-
-                ip = None if v6 else network.WLAN(network.STA_IF).ifconfig()[0]
-            except (ImportError, OSError, AttributeError):
-                pass
-        # The unix port knows neither: loopback (documented; set client_domain).
-        ip = ip or ("::1" if v6 else "127.0.0.1")
-        s.local_literal = "[IPv6:%s]" % ip if v6 else "[%s]" % ip
+        _nodelay(net, sock)
+        if s.domain is None:  # RFC 5321 §4.1.4: EHLO names our address in brackets
+            _local_literal(net, s, sock, info[0] == net.AF_INET6)
         return sock
     return _ERR_CONNECT

@@ -11,6 +11,8 @@ import types
 AF_INET = _socket.AF_INET
 AF_INET6 = _socket.AF_INET6
 SOCK_STREAM = _socket.SOCK_STREAM
+IPPROTO_TCP = _socket.IPPROTO_TCP
+TCP_NODELAY = _socket.TCP_NODELAY
 
 
 def getaddrinfo(host, port, af=0, type=0, proto=0, flags=0):
@@ -48,6 +50,9 @@ class HostSocket:
 
     def getsockname(self):
         return self.sock.getsockname()
+
+    def setsockopt(self, level, option, value):
+        self.sock.setsockopt(level, option, value)
 
     # Non-blocking like MicroPython's streams: None when nothing can move yet. A TLS socket
     # may want the other direction first (a handshake under way): the same answer, and
