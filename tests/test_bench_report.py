@@ -1,0 +1,113 @@
+"""bench/report.py: the README tables are rendered from make bench's JSON, never typed.
+
+Pure functions on a fixed JSON: no server, no timing (tests assert behaviour, the bench
+reports numbers)."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+
+import report  # noqa: E402
+
+MP = {"ms_per_message": {"new_connection": 1.234}, "round_trips": {"new_connection": 6.66},
+      "notes": {"one_session": "n/a (no session API yet)"},
+      "mb_per_s": {"10mb": 12.345}, "alloc_bytes": {"1kb": 20744, "1mb": 2261968},
+      "heap_bytes": {"import": 38976, "client": 4160},
+      "min_heapsize_kb": {"plain_1kb": 55, "auth_100kb": 56, "starttls_auth_100kb": 65},
+      "mpy_bytes": {"package": 25932, "plain_path": 20668}}
+DATA = {
+    "date": "2026-11-30 12:00 UTC",
+    "machine": {"nproc": 2, "platform": "Linux", "python": "3.11.7",
+                "micropython": "1.29.0 preview", "postfix": "3.7.11", "aiosmtplib": "5.1.3",
+                "commit": "abc1234", "dirty": False},
+    "clients": {
+        "mp_ram": MP,
+        "mp_rom": dict(MP, heap_bytes={"import": 18560, "client": 4160},
+                       min_heapsize_kb={"plain_1kb": 32, "auth_100kb": 33,
+                                        "starttls_auth_100kb": 43}),
+        "smtplib": {"ms_per_message": {"new_connection": 0.683, "one_session": 0.269},
+                    "round_trips": {"new_connection": 6.6, "one_session": 4.9},
+                    "mb_per_s": {"10mb": 80.5}},
+        "smtp_source": {"ms_per_message": {"new_connection": 0.3, "one_session": 0.25},
+                        "round_trips": {"new_connection": 6.8, "one_session": 5.1},
+                        "mb_per_s": {"10mb": 1234.5}},
+    },
+}
+
+
+def row(table, label):
+    return next(line for line in table.splitlines() if line.startswith("| " + label + " |"))
+
+
+def test_table_has_a_column_per_client_in_order():
+    head = report.table(DATA).splitlines()[0]
+    assert head == ("| | microsmtp, MicroPython .mpy in RAM | microsmtp, MicroPython ROMFS | "
+                    "smtplib | smtp-source (C) |")
+
+
+def test_figures_formatted_notes_and_dashes():
+    table = report.table(DATA)
+    assert row(table, "ms/message (1 KB), a new connection each").endswith(
+        "| 1.23 | 1.23 | 0.683 | 0.3 |")
+    assert row(table, "ms/message (1 KB), one session").split(" | ")[1:] == [
+        "n/a (no session API yet)", "n/a (no session API yet)", "0.269", "0.25 |"]
+    assert row(table, "round trips/message, a new connection each").endswith(
+        "| 6.7 | 6.7 | 6.6 | 6.8 |")
+    assert row(table, "MB/s, 10 MB body from a file").endswith("| 12.3 | 12.3 | 80.5 | 1234 |")
+    assert row(table, "heap held by `import microsmtp`").endswith(
+        "| 38 976 B | 18 560 B | – | – |")
+    assert row(table, "bytes allocated per message, 1 MB body").endswith(
+        "| 2 261 968 B | 2 261 968 B | – | – |")
+    assert row(table, "smallest `-X heapsize`, plain 1 KB send").endswith("| 55K | 32K | – | – |")
+
+
+def test_memory_block_puts_flash_before_ram():
+    block = report.memory_block(DATA)
+    assert "| plain 1 KB send, no AUTH | 32K | 55K |" in block
+    assert "| AUTH PLAIN, 100 KB body (LAN relay) | 33K | 56K |" in block
+    assert block.splitlines()[-1].endswith("| 43K | 65K |")
+
+
+def test_replace_block_keeps_everything_outside_the_markers():
+    text = "intro\n<!-- a -->\nold\ntable\n<!-- b -->\noutro\n"
+    assert report.replace_block(text, "<!-- a -->", "<!-- b -->", "new\n\nrows") == \
+        "intro\n<!-- a -->\nnew\n\nrows\n<!-- b -->\noutro\n"
+
+
+def test_replace_block_indents_as_the_begin_marker_is():
+    text = "- item:\n\n  <!-- a -->\n  <!-- b -->\n- next\n"
+    assert report.replace_block(text, "<!-- a -->", "<!-- b -->", "| x |\n\n| y |") == \
+        "- item:\n\n  <!-- a -->\n  | x |\n\n  | y |\n  <!-- b -->\n- next\n"
+
+
+@pytest.mark.parametrize("text", ["no markers\n", "<!-- a -->\n<!-- b -->\n<!-- a -->\nx\n"
+                                  "<!-- b -->\n"])
+def test_replace_block_refuses_missing_or_repeated_markers(text):
+    with pytest.raises(ValueError):
+        report.replace_block(text, "<!-- a -->", "<!-- b -->", "x")
+
+
+def test_update_readme_is_idempotent_on_the_real_readme():
+    readme = (ROOT / "README.md").read_text()
+    once = report.update_readme(readme, DATA)
+    assert report.update_readme(once, DATA) == once
+    assert report.table(DATA) in once
+    assert "  | plain 1 KB send, no AUTH | 32K | 55K |" in once  # inside section 6's list
+    # only the two blocks change
+    outside = [part.split(report.END)[-1] for part in once.split(report.BEGIN)]
+    assert outside[-1] == readme.split(report.END)[-1]
+
+
+def test_ratios_are_over_smtp_source_and_romfs():
+    panels = report.ratios(DATA)
+    ms = panels[report.MS_PANEL]["new connection"]
+    assert ms["smtp_source"] == 1 and ms["mp_ram"] == pytest.approx(1.234 / 0.3)
+    assert "mp_ram" not in panels[report.MS_PANEL]["one session"]  # n/a has no bar
+    mem = panels[report.MEMORY_PANEL]
+    assert mem["import heap\nRAM ÷ ROMFS"] == {"mp_ram": pytest.approx(38976 / 18560),
+                                                "mp_rom": 1}
+    assert mem["alloc 1 MB\n÷ alloc 1 KB"]["mp_rom"] == pytest.approx(2261968 / 20744)
