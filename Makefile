@@ -44,9 +44,11 @@ test: setup mpy
 demo: setup mpy
 	$(PY) -m microsmtp_host.demo
 
-# bench: throughput and heap numbers; never part of `make test`
+# bench: microsmtp (unix port, CPython) beside smtplib, aiosmtplib and smtp-source: times,
+#        round trips, heap; build/bench.json + .png and README's tables; never part of `make test`
+#        (make bench BENCH_FLAGS=--no-readme leaves README.md alone)
 bench: setup mpy
-	$(PY) bench/bench.py
+	$(PY) bench/bench.py $(BENCH_FLAGS)
 
 # deploy: microsmtp (.mpy), an app and a config onto a board: make deploy PORT=/dev/ttyUSB0
 #         [APP=boards/esp32/main.py] [CONFIG=~/boiler-config.json]
