@@ -246,6 +246,33 @@ def test_checker_sees_uses_and_gaps(tmp_path):
         assert "time.no_such_name" in gaps[0] and "module typing" in gaps[1], gaps
 
 
+VIPER_TYPES = {"ptr", "ptr8", "ptr16", "ptr32", "uint"}
+
+
+def _is_viper(node):
+    return any(isinstance(d, ast.Attribute) and d.attr == "viper"
+               and getattr(d.value, "id", None) == "micropython" for d in node.decorator_list)
+
+
+def test_viper_types_only_in_viper_functions():
+    """ptr8, ptr32, uint... exist only for MicroPython's viper compiler, inside a
+    @micropython.viper function (py/compile.c knows them by name). Anywhere else a board
+    raises NameError, while the CPython shim, which makes them built-ins, would not."""
+    found, viper = [], 0
+    for path in firmware_files():
+        tree = ast.parse(path.read_text(), str(path))
+        inside = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.FunctionDef) and _is_viper(node):
+                viper += 1
+                inside |= {id(n) for n in ast.walk(node)}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Name) and node.id in VIPER_TYPES and id(node) not in inside:
+                found.append("%s %s" % (_where(path, node), node.id))
+    assert viper, "no @micropython.viper function found: is the walk broken?"
+    assert not found, "viper types outside a viper function: " + ", ".join(found)
+
+
 def test_no_assert_in_firmware():
     """Asserts vanish under -O (mpy-cross -O3 as `make mpy` builds): check with an if/raise."""
     found = []

@@ -1,7 +1,10 @@
 """Property tests of the body path against a reference (CPython; the same code runs on
 MicroPython in unit_cases.py): any body, cut into any chunks, gives CRLF-only lines,
-dot-stuffed, ending in exactly one CRLF before ".", and quoted-printable decodes back."""
+dot-stuffed, ending in exactly one CRLF before ".", and quoted-printable decodes back.
+The viper loop (message._transform: its own Python and the shim's faster twin of it) gives
+the bytes the encoder before it gave (unit_cases.OldEncoder) for chunks of every size."""
 
+import contextlib
 import quopri
 import re
 
@@ -9,6 +12,8 @@ import unit_cases
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from microsmtp import message
+from microsmtp_host import shim
+from microsmtp_host.shim import twins
 
 # Bodies rich in the bytes that matter: CR, LF, ".", "=", space, 8-bit.
 body_bytes = st.lists(st.sampled_from([b"\r", b"\n", b".", b"=", b" ", b"a", b"\xc3\xa9",
@@ -58,3 +63,72 @@ def test_quoted_printable_round_trips(body, cuts):
 def test_soft_break_before_a_dot_is_stuffed():
     wire = unit_cases._encode([b"x" * 73 + b".\r\n"], message.CTE_QP)
     assert b"=\r\n..\r\n" in wire, wire
+
+
+# As body_bytes, with lines long enough for soft breaks and for 7bit/8bit's too_long.
+long_body_bytes = st.lists(st.sampled_from([b"\r", b"\n", b".", b"=", b" ", b"a", b"\xc3\xa9",
+                                            b"\r\n", b"..", b"\t", b"\x00", b"z" * 90,
+                                            b"y" * 500]),
+                           max_size=40).map(b"".join)
+
+
+@contextlib.contextmanager
+def firmware_python():
+    """message's viper functions as firmware/ writes them (on a board: native code) in place
+    of the shim's twins."""
+    saved = message._transform, message._copy
+    message._transform = shim.PURE["microsmtp.message._transform"]
+    message._copy = shim.PURE["microsmtp.message._copy"]
+    try:
+        yield
+    finally:
+        message._transform, message._copy = saved
+
+
+def test_cpython_runs_the_twins():
+    assert message._transform is twins.transform and message._copy is twins.copy
+    assert shim.PURE["microsmtp.message._transform"].__module__ == "microsmtp.message"
+
+
+def test_twins_know_the_state_layout():
+    names = ("I", "O", "CAP", "QP", "CR", "BOL", "COL", "LONG")
+    assert [getattr(message, "_S_" + n) for n in names] == [getattr(twins, "S_" + n)
+                                                              for n in names]
+    assert message._S_SIZE == len(names)
+
+
+def _encode_all(chunks, cte, scratch, out):
+    """The wire bytes and too_long from the old encoder, the twin and the firmware's own."""
+    got = []
+    for run in ("old", "twin", "firmware"):
+        enc = unit_cases.OldEncoder() if run == "old" else message.BodyEncoder()
+        with firmware_python() if run == "firmware" else contextlib.nullcontext():
+            got.append((unit_cases._encode(chunks, cte, enc, scratch, out), enc.too_long))
+    return got
+
+
+@settings(max_examples=600, deadline=None)
+@given(long_body_bytes, st.lists(st.integers(0, 10_000), max_size=8),
+       st.sampled_from([message.CTE_7BIT, message.CTE_8BIT, message.CTE_QP]),
+       st.integers(1, 40), st.integers(5, 100))
+def test_transform_gives_the_old_bytes(body, cuts, cte, scratch, out):
+    """Chunks cut anywhere (by the iterator and again by a scratch buffer of 1-40 bytes), a
+    send buffer of 5-100 bytes: the same wire bytes and too_long as before the rewrite."""
+    old, twin, firmware = _encode_all(chunked(body, cuts), cte, scratch, out)
+    assert twin == old
+    assert firmware == old
+
+
+def test_every_chunk_size_gives_the_old_bytes():
+    """Bodies of every awkward kind, cut into chunks of each size from 1 to 64 bytes; lines
+    of 998 octets (the most 7bit and 8bit take, RFC 5322 §2.1.1) and of 999."""
+    start = (b".start\r\n..two\rbare cr\nbare lf\r\n\r\n.\r\n" + b"=" * 80 + b"\n"
+             + b"x" * 73 + b".\r\n" + b"sp \ttab\t \r\n" + "caf\u00e9\u2603".encode()
+             + b"\x00\x7f\n")
+    for body, too_long in ((start + b"y" * 998 + b"\n.end \t", False),
+                           (start + b"y" * 998 + b"\r" + b"z" * 999 + b"\r\n.", True)):
+        for cte in (message.CTE_7BIT, message.CTE_8BIT, message.CTE_QP):
+            for size in range(1, 65):
+                old, twin, firmware = _encode_all([body], cte, size, 5 + size % 7 * 13)
+                assert twin == old and firmware == old, (cte, size)
+                assert old[1] == (too_long and cte != message.CTE_QP)

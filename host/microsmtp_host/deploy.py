@@ -6,10 +6,12 @@
 The library goes to lib/microsmtp: by default as source with mpremote's mip and this
 checkout's package.json (as `mpremote mip install ./package.json` does); with --mpy as .mpy
 files that mpy-cross compiles for the bytecode version and architecture the board reports
-(sys.implementation._mpy). Files that the new ones would shadow or leave behind are removed
-first: MicroPython imports foo.py before foo.mpy, so a stale .py beside an .mpy would run
-instead of it; a module gone from the package would linger. The check at the end refuses
-(exit 2) if lib/microsmtp holds anything but the files just deployed.
+(sys.implementation._mpy; message.py's @micropython.viper loop is native code, so a board
+whose MicroPython has no native emitter is refused either way). Files that the new ones would
+shadow or leave behind are removed first: MicroPython imports foo.py before foo.mpy, so a
+stale .py beside an .mpy would run instead of it; a module gone from the package would
+linger. The check at the end refuses (exit 2) if lib/microsmtp holds anything but the files
+just deployed.
 
 --config copies a local config.json (docs/CONFIG.md; it holds secrets, so it never comes
 from the repository) to config.json; --app copies the board's app to main.py (run at boot).
@@ -271,6 +273,13 @@ def run(args):
         ver, sub, arch = decode_mpy(int(mpy))
         print("      MicroPython %s on %s: .mpy v%d.%d, %s" % (
             version, platform, ver, sub, arch or "no native code"), flush=True)
+        if int(mpy) and arch is None:
+            # Its _mpy names the native emitter it was built with: none, so it can neither
+            # load .mpy files with native code nor compile message.py's from source.
+            raise _error("the board's MicroPython (%s) has no native code emitter, and "
+                         "microsmtp's body loop is native (@micropython.viper in message.py): "
+                         "use a MicroPython built with one (the ESP32 and RP2 ports are)"
+                         % platform)
 
     with tempfile.TemporaryDirectory(prefix="microsmtp-deploy-") as tmp:
         out_dir = Path(tmp) / "microsmtp"

