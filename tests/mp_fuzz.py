@@ -38,29 +38,29 @@ class FuzzSocket:
     def connect(self, addr):
         pass
 
-    def write(self, buf):
-        self.written += len(buf)
-        return len(buf)
+    def write(self, buf, off=0, n=None):  # MicroPython's stream write(buf, off, max_len)
+        n = len(buf) - off if n is None else n
+        self.written += n
+        return n
 
-    def readinto(self, buf):
+    def recv(self, size):  # one read, as MicroPython's socket.recv
         net = self.net
         if net.pos >= len(net.lens):
-            return 0  # the server closed
+            return b""  # the server closed
         n = net.lens[net.pos]
         if n == STALL:
             return None  # FuzzPoll.poll() then times out
         if n == RESET:
             net.pos += 1
             raise OSError(errno.ECONNRESET)
-        k = min(len(buf), n - net.off)
+        k = min(size, n - net.off)
         at = net.at + net.off
-        buf[:k] = net.data[at:at + k]
         net.off += k
         if net.off >= n:
             net.pos += 1
             net.at += n
             net.off = 0
-        return k
+        return net.data[at:at + k]
 
     def close(self):
         self.closed = True
@@ -82,6 +82,8 @@ class FuzzPoll:
             net.pos += 1
             return []
         return [(self.sock, 1)]
+
+    ipoll = poll
 
 
 class FuzzNet:

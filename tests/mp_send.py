@@ -11,6 +11,14 @@ import microsmtp
 
 with open(sys.argv[1]) as f:
     cfg = json.load(f)
+body = cfg["body"]
+if cfg.get("body_text_file"):
+    # A kilobyte in-memory body, read into one block while the heap is whole (its size
+    # known: one allocation, no regrowing), as an app keeps its alert texts.
+    import os
+
+    with open(cfg["body_text_file"]) as f:
+        body = f.read(os.stat(cfg["body_text_file"])[6])
 gc.collect()  # the parser's garbage, before the Client's long-lived objects
 client = microsmtp.Client(
     cfg["server"], cfg["port"], from_address=cfg["from"], username=cfg.get("username"),
@@ -19,12 +27,6 @@ client = microsmtp.Client(
     timeouts=cfg.get("timeouts"), tls=cfg.get("tls"), cadata=cfg.get("cadata"),
     insecure=cfg.get("insecure", False), oauth_token=cfg.get("oauth_token"),
     allow_plaintext_auth=cfg.get("allow_plaintext_auth", True))
-body = cfg["body"]
-if cfg.get("body_text_file"):
-    # An in-memory body, read after the Client exists, as an app builds its alert text
-    # after boot: the heap is less fragmented that way than with it inside the config.
-    with open(cfg["body_text_file"]) as f:
-        body = f.read()
 for _ in range(cfg.get("repeat") or 1):
     f = open(cfg["body_file"], "rb") if cfg.get("body_file") else None
     e = None

@@ -27,7 +27,7 @@ class ScriptedSocket:
         if how == "timeout":
             raise OSError(errno.ETIMEDOUT)
 
-    def write(self, buf):
+    def write(self, buf, off=0, n=None):  # MicroPython's stream write(buf, off, max_len)
         net = self.net
         if self.handshake:
             self.handshake = False
@@ -35,12 +35,14 @@ class ScriptedSocket:
         if net.peek() == "wfail":
             net.pos += 1
             raise OSError(errno.ECONNRESET)
+        n = len(buf) - off if n is None else n
+        data = bytes(buf[off:off + n])
         if net.wire is not None:
-            net.wire.write(buf)
-        net.feed(bytes(buf))
-        return len(buf)
+            net.wire.write(data)
+        net.feed(data)
+        return n
 
-    def readinto(self, buf):
+    def recv(self, size):  # one read, as MicroPython's socket.recv: b"" once closed
         net = self.net
         if self.handshake:
             self.handshake = False
@@ -48,9 +50,9 @@ class ScriptedSocket:
         ev = net.peek()
         if ev == "close":
             net.pos += 1
-            return 0
+            return b""
         if ev is None:
-            return 0
+            return b""
         if ev == "stall":
             return None  # nothing yet; ScriptedPoll.poll() then times out
         if ev == "reset":
@@ -58,14 +60,13 @@ class ScriptedSocket:
             raise OSError(errno.ECONNRESET)
         if ev == "S" or ev == "S1":  # "S1": the same bytes, one per read
             data = net.pending
-            n = min(len(buf), len(data), 1 if ev == "S1" else len(data))
-            buf[:n] = data[:n]
+            n = min(size, len(data), 1 if ev == "S1" else len(data))
             net.pending = data[n:]
             if not net.pending:
                 net.next()
-            return n
+            return data[:n]
         net.error("client read while the script expected " + ev)
-        return 0
+        return b""
 
     def close(self):
         self.closed = True
@@ -90,6 +91,8 @@ class ScriptedPoll:
             net.pos += 1
             return []
         return [(self.sock, self.mask)]
+
+    ipoll = poll  # MicroPython's allocation-free twin; here the same list
 
 
 class ScriptedSSL:

@@ -21,7 +21,7 @@ def micropython_units(tmp_path_factory):
         [runtimes.ROOT / "tests" / "unit_cases.py", runtimes.ROOT / "tests" / "mp_units.py"],
         tmp)
     proc = runtimes.run_micropython("mp_units", [], [test_mpy, runtimes.firmware_mpy()],
-                                    timeout=120, heap=runtimes.HARNESS_HEAP)
+                                    timeout=120, heap=runtimes.UNITS_HEAP)
     results = {}
     for line in proc.stdout.splitlines():
         if line.startswith("{"):
@@ -41,7 +41,7 @@ def test_status_codes_match_protocol_constants():
     """protocol.py, pool.py and status.py inline status values as private consts: they must
     equal the public ones."""
     found = []
-    for name in ("protocol", "pool", "status"):
+    for name in ("protocol", "pool", "status", "auth", "outbox"):
         src = (runtimes.ROOT / "firmware" / "microsmtp" / (name + ".py")).read_text()
         found += re.findall(r"^_([A-Z_]+) = const\((0x[0-9A-F]+)\)", src, re.M)
     assert len(found) > 10
@@ -50,15 +50,18 @@ def test_status_codes_match_protocol_constants():
 
 
 def test_private_constants_agree_across_modules():
-    """protocol.py, transport.py, secure.py and __init__.py each inline the same request,
-    result and TLS-mode values as private consts (a name kept costs heap on a board)."""
+    """protocol.py, transport.py, secure.py, auth.py and __init__.py each inline the same
+    request, result, TLS-mode, phase and AUTH values as private consts (a name kept costs
+    heap on a board)."""
     seen = {}
-    for name in ("protocol", "transport", "secure", "__init__"):
+    for name in ("protocol", "transport", "secure", "auth", "__init__"):
         src = (runtimes.ROOT / "firmware" / "microsmtp" / (name + ".py")).read_text()
-        for const, value in re.findall(r"^_?((?:OP|ERR|TLS)_[A-Z]+) = const\((-?\d+)\)", src,
-                                       re.M):
-            assert seen.setdefault(const, int(value)) == int(value), (name, const)
-    assert len(seen) >= 14
+        pattern = r"^_?((?:OP|ERR|TLS|P|N|CAP|F|AUTH|LINE)_[A-Z_0-9]+) = " \
+                  r"const\((-?[0-9A-Fa-fx]+)\)"
+        for const, value in re.findall(pattern, src, re.M):
+            value = int(value, 0)
+            assert seen.setdefault(const, value) == value, (name, const)
+    assert len(seen) >= 30
     for public in ("TLS_NONE", "TLS_STARTTLS", "TLS_IMPLICIT"):
         assert getattr(microsmtp, public) == seen[public]
 
@@ -71,8 +74,10 @@ def test_ehlo_name_tables_match():
         return [table[i:i + 10].strip() for i in range(0, len(table), 10)]
 
     assert slots(protocol._MECHS) == [auth.name(m) for m in (1, 2, 3, 4)]
-    assert [1 << i for i in range(4)] == [auth.MECH_LOGIN, auth.MECH_CRAM_MD5,
-                                          auth.MECH_PLAIN, auth.MECH_XOAUTH2]
+    src = (runtimes.ROOT / "firmware" / "microsmtp" / "auth.py").read_text()
+    for name in ("LOGIN", "CRAM_MD5", "PLAIN", "XOAUTH2"):  # bit = 1 << (AUTH_* - 1)
+        bit = re.search(r"^_MECH_%s = const\((\d+)\)" % name, src, re.M).group(1)
+        assert int(bit) == 1 << (getattr(microsmtp, "AUTH_" + name) - 1), name
     keywords = slots(protocol._KEYWORDS)
     assert keywords == [b"8BITMIME", b"PIPELINING", b"STARTTLS", b"SMTPUTF8", b"SIZE", b"AUTH"]
     for name, bit in (("8BITMIME", protocol._CAP_8BITMIME), ("STARTTLS", protocol._CAP_STARTTLS),

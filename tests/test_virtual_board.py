@@ -232,8 +232,9 @@ def test_dry_run_prints_the_commands_and_touches_nothing(tmp_path, files, capsys
     lines = capsys.readouterr().out.splitlines()
     mp = [ln for ln in lines if ln.startswith("mpremote ")]
     assert mp and all(ln.startswith("mpremote connect %s resume " % port) for ln in mp)
-    assert any(ln.startswith("mpy-cross -O3 -march=ARCH -o TMP/microsmtp/protocol.mpy "
-                             "firmware/microsmtp/protocol.py") for ln in lines)
+    assert any(ln.startswith("mpy-cross -O3 -march=ARCH -s microsmtp.protocol -o "
+                             "TMP/microsmtp/protocol.mpy firmware/microsmtp/protocol.py")
+               for ln in lines)
     assert any(ln.endswith("fs cp %s :config.json" % config) for ln in lines)
     assert any(ln.endswith("fs cp %s :main.py" % app) for ln in lines)
     assert any(" fs cp TMP/microsmtp/__init__.mpy " in ln and ln.endswith(":lib/microsmtp/")

@@ -1,9 +1,14 @@
 # Unit cases for the pieces under the session, run on CPython (test_units.py) and on the
 # MicroPython unix port (the same file, compiled with mpy-cross). Plain functions and an
 # explicit check(): asserts would vanish in the -O3 build the unix port runs.
+import gc
+
 import microsmtp
 from microsmtp import auth, message
 
+# auth.py's private _MECH_* bits: the mechanisms a server lists, 1 << (AUTH_* - 1).
+_MECH = {m: 1 << (m - 1) for m in (microsmtp.AUTH_LOGIN, microsmtp.AUTH_CRAM_MD5,
+                                   microsmtp.AUTH_PLAIN, microsmtp.AUTH_XOAUTH2)}
 
 def check(cond, what):
     if not cond:
@@ -18,11 +23,29 @@ def raises(exc, fn, *args, **kw):
     raise AssertionError("%s not raised by %r%r" % (exc.__name__, fn, args))
 
 
+def _head(tm, id=None):
+    """The header block message.Head writes for a mail at tm, through 64-byte buffers."""
+    head = message.Head("dev@example.org")
+    head.start(["ops@example.org"], "Boiler", message.CTE_7BIT, 2, tm, id)
+    out = b""
+    while True:
+        buf = bytearray(64)
+        n = head.fill(buf, 0)
+        out += bytes(buf[:n])
+        if head.index >= 17:  # protocol.py's _H_END
+            return out
+
+
 def case_date_header():
-    check(message.date_value((2026, 11, 28, 9, 5, 7, 5, 332)) == "Sat, 28 Nov 2026 09:05:07 +0000",
-          "RFC 5322 date")
-    check(message.date_value((2000, 1, 1, 0, 0, 0, 5, 1)) is None, "unset clock: no Date")
-    check(message.date_value((2020, 12, 31, 0, 0, 0, 3, 366)) is None, "2020 counts as unset")
+    check(_head((2026, 11, 28, 9, 5, 7, 5, 332)).startswith(
+        b"Date: Sat, 28 Nov 2026 09:05:07 +0000\r\nFrom: dev@example.org\r\n"), "RFC 5322 date")
+    check(_head((1999, 1, 2, 23, 59, 58, 5, 2)).startswith(b"From: "), "unset clock: no Date")
+    check(_head((2020, 12, 31, 0, 0, 0, 3, 366)).startswith(b"From: "), "2020 counts as unset")
+    check(_head((2031, 5, 4, 13, 0, 9, 6, 124), "ab12").endswith(
+        b"Message-ID: <ab12@example.org>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; "
+        b"charset=utf-8\r\nContent-Transfer-Encoding: 7bit\r\n\r\n"), "the id given")
+    check(b"Date: Sun, 04 May 2031 13:00:09 +0000\r\n" in _head((2031, 5, 4, 13, 0, 9, 6, 124)),
+          "another date")
 
 
 def case_subject_words():
@@ -88,34 +111,42 @@ _PARSER = [None]
 
 
 def _parse_reply(reply):
-    """Feed `reply` to Session._reply through a 512-byte rx, byte by byte copies (no
-    allocation on this side); the session after it and what the parse allocated."""
+    """Run the engine (protocol.Session) through a greeting and EHLO, feeding `reply` as
+    the EHLO reply in reads of up to 128 bytes, copied byte by byte (no allocation on this
+    side); the session after it and what the engine allocated while reading the reply."""
     import micropython
 
-    s = _PARSER[0]
-    if s is None:  # one session for every parse: this harness shares a small heap
-        s = _PARSER[0] = microsmtp.Client("mail.test", from_address="dev@example.org",
-                                          net=object())._session
-        s.rx = bytearray(512)
-        s.rx_mv = memoryview(s.rx)
-    s.rx_start = s.rx_end = s.caps = s.mechs = 0
-    s.step = "EHLO"
+    c = _PARSER[0]
+    if c is None:  # one client for every parse: this harness shares a small heap
+        # Credentials: the mechanisms a server lists are kept for AUTH only (s.auth.mechs).
+        c = _PARSER[0] = microsmtp.Client("mail.test", from_address="dev@example.org",
+                                          client_domain="dev.example.org", net=object(),
+                                          username="dev", password="pw",
+                                          allow_plaintext_auth=True,
+                                          auth=microsmtp.AUTH_NONE)
+        c._session.buffers(bytearray(512), bytearray(536), bytearray(536))
+    s = c._session
+    s.load(["ops@example.org"], "s", "x\n", 2)
     total = getattr(micropython, "mem_total", None)  # the unix port's allocation count
-    gen = s._reply(1000)
+    gen = s.engine
+    op = gen.send(1)  # a session starts: OP_CONNECT
+    op = gen.send(0)  # connected: the greeting's OP_WAIT
+    s.rx[0:7] = b"220 x\r\n"
+    op = gen.send(7)  # EHLO written: OP_SEND
+    op = gen.send(0)  # sent: the reply's OP_WAIT
     pos = 0
     before = total() if total else 0
-    try:
-        r = gen.send(None)
-        while True:
-            n = 0
-            while n < 128 and pos < len(reply) and s.rx_end + n < 512:
-                s.rx[s.rx_end + n] = reply[pos]
-                n += 1
-                pos += 1
-            r = gen.send(n)
-    except StopIteration:
-        pass
-    return s, (total() - before if total else 0), r
+    while op == 3 or op == 4:  # OP_WAIT, OP_RECV
+        n = 0
+        while n < 128 and pos < len(reply) and s.rx_end + n < 512:
+            s.rx[s.rx_end + n] = reply[pos]
+            n += 1
+            pos += 1
+        op = gen.send(n)
+    spent = total() - before if total else 0
+    s.restart()  # the engine back to waiting for a session
+    s.rx_start = s.rx_end = 0
+    return s, spent, op
 
 
 def case_input_checks():
@@ -195,8 +226,8 @@ def case_error_classification():
 
 
 def case_auth_fallback_rules():
-    P, L, N = auth.AUTH_PLAIN, auth.AUTH_LOGIN, auth.AUTH_NONE
-    mp, ml, mc = auth.MECH_PLAIN, auth.MECH_LOGIN, auth.MECH_CRAM_MD5
+    P, L, N = microsmtp.AUTH_PLAIN, microsmtp.AUTH_LOGIN, microsmtp.AUTH_NONE
+    mp, ml, mc = _MECH[P], _MECH[L], _MECH[microsmtp.AUTH_CRAM_MD5]
     rules = (  # configured, AUTH listed, mechanisms offered, credentials -> used
         (P, False, 0, True, P),  # guide 1: nothing listed -> PLAIN
         (L, False, 0, True, P),
@@ -217,9 +248,10 @@ def case_auth_fallback_rules():
 
 
 def case_auth_strongest_first():
-    A, N = auth.AUTH_AUTO, auth.AUTH_NONE
-    P, L, C, X = auth.AUTH_PLAIN, auth.AUTH_LOGIN, auth.AUTH_CRAM_MD5, auth.AUTH_XOAUTH2
-    mp, ml, mc, mx = auth.MECH_PLAIN, auth.MECH_LOGIN, auth.MECH_CRAM_MD5, auth.MECH_XOAUTH2
+    A, N = microsmtp.AUTH_AUTO, microsmtp.AUTH_NONE
+    P, L, C, X = (microsmtp.AUTH_PLAIN, microsmtp.AUTH_LOGIN, microsmtp.AUTH_CRAM_MD5,
+                  microsmtp.AUTH_XOAUTH2)
+    mp, ml, mc, mx = _MECH[P], _MECH[L], _MECH[C], _MECH[X]
     every = mp | ml | mc | mx
     rules = (  # configured, offered, creds (1 password, 2 token), tried -> used
         (A, every, 1, 0, C),  # CRAM-MD5 never sends the password
@@ -254,13 +286,14 @@ def case_login_prompts():
     check(auth.plain_response(user, password) == b"YWxpY2UAYWxpY2UAczNjcmV0", "PLAIN")
 
 
-def _encode(body_chunks, cte):
-    """Run the body path (BodySource + BodyEncoder) as the session does, small buffers."""
+def _encode(body_chunks, cte, enc=None, scratch_size=16, out_size=64):
+    """Run the body path (BodySource + BodyEncoder, or `enc`) as the session does, small
+    buffers."""
     src = message.BodySource()
     src.reset(iter(body_chunks), None)
-    enc = message.BodyEncoder()
-    out = bytearray(64)
-    scratch = bytearray(16)
+    enc = enc or message.BodyEncoder()
+    out = bytearray(out_size)
+    scratch = bytearray(scratch_size)
     enc.start(cte, scratch, out)
     wire = b""
     while True:
@@ -268,15 +301,15 @@ def _encode(body_chunks, cte):
         if not n:
             break
         enc.chunk()
-        while enc.i < n:
+        while enc.index < n:
             enc.encode(n)
-            if enc.i < n:
-                wire += bytes(out[:enc.o])
-                enc.o = 0
-    if enc.o > len(out) - 5:
-        wire += bytes(out[:enc.o])
-        enc.o = 0
-    return wire + bytes(out[:enc.finish(enc.o)])
+            if enc.index < n:
+                wire += bytes(out[:enc.pos])
+                enc.pos = 0
+    if enc.pos > len(out) - 5:
+        wire += bytes(out[:enc.pos])
+        enc.pos = 0
+    return wire + bytes(out[:enc.finish(enc.pos)])
 
 
 def case_body_chunk_boundaries():
@@ -297,13 +330,271 @@ def case_body_chunk_boundaries():
           "body_length limits what is read")
 
 
+class OldEncoder:
+    """The reference: BodyEncoder as it was before the viper loop (commit afa41f8), Python
+    with slice copies. The new one must give the same bytes, flushes and too_long."""
+
+    def __init__(self):
+        self.start(0, b"", b"")
+
+    def start(self, cte, src, out):
+        self.cte = cte
+        self.src = src
+        self.smv = memoryview(src)
+        self.out = out
+        self.omv = memoryview(out)
+        self.bol = True
+        self.cr = False
+        self.col = 0
+        self.too_long = False
+        self.pos = 0
+        self.chunk()
+
+    def chunk(self):
+        self.index = 0
+        self.lf_at = self.cr_at = -1
+
+    def encode(self, n):
+        src = self.src
+        out = self.out
+        cap = len(out) - 4
+        qp = self.cte == 2
+        i = self.index
+        o = self.pos
+        while i < n and o < cap:
+            c = src[i]
+            if self.cr:
+                self.cr = False
+                if c == 10:
+                    i += 1
+                    continue
+            if c == 13 or c == 10:
+                out[o] = 13
+                out[o + 1] = 10
+                o += 2
+                self.bol = True
+                self.cr = c == 13
+                self.col = 0
+                i += 1
+                continue
+            if self.bol:
+                self.bol = False
+                if c == 46:
+                    out[o] = 46
+                    o += 1
+            if qp:
+                if self.col >= 73:
+                    out[o] = 61
+                    out[o + 1] = 13
+                    out[o + 2] = 10
+                    o += 3
+                    self.col = 0
+                    self.bol = True
+                    continue
+                nxt = src[i + 1] if i + 1 < n else 13
+                if (33 <= c <= 126 and c != 61) or (
+                        (c == 32 or c == 9) and nxt != 13 and nxt != 10):
+                    out[o] = c
+                    o += 1
+                    self.col += 1
+                else:
+                    hexd = b"0123456789ABCDEF"
+                    out[o] = 61
+                    out[o + 1] = hexd[c >> 4]
+                    out[o + 2] = hexd[c & 15]
+                    o += 3
+                    self.col += 3
+                i += 1
+                continue
+            if self.lf_at < i:
+                self.lf_at = src.find(b"\n", i, n)
+                if self.lf_at < 0:
+                    self.lf_at = n
+            if self.cr_at < i:
+                self.cr_at = src.find(b"\r", i, n)
+                if self.cr_at < 0:
+                    self.cr_at = n
+            j = self.lf_at if self.lf_at < self.cr_at else self.cr_at
+            if j - i > cap - o:
+                j = i + cap - o
+            run = j - i
+            self.omv[o:o + run] = self.smv[i:j]
+            o += run
+            i = j
+            self.col += run
+            if self.col > 998:
+                self.too_long = True
+                break
+        self.index = i
+        self.pos = o
+
+    def finish(self, o):
+        out = self.out
+        if not self.bol:
+            out[o] = 13
+            out[o + 1] = 10
+            o += 2
+        out[o] = 46
+        out[o + 1] = 13
+        out[o + 2] = 10
+        return o + 3
+
+
+def _sample_body(size, seed, write):
+    """`size` bytes rich in what the transform treats apart (CR, LF, CRLF, ".", "=", space
+    or tab before a line end, 8-bit, NUL, lines of up to 900 bytes), handed to write()."""
+    # One constant split here: each bytes constant of a module costs heap while it is loaded.
+    pieces = b".|\r|\n|\r\n|=| |\t|\xc3\xa9|..|word| \r\n|\x00|\t\n".split(b"|")
+    pieces.append(b"x" * 90)
+    x = seed
+    col = n = 0
+    while n < size:
+        x = (x * 1103515245 + 12345) & 0x7FFFFFFF
+        p = b"\n" if col > 900 else pieces[(x >> 16) % len(pieces)]
+        write(p)
+        n += len(p)
+        col = 0 if p[-1] == 10 or p[-1] == 13 else col + len(p)
+
+
+def _hash(h, buf, n):
+    """A checksum of what went out, in no memory (so under heap_lock too)."""
+    for k in range(n):
+        h = (h * 31 + buf[k]) & 0xFFFFFFF
+    return h
+
+
+def _body_loop(src, enc, cte, lock, scratch_size=536, out_size=536):
+    """The session's body loop (protocol.py) from `src` (a BodySource), under
+    micropython.heap_lock() if lock: ((count, checksum) of the wire bytes, what an
+    allocation raised or None, bytes the unix port counted allocated (mem_total))."""
+    import micropython
+
+    scratch = bytearray(scratch_size)
+    out = bytearray(out_size)
+    enc.start(cte, scratch, out)
+    total = getattr(micropython, "mem_total", None)
+    before = total() if total else 0
+    err = None
+    sent = h = 0
+    if lock:
+        micropython.heap_lock()
+    try:
+        while True:
+            n = src.readinto(scratch)
+            if not n:
+                break
+            enc.chunk()
+            while enc.index < n:
+                enc.encode(n)
+                if enc.index < n:
+                    h = _hash(h, out, enc.pos)
+                    sent += enc.pos
+                    enc.pos = 0
+        if enc.pos > len(out) - 5:
+            h = _hash(h, out, enc.pos)
+            sent += enc.pos
+            enc.pos = 0
+        n = enc.finish(enc.pos)
+        h = _hash(h, out, n)
+        sent += n
+    except MemoryError as e:  # heap_lock: any allocation raises it
+        err = e
+    finally:
+        if lock:
+            micropython.heap_unlock()
+    moved = total() - before if total else 0  # before the tuples below
+    return (sent, h), err, moved
+
+
+def _against_old(body, cte, lock, path=None):
+    """`body` (or the file at `path`) through BodySource + BodyEncoder, under heap_lock if
+    lock, then through OldEncoder: no allocation, the same bytes; too_long."""
+    src = message.BodySource()
+    enc = message.BodyEncoder()
+    got = []
+    for e in (enc, OldEncoder()):
+        f = open(path, "rb") if path else None
+        src.reset(f or body, None)
+        wire, err, moved = _body_loop(src, e, cte, lock and e is enc)
+        if f:
+            f.close()
+        got.append((wire, e.too_long))
+        what = "%s, cte %d" % (path or type(body).__name__, cte)
+        check(e is not enc or err is None and moved == 0, "%s: %r, %d B allocated" % (
+            what, err, moved))
+    check(got[0] == got[1], what + ": not the old encoder's bytes")
+    return enc.too_long
+
+
+def case_body_heap_locked():
+    """Issue 10: a 100 KB file body goes through BodySource + BodyEncoder (the viper loop)
+    with no allocation at all, proven on the unix port under micropython.heap_lock() (an
+    allocation raises MemoryError) and by mem_total() not moving (a call's frame that does
+    not fit the C stack falls back to it under heap_lock, py/objfun.c, but mem_total counts
+    it); the bytes are the old encoder's. In-memory bytes, str and memoryview bodies too."""
+    import binascii
+    import os
+
+    import micropython
+
+    lock = hasattr(micropython, "heap_lock")  # the unix port; CPython compares bytes only
+    path = "/tmp/microsmtp-unit-%s" % binascii.hexlify(os.urandom(6)).decode()
+    try:
+        with open(path, "wb") as f:
+            _sample_body(100000, 7, f.write)
+        with open(path, "rb") as f:
+            text = f.read(1000)
+        bodies = [(None, message.CTE_8BIT, False), (None, message.CTE_QP, False),
+                  (text, message.CTE_8BIT, False), (text, message.CTE_QP, False),
+                  ("caf\u00e9 = x \r\n.dot\rbare\n" * 30, message.CTE_QP, False),
+                  (memoryview(text), message.CTE_8BIT, False),
+                  (b"y" * 999, message.CTE_8BIT, True)]  # 999 octets: too long
+        for body, cte, too_long in bodies:
+            check(_against_old(body, cte, lock, body is None and path) == too_long, "too_long")
+    finally:
+        try:
+            os.remove(path)
+        except OSError:
+            pass
+        _collect()
+
+
+def _collect():
+    """After a case that churns the heap: the harness heap is shared by the cases that
+    follow, and a long-lived object they make (case_ehlo_parsed_in_place keeps a session)
+    would land above uncollected garbage and split the free space (seen: no 2 KB block left
+    for case_scan_file_before_mail)."""
+    import gc
+
+    gc.collect()
+
+
+def case_body_matches_old_encoder():
+    """The viper loop against the old encoder, chunks of every size from 1 to 24 bytes and
+    send buffers from 5 to 80: the same wire bytes, in 7bit, 8bit and quoted-printable."""
+    body = bytearray()
+    _sample_body(600, 3, body.extend)
+    src = message.BodySource()
+    for cte in (message.CTE_7BIT, message.CTE_8BIT, message.CTE_QP):
+        for size in range(1, 25):
+            out_size = (5, 6, 9, 13, 80)[size % 5]
+            src.reset(body, None)
+            new = _body_loop(src, message.BodyEncoder(), cte, False, size, out_size)[0]
+            src.reset(body, None)
+            old = _body_loop(src, OldEncoder(), cte, False, size, out_size)[0]
+            check(new == old, "cte %d, chunks of %d, out %d" % (cte, size, out_size))
+    _collect()
+
+
 def case_ehlo_parsed_in_place():
     """Issue 9, defect 7: a 39-line EHLO reply allocates no more than a 3-line one (the
     keywords are read in rx); the capabilities come out the same."""
     short = b"250-mail.test\r\n250-8BITMIME\r\n250 AUTH=PLAIN cram-md5 XOAUTH2 login\r\n"
     cut = short.index(b"250 AUTH")
     line = bytearray(b"250-X-PAD-00 " + b"x" * 200 + b"\r\n")
-    # 36 more lines of 215 bytes (over a 128-byte read each), made in one allocation.
+    # 36 more lines of 215 bytes (over a 128-byte read each), made in one allocation, in a
+    # heap the cases before may have left in pieces.
+    gc.collect()
     long = bytearray(len(short) + 36 * len(line))
     long[:cut] = short[:cut]
     for i in range(36):
@@ -315,11 +606,12 @@ def case_ehlo_parsed_in_place():
     s2, big, _ = _parse_reply(long)
     check(s1.code == s2.code == 250, "parsed")
     check(s1.caps == s2.caps == 1 | 32, "8BITMIME and AUTH: %r" % s2.caps)
-    check(s1.mechs == s2.mechs == auth.MECH_PLAIN | auth.MECH_CRAM_MD5 | auth.MECH_XOAUTH2
-          | auth.MECH_LOGIN, "the pre-RFC AUTH= form, any case: %r" % s2.mechs)
+    check(s1.auth.mechs == s2.auth.mechs == 15,
+          "the pre-RFC AUTH= form, any case: %r" % s2.auth.mechs)
     check(big - small <= 16, "a longer EHLO reply allocated %d bytes more" % (big - small))
     s3, _, _ = _parse_reply(b"250-x\r\n250-  AUTH  LOGIN\r\n250-SIZEX\r\n250 STARTTLS\r\n")
-    check(s3.caps == 32 | 4 and s3.mechs == auth.MECH_LOGIN, "spaces, unknown words")
+    check(s3.caps == 32 | 4 and s3.auth.mechs == _MECH[microsmtp.AUTH_LOGIN],
+          "spaces, unknown words")
 
 
 CASES = [name for name in sorted(globals()) if name.startswith("case_")]

@@ -5,7 +5,6 @@ import time
 from micropython import const
 
 from . import message, protocol, transport
-from .auth import AUTH_AUTO, AUTH_CRAM_MD5, AUTH_LOGIN, AUTH_NONE, AUTH_PLAIN, AUTH_XOAUTH2
 from .message import PRIORITY_HIGH, PRIORITY_LOW, PRIORITY_NORMAL
 from .pool import BufferPool
 from .status import SMTPError
@@ -15,6 +14,15 @@ __version__ = "0.1.0"
 # Status codes. Defined here, in the package itself, so a board keeps one table of names
 # (protocol.py and pool.py inline the values they raise; tests/test_units.py checks them).
 SUCCESS = const(0)
+
+# AUTH mechanisms: NetX Duo's values for LOGIN, CRAM-MD5, PLAIN and NONE; XOAUTH2 and AUTO
+# are microsmtp's. Here, not taken from auth.py: that module loads only with credentials.
+AUTH_AUTO = const(0)  # the strongest mechanism both sides support
+AUTH_LOGIN = const(1)
+AUTH_CRAM_MD5 = const(2)
+AUTH_PLAIN = const(3)
+AUTH_XOAUTH2 = const(4)
+AUTH_NONE = const(0xFFFF)
 
 # NetX Duo SMTP Client status codes (nxd_smtp_client.h): same values, "NX_SMTP_" dropped.
 AUTHENTICATION_ERROR = const(0xA0)
@@ -61,6 +69,15 @@ PLAINTEXT_AUTH_REFUSED = const(0xD6)  # credentials not sent over an unencrypted
 TLS_NONE = const(0)
 TLS_STARTTLS = const(1)
 TLS_IMPLICIT = const(2)
+
+# A session of the client: none open (or its connection gone), open but not connected yet
+# (or between mails), connected.
+_OVER = const(0)
+_IDLE = const(1)
+_OPEN = const(2)
+_MAIL = const(6)  # protocol.py's OP_MAIL: what Driver.run() returns between mails
+_F_SINGLE = const(64)  # protocol.py's Session.flags bit: one mail, QUIT may go with its "."
+_OUT_OF_MEMORY = const("Out of memory during the session; the connection was closed (SESSION).")
 
 # NetX Duo's defaults, seconds (NX_SMTP_CLIENT_*_TIMEOUT); QUIT waits at most "quit".
 TIMEOUTS = {"connect": 10, "greeting": 10, "envelope": 10, "message": 30, "quit": 5}
@@ -138,6 +155,8 @@ class Client:
             import socket as net
         self.pool = pool
         self._net = net
+        self._driver = None  # transport.Driver, made at the first send
+        self._state = _OVER
         self._session = protocol.Session(server, port, from_address, username, password,
                                          client_domain, auth, _timeouts_ms(timeouts), tls, ca,
                                          allow_plaintext_auth, oauth_token)
@@ -146,12 +165,22 @@ class Client:
         s = self._session
         if s is None:
             return "<microsmtp.Client closed>"
-        return "<microsmtp.Client %s:%d from %s>" % (s.host, s.port, s.from_address)
+        return "<microsmtp.Client %s:%d from %s>" % (s.host, s.port,
+                                                     bytes(s.head.from_address).decode())
 
     def send(self, recipients, subject, body, priority=PRIORITY_NORMAL):
         """Send one mail; None on success, SMTPError otherwise. ValueError on bad input."""
         recipients = message.check_mail(recipients, subject, priority)
-        self._run(recipients, subject, body, None, priority)
+        self._begin(True)
+        try:
+            self._deliver(recipients, subject, body, priority, None, None, None)
+        finally:
+            self._end()
+
+    def session(self):
+        """Several mails over one connection (one EHLO, TLS and AUTH):
+        `with client.session() as s: s.send(...); s.send(...)`."""
+        return ClientSession(self)
 
     def mail_send(self, recipient, priority, subject, body, body_length=None):
         """NetX's nx_smtp_mail_send: SUCCESS (0) or a status code; raises only on misuse."""
@@ -176,7 +205,11 @@ class Client:
         except ValueError:
             return INVALID_PARAM  # NetX: bad input, checked before any connection
         try:
-            self._run([recipient], subject, body, body_length, priority)
+            self._begin(True)
+            try:
+                self._deliver([recipient], subject, body, priority, body_length, None, None)
+            finally:
+                self._end()
         except SMTPError as e:
             return e.status
         return SUCCESS
@@ -185,7 +218,9 @@ class Client:
         """NetX's nx_smtp_client_delete: the client cannot send afterwards."""
         self._session = None
 
-    def _run(self, recipients, subject, body, limit, priority, batch=None, now=None, id=None):
+    # --- a session: the pool's buffers, the engine driven mail by mail -------------------
+
+    def _begin(self, single):
         s = self._session
         if s is None:
             raise SMTPError(CLIENT_NOT_INITIALIZED, "This client was closed; make a new Client.")
@@ -194,22 +229,101 @@ class Client:
             raise SMTPError(TLS_NO_CA, "TLS needs the server's CA certificate to verify it: "
                             "pass cadata= (boards have no CA store), or insecure=True to "
                             "skip the check (CONNECT).", "CONNECT")
-        scan = message.scan_body(body) if isinstance(body, (str, bytes, bytearray)) else None
+        if s.rx is not None:
+            raise SMTPError(INTERNAL_ERROR, "This client's session is still open: send through "
+                            "it, or close it first (SESSION).", "SESSION")
+        if s.engine is None:  # an exception ended the last session's engine
+            try:
+                s.restart()
+            except MemoryError:
+                raise SMTPError(PACKET_ALLOCATE_ERROR, _OUT_OF_MEMORY, "SESSION") from None
         pool = self.pool
-        rx = tx = scratch = None
+        rx = pool.acquire()
         try:
-            rx = pool.acquire()
             tx = pool.acquire()
-            scratch = pool.acquire()
-            s.prepare(recipients, subject, body, limit, priority, scan, now or time.gmtime(),
-                      rx, tx, scratch)
-            s.id = id
-            s.batch = batch
-            transport.run(s, self._net)
-        finally:
-            s.batch = None
-            # Whatever happened: every buffer back, the session in its initial state.
-            s.release()
+            try:
+                s.buffers(rx, tx, pool.acquire())
+            except SMTPError:
+                pool.release(tx)
+                raise
+        except SMTPError:
             pool.release(rx)
-            pool.release(tx)
-            pool.release(scratch)
+            raise
+        s.flags = _F_SINGLE if single else 0
+        self._state = _IDLE
+        if self._driver is None or self._driver.net is not self._net:
+            self._driver = transport.Driver(self._net)
+
+    def _deliver(self, recipients, subject, body, priority, limit, date, id):
+        """One mail of the open session; SMTPError for it (the session may go on)."""
+        s = self._session
+        if self._state == _OVER:  # the connection is gone: so is every mail after it
+            raise s.error or SMTPError(CONNECTION_CLOSED, "The session is over (SESSION).",
+                                       "SESSION")
+        try:
+            s.load(recipients, subject, body, priority, limit,
+                   time.gmtime() if date is None else time.gmtime(date), id)
+        except MemoryError:  # nothing sent of this mail; the session can go on
+            raise SMTPError(PACKET_ALLOCATE_ERROR, _OUT_OF_MEMORY, "SESSION") from None
+        self._state = _OPEN if self._drive(1) == _MAIL else _OVER
+        if s.error is not None:
+            raise s.error
+
+    def _drive(self, more):
+        try:
+            return self._driver.run(self._session, more)
+        except BaseException as e:  # MemoryError, KeyboardInterrupt: the engine cannot go on
+            # Dropped, not replaced here: a new one takes heap, which may be what ran out
+            # (_begin makes it for the next session).
+            self._session.engine = None
+            self._state = _OVER
+            if isinstance(e, MemoryError):  # a fragmented heap: an SMTPError all the same,
+                # temporary (an outbox tries again later); a constant sentence: no heap.
+                raise SMTPError(PACKET_ALLOCATE_ERROR, _OUT_OF_MEMORY, "SESSION") from None
+            raise
+
+    def _end(self):
+        """QUIT if the session is open; every buffer back, the engine waiting again."""
+        s = self._session
+        try:
+            if self._state == _OPEN:
+                self._drive(0)
+        finally:
+            self._driver.close()
+            self._state = _OVER
+            rx, tx, scratch = s.rx, s.tx, s.scratch
+            s.release()
+            self.pool.release(rx)
+            self.pool.release(tx)
+            self.pool.release(scratch)
+
+
+class ClientSession:
+    """Several mails over one connection: Client.session(). A mail refused (by the server
+    or for its body) raises SMTPError and the session goes on with the next; once the
+    connection is gone (`alive` false), every send raises the error that ended it."""
+
+    def __init__(self, client):
+        self.client = client
+
+    def __enter__(self):
+        self.client._begin(False)
+        return self
+
+    def __exit__(self, *exc):
+        self.client._end()
+
+    @property
+    def alive(self):
+        return self.client._state != _OVER
+
+    def send(self, recipients, subject, body, priority=PRIORITY_NORMAL, date=None,
+             message_id=None):
+        """As Client.send; date: seconds since the epoch for the Date header (the time the
+        mail was made, e.g. queued), message_id: the Message-ID's part before "@"."""
+        recipients = message.check_mail(recipients, subject, priority)
+        if message_id is not None:
+            message.check(message_id, "message_id", message.DOMAIN, 64)
+        if date is not None and not isinstance(date, int):
+            raise TypeError("date must be an int: seconds since the epoch")
+        self.client._deliver(recipients, subject, body, priority, None, date, message_id)

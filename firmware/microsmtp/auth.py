@@ -1,26 +1,45 @@
-# microsmtp: SASL mechanisms for SMTP AUTH (RFC 4954). MIT licence.
+# microsmtp: SMTP AUTH (RFC 4954) — the mechanisms and the exchange. MIT licence.
+# Loaded only by a client with credentials: a LAN relay's plain path never pays for it.
 import binascii
 
 from micropython import const
 
-# NetX Duo's values for LOGIN, CRAM-MD5, PLAIN and NONE; XOAUTH2 and AUTO are microsmtp's.
-AUTH_LOGIN = const(1)
-AUTH_CRAM_MD5 = const(2)
-AUTH_PLAIN = const(3)
-AUTH_XOAUTH2 = const(4)
-AUTH_AUTO = const(0)  # the strongest mechanism both sides support
-AUTH_NONE = const(0xFFFF)
+from .message import as_bytes
+
+# protocol.py's values (tests/test_units.py checks they match): phases, capability bits,
+# what _next() returns, status codes.
+_P_AUTH = const(6)
+_P_AUTH_REPLY = const(7)
+_P_AUTH_ANSWER = const(8)
+_P_AUTH_CANCEL = const(9)
+_P_ENVELOPE = const(10)
+_CAP_AUTH = const(32)
+_F_SECURE = const(2)
+_N_SEND = const(1)
+_AUTH_REPLY_ERROR = const(0xAD)
+_PLAINTEXT_AUTH_REFUSED = const(0xD6)
+_LINE_MAX = const(512)
+_AUTH_ROUNDS = const(3)  # 334 challenges answered before cancelling with "*"
+
+# microsmtp.AUTH_*, private here (a name kept is a dict entry on a board): NetX Duo's values
+# for LOGIN, CRAM-MD5, PLAIN and NONE; XOAUTH2 and AUTO are microsmtp's.
+_AUTH_LOGIN = const(1)
+_AUTH_CRAM_MD5 = const(2)
+_AUTH_PLAIN = const(3)
+_AUTH_XOAUTH2 = const(4)
+_AUTH_AUTO = const(0)  # the strongest mechanism both sides support
+_AUTH_NONE = const(0xFFFF)
 
 # Bits for the mechanisms a server lists after AUTH in its EHLO reply: 1 << (AUTH_* - 1).
-MECH_LOGIN = const(1)
-MECH_CRAM_MD5 = const(2)
-MECH_PLAIN = const(4)
-MECH_XOAUTH2 = const(8)
+_MECH_LOGIN = const(1)
+_MECH_CRAM_MD5 = const(2)
+_MECH_PLAIN = const(4)
+_MECH_XOAUTH2 = const(8)
 # The names as the server lists them and as the AUTH command says them, by AUTH_* - 1
 # (protocol.py's _MECHS holds the same, for the EHLO reply).
 _NAMES = const((b"LOGIN", b"CRAM-MD5", b"PLAIN", b"XOAUTH2"))
 # Strongest first: a token never shows the password; CRAM-MD5 sends only a keyed digest.
-_STRENGTH = const((AUTH_XOAUTH2, AUTH_CRAM_MD5, AUTH_PLAIN, AUTH_LOGIN))
+_STRENGTH = const((_AUTH_XOAUTH2, _AUTH_CRAM_MD5, _AUTH_PLAIN, _AUTH_LOGIN))
 
 
 
@@ -35,41 +54,41 @@ def b64(data):
 
 
 def choose(configured, listed, offered, creds, tried=0):
-    """The mechanism to use next, or AUTH_NONE.
+    """The mechanism to use next (an AUTH_* value), or AUTH_NONE.
 
-    listed: the server's EHLO had an AUTH line; offered: the MECH_* bits it named;
-    creds: 1 a password, 2 a token, 3 both; tried: MECH_* bits already refused with 534
+    listed: the server's EHLO had an AUTH line; offered: the _MECH_* bits it named;
+    creds: 1 a password, 2 a token, 3 both; tried: _MECH_* bits already refused with 534
     ("too weak": try the next one)."""
     have_password = creds & 1
     have_token = creds & 2
     if not creds:
-        return AUTH_NONE  # nothing to authenticate with (documented)
-    if configured == AUTH_AUTO:
+        return _AUTH_NONE  # nothing to authenticate with (documented)
+    if configured == _AUTH_AUTO:
         for mech in _STRENGTH:
             bit = 1 << (mech - 1)
             if offered & bit and not tried & bit and (
-                    have_token if mech == AUTH_XOAUTH2 else have_password):
+                    have_token if mech == _AUTH_XOAUTH2 else have_password):
                 return mech
         if tried:
-            return AUTH_NONE  # every mechanism we could use was refused as too weak
+            return _AUTH_NONE  # every mechanism we could use was refused as too weak
         # Nothing usable listed: guide rule 1 says PLAIN; with only a token, XOAUTH2.
-        return AUTH_PLAIN if have_password else AUTH_XOAUTH2
+        return _AUTH_PLAIN if have_password else _AUTH_XOAUTH2
     if tried:
-        return AUTH_NONE  # a pinned mechanism is not swapped for another after 534
-    if configured == AUTH_CRAM_MD5 or configured == AUTH_XOAUTH2:
+        return _AUTH_NONE  # a pinned mechanism is not swapped for another after 534
+    if configured == _AUTH_CRAM_MD5 or configured == _AUTH_XOAUTH2:
         return configured
     # The NetX Duo user guide's rules for PLAIN, LOGIN and NONE.
-    if configured == AUTH_NONE:
+    if configured == _AUTH_NONE:
         if not listed:
-            return AUTH_NONE
-        configured = AUTH_PLAIN  # guide: NONE, server supports AUTH -> switch to PLAIN
-    known = offered & (MECH_PLAIN | MECH_LOGIN)
+            return _AUTH_NONE
+        configured = _AUTH_PLAIN  # guide: NONE, server supports AUTH -> switch to PLAIN
+    known = offered & (_MECH_PLAIN | _MECH_LOGIN)
     if not known:
-        return AUTH_PLAIN  # guide: no usable type listed (or none at all) -> PLAIN
-    if configured == AUTH_LOGIN and not offered & MECH_LOGIN:
-        return AUTH_PLAIN  # guide: LOGIN configured, only PLAIN listed
-    if configured == AUTH_PLAIN and not offered & MECH_PLAIN:
-        return AUTH_LOGIN  # guide: PLAIN configured, only LOGIN listed
+        return _AUTH_PLAIN  # guide: no usable type listed (or none at all) -> PLAIN
+    if configured == _AUTH_LOGIN and not offered & _MECH_LOGIN:
+        return _AUTH_PLAIN  # guide: LOGIN configured, only PLAIN listed
+    if configured == _AUTH_PLAIN and not offered & _MECH_PLAIN:
+        return _AUTH_LOGIN  # guide: PLAIN configured, only LOGIN listed
     return configured
 
 
@@ -100,3 +119,120 @@ def login_answer(challenge, username, password):
     if challenge.find(b"pass") >= 0:
         return b64(bytes(password))
     return None
+
+
+# --- the exchange, on protocol.Session's state (its phases _P_AUTH ... _P_AUTH_CANCEL) -----
+
+class Login:
+    """A client's credentials and its AUTH exchange (the session's `auth`)."""
+
+    def __init__(self, username, password, token, configured, allow_plaintext):
+        self.username = as_bytes(username)
+        self.password = None if password is None else as_bytes(password)
+        self.token = None if token is None else as_bytes(token)
+        self.configured = configured  # AUTH_*: pinned, or AUTO
+        self.allow_plaintext = allow_plaintext
+        self.answer = None  # PLAIN's or XOAUTH2's response: made once a client (a token:
+        self.answer_for = 0  # 1-2 KB), for this mechanism
+        self.reply = None  # the line that answers a 334
+        self.mech = self.tried = self.rounds = 0
+        self.mechs = 0  # _MECH_* bits of what the server's EHLO lists (protocol.py sets them)
+        self.ir = False  # the AUTH line carried the initial response
+
+    def secrets(self):
+        """Every form of the credentials the client sends, to keep out of error text."""
+        out = []
+        if self.token is not None:
+            from . import secure
+
+            out += [bytes(self.token), secure.xoauth2_response(self.username, self.token)]
+        if self.password is not None:
+            out += [bytes(self.password), b64(self.password),
+                    plain_response(self.username, self.password)]
+        return out
+
+
+def start(s):
+    """Choose the next mechanism and write its AUTH line into tx; what the engine does."""
+    a = s.auth
+    mech = choose(a.configured, s.caps & _CAP_AUTH, a.mechs,
+                  (a.password is not None) | (a.token is not None) << 1, a.tried)
+    if mech == _AUTH_NONE:
+        if a.tried:
+            raise s.refusal(_AUTH_REPLY_ERROR, "Every AUTH mechanism was refused as too weak")
+        s.phase = _P_ENVELOPE
+        return s._envelope()
+    s.step = "AUTH"
+    if not s.flags & _F_SECURE and not a.allow_plaintext:
+        s.code = 0
+        raise s.refusal(_PLAINTEXT_AUTH_REFUSED, "Not sending credentials over an "
+                        "unencrypted connection: use TLS (tls=TLS_STARTTLS or TLS_IMPLICIT, "
+                        "with cadata), or allow_plaintext_auth=True for a trusted LAN relay")
+    if a.answer_for != mech:
+        # Made once a client, not once a send: a token is 1-2 KB of base64.
+        a.answer = None
+        if mech == _AUTH_PLAIN:
+            a.answer = plain_response(a.username, a.password)
+        elif mech == _AUTH_XOAUTH2:
+            from . import secure
+
+            a.answer = secure.xoauth2_response(a.username, a.token)
+        a.answer_for = mech
+    a.mech = mech
+    a.rounds = 0
+    s.phase = _P_AUTH_REPLY
+    # §4: the initial response goes on the AUTH line when the line fits; a longer one (a
+    # big token) waits for the server's 334.
+    a.ir = a.answer is not None and 6 + len(name(mech)) + len(a.answer) < _LINE_MAX - 2
+    s.line("AUTH", b"AUTH ", name(mech), b"")
+    if a.ir:
+        s.tx_n -= 2
+        s.put(b" ")
+        s.put(a.answer)
+        s.put(b"\r\n")
+    return _N_SEND
+
+
+def reply(s):
+    """What the reply to an AUTH line, an answer or a "*" means."""
+    a = s.auth
+    c = s.code
+    mech = a.mech
+    if s.phase == _P_AUTH_CANCEL:
+        s.code = 0
+        raise s.refusal(_AUTH_REPLY_ERROR, "Unexpected %s challenge" % name(mech).decode())
+    if c == 235:
+        s.phase = _P_ENVELOPE
+    elif c == 334:
+        a.rounds += 1
+        answer = None
+        if a.rounds <= _AUTH_ROUNDS:
+            if mech == _AUTH_PLAIN:
+                answer = a.answer  # a bare 334 after the initial response: again
+            elif mech == _AUTH_XOAUTH2:
+                # A first 334 asks for a token too long for the AUTH line; otherwise a 334
+                # carries base64 JSON saying why it was refused (not kept: server text in
+                # AUTH never is): an empty line ends it, and a 535 follows.
+                answer = a.answer if a.rounds == 1 and not a.ir else b""
+            else:
+                data = decode(s.text)
+                if data is not None and mech == _AUTH_LOGIN:
+                    answer = login_answer(data, a.username, a.password)
+                elif data is not None:
+                    from . import secure
+
+                    answer = secure.cram_md5_answer(data, a.username, a.password)
+        # An unknown or undecodable challenge, or a never-ending exchange: cancel (§4)
+        # and report.
+        a.reply = answer
+        s.phase = _P_AUTH_CANCEL if answer is None else _P_AUTH_ANSWER
+    elif c == 534:  # §6: too weak for this server: the next mechanism
+        a.tried |= 1 << (mech - 1)  # MECH bit = 1 << (AUTH value - 1)
+        s.phase = _P_AUTH
+    else:
+        # 535: bad credentials, never retried; 454/432: temporary. A fixed sentence: the
+        # server's words in AUTH are never kept (protocol.py's reply loop).
+        raise s.refusal(_AUTH_REPLY_ERROR, "%s login refused%s" % (
+            name(mech).decode(), "" if c != 535 else
+            ": the token is expired or lacks the mail scope" if mech == _AUTH_XOAUTH2
+            else ": wrong username or password (some providers want an app password)"))

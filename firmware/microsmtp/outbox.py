@@ -166,93 +166,87 @@ class Outbox:
         os.rename(tmp, self.path + folder + name)
 
     def flush(self):
-        """Send every due message over one session; the number the server took. Failures
-        stay queued (temporary) or go to dead/ (permanent); nothing raises for them, nor for
-        a MemoryError (kept for the next try like an outage)."""
+        """Send every due message over one session (Client.session(), the public API); the
+        number the server took. Failures stay queued (temporary) or go to dead/ (permanent);
+        nothing raises for them, nor for a MemoryError (kept for the next try like an
+        outage)."""
         self.last_error = None
-        state = {"i": 0, "file": None, "sent": 0}
+        sent = 0
         due = ()
-
-        def opened(i):
-            # The next readable message from due[i] on, as Session.load() arguments; one
-            # that cannot be read (flash damage, a file copied in by hand) goes to dead/.
+        i = 0
+        f = None
+        try:
+            self._list(self.path, True)  # strays aside
+            due = self.due()
             while i < len(due):
-                state["i"] = i
-                f = open(self.path + "/" + due[i], "rb")
-                try:
-                    head = json.loads(f.readline())
-                    to, subject = head["to"], head["subject"]
-                    priority = head.get("priority", message.PRIORITY_NORMAL)
-                    # A tampered file must not inject either: held to what send() takes.
-                    to = message.check_mail(to, subject, priority)
-                    msgid = head.get("id")
-                    if msgid is not None:
-                        message.check(msgid, "id", message.DOMAIN, 64)
-                    when = head.get("time")
-                    # The Date and Message-ID of this mail, for the session (see on_result).
-                    state["now"] = time.gmtime(when) if isinstance(when, int) else time.gmtime()
-                    state["id"] = msgid
-                    state["head"] = head
-                    state["file"] = f
-                    return to, subject, f, priority
-                except (ValueError, KeyError, TypeError, OverflowError) as e:
-                    f.close()
-                    self._bury(due[i], "Unreadable outbox file: %s" % e)
-                i += 1
+                with self.client.session() as s:
+                    while i < len(due):
+                        mail = self._read(due[i])  # None: unreadable, moved to dead/
+                        if mail is None:
+                            i += 1
+                            continue
+                        f = mail[2]
+                        error = None
+                        try:
+                            s.send(mail[0], mail[1], f, mail[3], mail[4], mail[5])
+                        except SMTPError as e:
+                            error = e
+                        f.close()
+                        f = None
+                        if error is not None and not s.alive and not self._own(error):
+                            # The session ended before this mail was taken or refused (no
+                            # connection, AUTH refused, lost after "." ...): it and the
+                            # rest stay queued and wait. At least once: it may have arrived.
+                            self.last_error = error
+                            for name in due[i:]:
+                                self._later(name)
+                            return sent
+                        sent += self._done(due[i], mail[6], error)
+                        i += 1
+                        if not s.alive:
+                            break  # this mail's own error ended it: a new session for the rest
+        except (SMTPError, MemoryError) as e:
+            if not isinstance(e, SMTPError):  # a fragmented heap: may fit next time
+                e = SMTPError(_PACKET_ALLOCATE_ERROR, "Out of memory (OUTBOX).", "OUTBOX")
+            self.last_error = e
+            for name in due[i:]:
+                self._later(name)
+        finally:
+            if f is not None:
+                f.close()
+        return sent
+
+    def _own(self, e):
+        """A permanent error of the mail itself that ended the session (a body cut off, a
+        5xx with a hang-up): the mail goes to dead/, the rest on in a new session."""
+        return not e.temporary and (e.step == "MAIL" or e.step == "RCPT" or e.step == "DATA"
+                                    or e.step == "MESSAGE") and (
+                                        e.reply_code or e.status == _MESSAGE_FORMAT_ERROR)
+
+    def _read(self, name):
+        """A queued message as (to, subject, file at its body, priority, time, id, head);
+        one that cannot be read (flash damage, a file copied in by hand) goes to dead/."""
+        f = open(self.path + "/" + name, "rb")
+        try:
+            head = json.loads(f.readline())
+            to, subject = head["to"], head["subject"]
+            priority = head.get("priority", message.PRIORITY_NORMAL)
+            # A tampered file must not inject either: held to what send() takes.
+            to = message.check_mail(to, subject, priority)
+            msgid = head.get("id")
+            if msgid is not None:
+                message.check(msgid, "id", message.DOMAIN, 64)
+            when = head.get("time")  # the put() time is the mail's Date
+            return to, subject, f, priority, when if isinstance(when, int) else None, \
+                msgid, head
+        except (ValueError, KeyError, TypeError, OverflowError) as e:
+            f.close()
+            self._bury(name, "Unreadable outbox file: %s" % e)
             return None
 
-        def on_result(error):
-            self._done(due[state["i"]], state, error)
-            following = opened(state["i"] + 1)
-            if following is not None:
-                session = self.client._session
-                session.now = state["now"]
-                session.id = state["id"]
-            return following
-
-        i = 0
-        while True:
-            try:
-                if not due:  # the first pass
-                    self._list(self.path, True)
-                    due = self.due()
-                first = opened(i)
-                if first is None:
-                    break
-                # on_result runs after each mail, the last included; it hands over the next.
-                self.client._run(first[0], first[1], first[2], None, first[3], on_result,
-                                 state["now"], state["id"])
-                break
-            except (SMTPError, MemoryError) as e:
-                if not isinstance(e, SMTPError):  # a fragmented heap: may fit next time
-                    e = SMTPError(_PACKET_ALLOCATE_ERROR, "Out of memory (OUTBOX).", "OUTBOX")
-                self.last_error = e
-                i = state["i"]
-                if not e.temporary and e.step in ("MAIL", "RCPT", "DATA", "MESSAGE") and (
-                        e.reply_code or e.status == _MESSAGE_FORMAT_ERROR):
-                    # This message's own permanent failure ended the session: dead/, and
-                    # the rest go on in a new session.
-                    state["file"].close()
-                    state["file"] = None
-                    self._bury(due[i], str(e))
-                    i += 1
-                    continue
-                # The session ended (no connection, AUTH refused, lost after "." ...): this
-                # mail and the rest stay queued and wait. At least once: it may have been
-                # delivered.
-                for name in due[i:]:
-                    self._later(name)
-                break
-            finally:
-                if state["file"] is not None:
-                    state["file"].close()
-                    state["file"] = None
-        return state["sent"]
-
-    def _done(self, name, state, error):
-        state["file"].close()
-        state["file"] = None
-        head = state["head"]
+    def _done(self, name, head, error):
+        """The mail's result: deleted, kept for some recipients, or buried; 1 when the
+        server took it (for some recipients at least), else 0."""
         to = head["to"]
         later = gone = ()
         if error is not None:
@@ -268,11 +262,10 @@ class Outbox:
                 later = to
             else:
                 gone = to
-        if len(later) + len(gone) < len(to):
-            state["sent"] += 1  # the server took it, for some recipients at least
+        took = 1 if len(later) + len(gone) < len(to) else 0
         if len(gone) == len(to):
             self._bury(name, str(error))
-            return
+            return took
         if gone:  # a copy for them in dead/, under a new name
             head["to"] = gone
             self._bury(self._name(), str(error), head, name)
@@ -284,6 +277,7 @@ class Outbox:
         else:
             os.remove(self.path + "/" + name)
             self._retry.pop(name, None)
+        return took
 
     def _bury(self, name, why, head=None, src=None):
         """Move a message refused for good to dead/, its reason beside it (with head: write

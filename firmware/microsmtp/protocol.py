@@ -1,38 +1,65 @@
-# microsmtp: one SMTP session as a sans-IO state machine (h11's idea). MIT licence.
-# Session.run() is a generator: it yields small int requests (OP_*) and gets int results.
-# It never touches a socket, a file or the clock: transport.py (or a test's scripted
-# driver) does the I/O, so every driver runs exactly the same protocol code.
-# Heap is the budget here (a board loads this into RAM): few functions, short strings,
-# private consts that mpy-cross inlines.
+# microsmtp: the SMTP session as an explicit state machine (h11's idea). MIT licence.
+# One generator, Session.engine(), made once per client and resumed for its whole life,
+# moves the bytes: it asks its driver for I/O with small int requests and gets int results.
+# Two small methods decide everything else: _next() says what comes next in the current
+# phase (and writes the command into tx), _handle() reads the reply's code. Nothing here
+# touches a socket, a file or the clock, and after a client's first send nothing here
+# allocates per command, per reply, per line or per buffer: on MicroPython a generator
+# made per step, a bytes object per reply line, or a call to a function with more than 11
+# words of locals and stack (py/objfun.c, VM_MAX_STATE_ON_STACK) each take heap.
 from micropython import const
 
-from . import auth, message
+from . import message
 from .status import SMTPError
 
-# Requests yielded to the driver. Private consts, inlined by mpy-cross: every name a module
-# keeps costs heap on a board. transport.py and secure.py hold the same values
-# (tests/test_units.py checks that they match).
-_OP_CONNECT = const(1)  # resolve host, connect (connect timeout); sets local_literal -> 0 or ERR_*
-_OP_SEND = const(2)  # write tx[0:tx_n] within io_ms -> 0 or ERR_*
-_OP_WAIT = const(3)  # start a new reply deadline of wait_ms, then do _OP_RECV
-_OP_RECV = const(4)  # readinto rx[rx_end:512] before the deadline -> n, 0 at EOF, or ERR_*
-_OP_STARTTLS = const(5)  # wrap the connection in TLS now (RFC 3207) -> 0 or ERR_*
+# --- the driver seam ----------------------------------------------------------------------
+# transport.py (sockets), tests/scripted.py (transcripts) and an asyncio driver run the
+# engine the same way: op = engine.send(result) until it yields OP_MAIL or OP_CLOSE. The
+# I/O record is the Session's attributes: tx, tx_n, rx, rx_start, rx_end, wait_ms, io_ms,
+# os_error, local_literal (and tls, host, port, ca, timeouts for connecting).
+#
+# | request        | what the driver does                                    | result      |
+# |----------------|---------------------------------------------------------|-------------|
+# | OP_CONNECT 1   | resolve host, connect within timeouts[0], TCP_NODELAY;  | 0 or ERR_*  |
+# |                | tls == TLS_IMPLICIT: wrap in TLS (handshake may finish  |             |
+# |                | in the next read); local_literal "[ip]" when domain is  |             |
+# |                | None                                                    |             |
+# | OP_SEND 2      | write tx[0:tx_n] whole. A write deadline of io_ms       | 0 or ERR_*  |
+# |                | starts at the first OP_SEND after any other request;    |             |
+# |                | the OP_SENDs right after it share it (a whole message)  |             |
+# | OP_WAIT 3      | start a reply deadline of wait_ms, then as OP_RECV      | as OP_RECV  |
+# | OP_RECV 4      | one read into rx[rx_end:512] before the deadline        | n > 0, 0 at |
+# |                |                                                         | EOF, ERR_*  |
+# | OP_STARTTLS 5  | wrap the connection in TLS (RFC 3207)                   | 0 or ERR_*  |
+# | OP_MAIL 6      | a mail is over: its error in `error` (None: sent).      | 1 next mail |
+# |                | Return to the caller; resume with 1 once the next mail  | loaded, 0   |
+# |                | is loaded, or 0 to end the session                      | to end      |
+# | OP_CLOSE 7     | close the connection (the session is over; `error`     | anything    |
+# |                | says why, None after QUIT). The engine waits here for  |             |
+# |                | the next session: resume it when its first mail is in   |             |
+# ERR_*: -1 timeout, -2 closed or reset, -3 no address, -4 no connection, -5 TLS handshake,
+# -6 certificate; os_error then says why in words (an errno name, mbedTLS's reason).
+_OP_CONNECT = const(1)
+_OP_SEND = const(2)
+_OP_WAIT = const(3)
+_OP_RECV = const(4)
+_OP_STARTTLS = const(5)
+_OP_MAIL = const(6)
+_OP_CLOSE = const(7)
 
-# Driver results below zero.
 _ERR_TIMEOUT = const(-1)
-_ERR_CLOSED = const(-2)  # reset, broken pipe, any other socket error mid-session
 _ERR_RESOLVE = const(-3)
 _ERR_CONNECT = const(-4)
-_ERR_TLS = const(-5)  # the TLS handshake failed (os_error says why)
-_ERR_CERT = const(-6)  # the server's certificate was rejected (os_error says why)
+_ERR_TLS = const(-5)
+_ERR_CERT = const(-6)
 
 # TLS modes (the public TLS_* constants of __init__.py).
 _TLS_STARTTLS = const(1)
 _TLS_IMPLICIT = const(2)
 
 # Status codes: the values of __init__.py's public names (tests/test_units.py checks).
+_OVERSIZE_MAIL_DATA = const(0xA1)
 _INVALID_SERVER_REPLY = const(0xA2)
-_INTERNAL_ERROR = const(0xA3)
 _GREET_REPLY_ERROR = const(0xA7)
 _HELLO_REPLY_ERROR = const(0xA8)
 _MAIL_REPLY_ERROR = const(0xA9)
@@ -53,31 +80,68 @@ _TLS_REFUSED = const(0xD1)
 _TLS_HANDSHAKE_ERROR = const(0xD2)
 _TLS_CERT_ERROR = const(0xD3)
 _TLS_INJECTION = const(0xD5)
-_PLAINTEXT_AUTH_REFUSED = const(0xD6)
 
 # Index in Session.timeouts (Client passes them in this order).
-_T_CONNECT = const(0)
 _T_GREETING = const(1)
 _T_ENVELOPE = const(2)
 _T_MESSAGE = const(3)
 _T_QUIT = const(4)
 
-_LINE_MAX = const(512)  # RFC 5321 §4.5.3.1.5: reply line <= 512 octets with CRLF
+_LINE_MAX = const(512)  # RFC 5321 §4.5.3.1.4-5: command and reply lines, CRLF included
 _MAX_LINES = const(40)  # more lines in one reply is a broken or hostile server
 _TEXT_MAX = const(300)  # reply text kept for an error message
-_AUTH_ROUNDS = const(3)  # 334 challenges answered before cancelling with "*"
+_HEAD_ROOM = const(600)  # a header block's size at most, for SIZE= (RFC 1870 §4: an estimate)
+_END = const(5)  # "\r\n.\r\n": what BodyEncoder.finish() may add after the body
+_H_END = const(17)  # message.py: Head's parts are done
 
 # EHLO keywords in 10-byte slots; a keyword's bit in Session.caps is 1 << its slot.
 _KEYWORDS = const(b"8BITMIME  PIPELININGSTARTTLS  SMTPUTF8  SIZE      AUTH      ")
 _CAP_8BITMIME = const(1)
+_CAP_PIPELINING = const(2)
 _CAP_STARTTLS = const(4)
+_CAP_SIZE = const(16)
 _CAP_AUTH = const(32)
+_SLOT_SIZE = const(4)
+_SLOT_AUTH = const(5)
 # auth.py's mechanism names in its order, in 10-byte slots: a listed one's MECH_* bit is
 # 1 << its slot (tests/test_units.py checks the two agree).
 _MECHS = const(b"LOGIN     CRAM-MD5  PLAIN     XOAUTH2   ")
 
-_PRIORITY = {4: b"X-Priority: 1 (Highest)\r\nImportance: high\r\n",
-             1: b"X-Priority: 5 (Lowest)\r\nImportance: low\r\n"}
+# The phases of a session: what the reply being read answers (docs/ENGINE.md draws them).
+_P_GREETING = const(1)
+_P_EHLO = const(2)
+_P_HELO = const(3)
+_P_STARTTLS = const(4)
+_P_TLS = const(5)  # the 220 came: wrap
+_P_AUTH = const(6)  # choose a mechanism and send AUTH
+_P_AUTH_REPLY = const(7)
+_P_AUTH_ANSWER = const(8)  # send the answer to a 334
+_P_AUTH_CANCEL = const(9)  # send "*"
+_P_ENVELOPE = const(10)  # MAIL, RCPT..., DATA: written and answered one by one, or pipelined
+_P_BODY = const(11)  # the 354 came: headers, body, "."
+_P_DOT = const(12)  # the reply after "."
+_P_LONE_DOT = const(13)  # RFC 2920 §3.1: every RCPT refused yet DATA said 354
+_P_MAIL_DONE = const(14)  # the mail's result is known: hand it over
+_P_RSET = const(15)
+_P_QUIT = const(16)
+
+# Session.flags: what this session has done and learned (one int, not six attributes:
+# every attribute name is a string interned in a board's heap).
+_F_CAN_QUIT = const(1)  # the lines are intact and the server still there: QUIT makes sense
+_F_SECURE = const(2)  # the connection is TLS (implicit, or after STARTTLS)
+_F_AFTER_DOT = const(4)  # "." went: a loss now leaves the delivery unknown
+_F_QUIT_SENT = const(8)  # QUIT travelled with the "." (PIPELINING)
+_F_RSET = const(16)  # a failed transaction is left open: RSET before the next mail
+_F_BROKEN = const(32)  # a reply broke the protocol: no mail goes on this session
+_F_SINGLE = const(64)  # Client.send: one mail, QUIT may travel with its "." (the caller's)
+
+# What _next() asks the engine to do.
+_N_SEND = const(1)  # send tx, then read a reply
+_N_READ = const(2)  # read a reply (the greeting, one of a pipelined group)
+_N_TLS = const(3)
+_N_BODY = const(4)
+_N_LONG = const(5)  # an AUTH answer longer than a buffer (a big OAuth token)
+_N_MAIL = const(6)
 
 
 class Session:
@@ -85,541 +149,643 @@ class Session:
                  timeouts, tls, ca, allow_plaintext_auth, token):
         self.host = host
         self.port = port
-        self.from_address = from_address
-        self.username = None if username is None else message.as_bytes(username)
-        self.password = None if password is None else message.as_bytes(password)
-        self.token = None if token is None else message.as_bytes(token)
         self.domain = domain
-        self.auth_type = auth_type
         self.tls = tls
-        self.ca = ca  # a list of DER certificates, or None with insecure=True (no checks)
-        self.allow_plaintext_auth = allow_plaintext_auth
+        self.ca = ca  # a list of DER certificates, or [] with insecure=True (no checks)
         self.timeouts = timeouts  # ms: connect, greeting, envelope, message, quit
-        self.network = True  # transport.py: the network module may tell our address
+        # auth.Login, the credentials and the AUTH exchange's state, made at the first
+        # connection (auth.py loads then); a tuple of them till then; None without any.
+        self.auth = None if username is None else (
+            username, password, token, auth_type, allow_plaintext_auth)
         self.body = message.BodySource()
         self.enc = message.BodyEncoder()
-        self.priority = self.scan = None
-        # outbox.py's hook: batch(error or None) -> the next mail's load() arguments, or None.
-        self.batch = None
-        self.release()
+        self.head = message.Head(from_address)
+        self.rx = self.tx = self.scratch = None
+        self.local_literal = self.os_error = None
+        self.rx_start = self.rx_end = self.tx_n = self.wait_ms = self.io_ms = 0
+        self.refused = self.error = None
+        self.flags = 0
+        self._reset()
         # Every attribute exists from here on: the instance dict is sized once, now, and
-        # never grows (a 752-byte reallocation) in the middle of a send on a fragmented heap.
-        self._start()
+        # never grows (a reallocation) in the middle of a send on a fragmented heap.
+        self.engine = None
+        self.restart()
 
-    def prepare(self, recipients, subject, body, limit, priority, scan, now, rx, tx, scratch):
-        self.now = now
+    def restart(self):
+        """A new engine, waiting for a session: after an exception escaped the old one
+        (MemoryError, KeyboardInterrupt) it cannot be resumed."""
+        self.engine = self._engine()
+        next(self.engine)  # to its first yield: OP_CLOSE, waiting for a session
+
+    # --- what the caller sets: buffers, then each mail -----------------------------------
+
+    def buffers(self, rx, tx, scratch):
+        """The pool buffers of a session (None, None, None: give them back)."""
         self.rx = rx
-        self.rx_mv = memoryview(rx)
         self.tx = tx
-        self.tx_mv = memoryview(tx)
         self.scratch = scratch
-        self.load(recipients, subject, body, priority, scan, limit)
 
-    def load(self, recipients, subject, body, priority, scan=None, limit=None):
-        """The mail to send (again for each mail of a batch, whose hook may set now and id
-        for it first)."""
-        self.recipients = recipients
-        self.subject = subject
-        self.body.reset(body, limit)
-        self.priority = priority
-        # (ascii, fits 7bit/8bit) for in-memory bodies and files (read once through
-        # scratch, then rewound); None for a stream that can be read only once.
-        self.scan = scan or self.body.scan(self.scratch)
+    def load(self, recipients, subject, body, priority, limit=None, date=None, id=None):
+        """The next mail: checked arguments (message.check_mail), its body (str, bytes, a
+        file, an iterator), NetX's body_length as limit; date: a time.gmtime() tuple for its
+        Date; id: its Message-ID's unique part (None: a new one)."""
+        src = self.body
+        src.reset(body, limit)
+        # (ascii, fits 7bit/8bit): in-memory bodies by a quick look, files by reading them
+        # once through scratch and rewinding; None for a stream read only once.
+        scan = message.scan_body(body) if limit is None and isinstance(
+            body, (str, bytes, bytearray)) else None
+        src.scanned = scan or src.scan(self.scratch)
+        self.refused = self.error = None
+        # The header block's fields, its Date digits and Message-ID made now; its
+        # transfer encoding once EHLO has said what the server takes.
+        self.head.start(recipients, subject, 0, priority, date, id)
 
     def release(self):
-        """Drop every reference to the pool buffers and the body: the initial state again."""
-        self.rx = self.rx_mv = self.tx = self.tx_mv = self.scratch = None
-        # id: the Message-ID's unique part, None for a new one (the outbox keeps one per
-        # mail). Named `id`: a name the firmware has interned already costs no heap, where a
-        # new one can cost a whole qstr pool (README §6).
-        self.recipients = self.subject = self.now = self.id = None
-        self.local_literal = self.os_error = None
+        """Drop every reference to the mail and the buffers: the initial state again."""
+        self.refused = self.error = None
         self.body.reset(None, None)
         self.enc.start(0, b"", b"")
+        self.head.start(None, None, 0, 0, None, None)
+        self.buffers(None, None, None)
 
-    # --- the session ---------------------------------------------------------------------
-
-    def _start(self):
-        self.rx_start = self.rx_end = self.tx_n = self.caps = self.mechs = self.wait_ms = 0
-        self.code = 0
-        self.after_dot = self.can_quit = False
-        self.refused = self.text_b = None
+    def _reset(self):
+        """A new connection: nothing learned yet."""
+        self.rx_start = self.rx_end = self.tx_n = 0
+        self.code = self.caps = self.max_size = 0
+        self.phase = self.cmd = self.got = self.queued = 0
+        a = self.auth
+        if a is not None and not isinstance(a, tuple):
+            a.tried = a.mechs = 0
+        self.flags &= _F_SINGLE  # _F_*: what this session has done and learned
+        self.text = self.failed = None
         self.step = "CONNECT"
-        self.io_ms = self.timeouts[_T_ENVELOPE]
-        self.secure = False  # the connection is encrypted (implicit TLS or after STARTTLS)
+        self.wait_ms = self.io_ms = self.timeouts[_T_ENVELOPE]
 
-    def run(self):
-        self._start()
-        try:
-            yield from self._transaction()
-        except SMTPError:
-            # NetX: after a 4xx/5xx or a reply it cannot use, QUIT then report. Not after a
-            # timeout or a broken connection (§4.5.3.2: close), nor after 421 (§3.8).
-            if self.can_quit:
-                yield from self._quit()
-            raise
-        yield from self._quit()
-        if self.refused:
-            raise self._partial()
+    # --- the engine ----------------------------------------------------------------------
 
-    def _partial(self):
-        """The error for a mail that went to some recipients but not all."""
-        self.step = "RCPT"
-        try:
-            self._fail(_RCPT_REPLY_ERROR, "The message went to %d of %d recipients; refused" % (
-                len(self.recipients) - len(self.refused), len(self.recipients)))
-        except SMTPError as e:
-            return e
-
-    def _transaction(self):
-        r = yield _OP_CONNECT  # with implicit TLS (port 465) the driver also does the handshake
-        if r < 0:
-            self._lost(r)
-        self.secure = self.tls == _TLS_IMPLICIT
-        self.can_quit = True
-        self.step = "GREETING"
-        yield from self._reply(self.timeouts[_T_GREETING])
-        if self.code != 220:
-            self._fail(_GREET_REPLY_ERROR, "No 220 greeting")
-
-        yield from self._hello()
-        if self.tls == _TLS_STARTTLS:
-            yield from self._starttls()
-        yield from self._auth()
+    def _engine(self):
         while True:
-            result = None
+            yield _OP_CLOSE  # a session is over, or none began yet: resumed to start one
+            a = self.auth
+            if isinstance(a, tuple):  # credentials, and a first connection: AUTH loads
+                from . import auth
+
+                self.auth = auth.Login(a[0], a[1], a[2], a[3], a[4])
+            self._reset()
             try:
-                yield from self._envelope()
+                r = yield _OP_CONNECT  # with implicit TLS the driver also wraps
+                if r < 0:
+                    raise self._lost(r)
+                self.flags |= _F_CAN_QUIT | (_F_SECURE if self.tls == _TLS_IMPLICIT else 0)
+                self.phase = _P_GREETING
             except SMTPError as e:
-                # In a batch (the outbox), a refused message does not end the session: RSET
-                # (RFC 5321 §4.1.1.5) and on to the next. A lost connection or 421 does.
-                if self.batch is None or not self.can_quit:
-                    raise
-                result = e
-                self.after_dot = False
-            if self.batch is None:
-                return
-            reset = result is not None  # the transaction failed: RSET before the next
-            if result is None and self.refused:
-                result = self._partial()
-            self.refused = None
-            # The hook first: a refusal is recorded even if the RSET below finds the
-            # connection gone (a 5xx after "." and a hang-up must not block the queue).
-            following = self.batch(result)  # the next message, or None
-            if following is None:
-                return
-            if reset:
-                yield from self._command("RSET", b"RSET")
-                if self.code != 250:
-                    self._fail(_INVALID_SERVER_REPLY, "RSET refused")
-            self.load(*following)
+                self.error = e
+                continue
+            while self.phase:
+                try:
+                    n = self._next()
+                    if n == _N_MAIL:
+                        more = yield _OP_MAIL  # 1: the next mail is loaded; 0: the end
+                        self.error = self.failed = None
+                        self.cmd = self.got = self.queued = 0
+                        self.phase = (_P_RSET if self.flags & _F_RSET else _P_ENVELOPE) if more \
+                            else _P_QUIT if self.flags & _F_CAN_QUIT else 0
+                        continue
+                    if n == _N_TLS:
+                        r = yield _OP_STARTTLS
+                        if r < 0:
+                            raise self._lost(r)
+                        # RFC 3207 §4.2: forget what was learned in clear, ask again.
+                        self.flags |= _F_SECURE
+                        self.caps = self.max_size = 0
+                        if self.auth is not None:
+                            self.auth.mechs = 0
+                        self.phase = _P_EHLO
+                        continue
+                    if n == _N_BODY:
+                        self.io_ms = self.timeouts[_T_MESSAGE]
+                        head = self.head  # message.py builds the header block
+                        self.tx_n = head.fill(self.tx, 0)
+                        while head.index < _H_END:  # a header block over a buffer
+                            r = yield _OP_SEND
+                            if r < 0:
+                                raise self._lost(r)
+                            self.tx_n = head.fill(self.tx, 0)
+                        enc = self.enc
+                        enc.start(self.head.cte, self.scratch, self.tx)
+                        enc.pos = self.tx_n
+                        while True:
+                            k = self.body.readinto(self.scratch)
+                            if not k:
+                                break
+                            enc.chunk()
+                            # RFC 2045 §2.7-2.8: no NUL in 7bit or 8bit text. A body read
+                            # only once cannot be checked before DATA; a file and a body in
+                            # memory are (they go quoted-printable then).
+                            if self.head.cte != message.CTE_QP and \
+                                    self.scratch.find(b"\0", 0, k) >= 0:
+                                raise self._cut()
+                            while enc.index < k:
+                                enc.encode(k)
+                                if enc.too_long:
+                                    raise self._cut()
+                                if enc.index < k:  # tx is full: send it
+                                    self.tx_n = enc.pos
+                                    r = yield _OP_SEND
+                                    if r < 0:
+                                        raise self._lost(r)
+                                    enc.pos = 0
+                        if enc.pos > len(self.tx) - _END:  # no room for "\r\n.\r\n" too
+                            self.tx_n = enc.pos
+                            r = yield _OP_SEND
+                            if r < 0:
+                                raise self._lost(r)
+                            enc.pos = 0
+                        self.tx_n = enc.finish(enc.pos)
+                        # RFC 2920: QUIT may end a pipelined group; with one mail it travels
+                        # with the "." (one write, one round trip less).
+                        if self.flags & _F_SINGLE and self.caps & _CAP_PIPELINING and \
+                                self.tx_n + 6 <= len(self.tx):
+                            self.tx[self.tx_n:self.tx_n + 6] = b"QUIT\r\n"
+                            self.tx_n += 6
+                            self.flags |= _F_QUIT_SENT
+                        self.io_ms = self.timeouts[_T_ENVELOPE]
+                        # The reply to "." may take the message timeout (NetX's
+                        # message_timeout: a server scans the mail before it answers).
+                        self.wait_ms = self.timeouts[_T_MESSAGE]
+                        self.flags |= _F_AFTER_DOT  # a loss from here on: maybe delivered
+                        self.phase = _P_DOT
+                    elif n == _N_LONG:
+                        # An AUTH answer over a line (RFC 4954 §4: a token of KB): its
+                        # pieces, buffer by buffer. Rare: slices allowed.
+                        p = self.auth.reply
+                        k = 0
+                        while True:
+                            m = len(p) - k
+                            last = m <= len(self.tx) - 2
+                            if not last:
+                                m = len(self.tx)
+                            self.tx[:m] = memoryview(p)[k:k + m]
+                            k += m
+                            self.tx_n = m
+                            if last:
+                                self.tx[m:m + 2] = b"\r\n"
+                                self.tx_n = m + 2
+                                break
+                            r = yield _OP_SEND
+                            if r < 0:
+                                raise self._lost(r)
+                    if n != _N_READ:
+                        r = yield _OP_SEND
+                        if r < 0:
+                            raise self._lost(r)
+                        self.tx_n = 0
+
+                    # One whole reply into code (and text: a 334's challenge, error text).
+                    # Lines may come split over any number of reads (NetX regressions 5, 6);
+                    # a line is at most 512 bytes and a reply 40 lines: memory is bounded.
+                    rx = self.rx
+                    first = True
+                    code = lines = 0
+                    self.text = None
+                    if self.rx_start == self.rx_end:
+                        self.rx_start = self.rx_end = 0
+                    while True:
+                        j = rx.find(b"\n", self.rx_start, self.rx_end)
+                        if j < 0:
+                            if self.rx_end >= _LINE_MAX:  # rx is full: the partial line first
+                                k = self.rx_end - self.rx_start
+                                if k >= _LINE_MAX:
+                                    raise self._bad(_OVERSIZE_SERVER_REPLY,
+                                                    "a line over 512 bytes")
+                                for j in range(k):  # byte by byte: a slice would be an object
+                                    rx[j] = rx[self.rx_start + j]
+                                self.rx_start = 0
+                                self.rx_end = k
+                            r = yield _OP_WAIT if first else _OP_RECV
+                            first = False
+                            if r <= 0:
+                                raise self._lost(r)
+                            self.rx_end += r
+                            continue
+                        ls = self.rx_start
+                        le = j
+                        self.rx_start = j + 1
+                        if le > ls and rx[le - 1] == 13:
+                            le -= 1
+                        # RFC 5321 §4.2: three digits, the first 2-5, then SP, "-" or the end;
+                        # "222222220-" (NetX regression 8) is not 222.
+                        c = 0
+                        sep = rx[ls + 3] if le - ls > 3 else 32
+                        if le - ls >= 3 and 50 <= rx[ls] <= 53 and (sep == 32 or sep == 45):
+                            c = rx[ls] * 100 + rx[ls + 1] * 10 + rx[ls + 2] - 5328  # "000"
+                            if not 48 <= rx[ls + 1] <= 57 or not 48 <= rx[ls + 2] <= 57:
+                                c = 0
+                        if not c:
+                            raise self._bad(_SERVER_ERROR_REPLY, "a malformed reply code", True)
+                        if code and c != code:
+                            raise self._bad(_INVALID_SERVER_REPLY, "mixed reply codes", True)
+                        code = c
+                        lines += 1
+                        if lines > _MAX_LINES:
+                            raise self._bad(_OVERSIZE_SERVER_REPLY,
+                                            "over %d reply lines" % _MAX_LINES)
+                        ls = ls + 4 if le - ls > 3 else le  # the text after the code
+                        if c == 334:
+                            if self.text is None:  # the challenge
+                                self.text = bytes(rx[ls:le])
+                        elif c >= 400 and (self.phase < _P_AUTH or self.phase > _P_AUTH_CANCEL):
+                            # Kept for the error message, bounded. Never in AUTH: a server
+                            # may echo what the client sent there (RFC 4954's base64 is the
+                            # password in clear).
+                            t = bytes(rx[ls:le])
+                            if self.text is None:
+                                self.text = t
+                            elif len(self.text) < _TEXT_MAX:
+                                self.text = (self.text + b" " + t)[:_TEXT_MAX]
+                        elif c == 250 and lines > 1 and self.phase == _P_EHLO:
+                            # A keyword line (line 1 names the server), read in place here:
+                            # a helper would take its frame from the heap once a line.
+                            # Words compare in any case (§2.4) with the 10-byte slots of
+                            # _KEYWORDS, then after AUTH of _MECHS; SIZE's number follows it.
+                            names = _KEYWORDS
+                            word = 0  # 1: AUTH's mechanisms follow, 2: SIZE's number
+                            while ls < le:
+                                if rx[ls] == 32:  # NetX regression 6: "250-  AUTH LOGIN"
+                                    ls += 1
+                                    continue
+                                j = ls  # the word is rx[ls:j]; "AUTH=PLAIN": pre-RFC form
+                                while j < le and rx[j] != 32 and (word or rx[j] != 61):
+                                    j += 1
+                                if word == 2:  # RFC 1870: SIZE 10240000 (0: no limit)
+                                    self.max_size = 0
+                                    for k in range(ls, j):
+                                        if not 48 <= rx[k] <= 57 or self.max_size > 99999999:
+                                            self.max_size = 0
+                                            break
+                                        self.max_size = self.max_size * 10 + rx[k] - 48
+                                    break
+                                k = -1
+                                if j - ls <= 10:
+                                    for p in range(0, len(names), 10):
+                                        m = 0
+                                        while m < 10:
+                                            r = rx[ls + m] if ls + m < j else 32
+                                            if 97 <= r <= 122:
+                                                r -= 32
+                                            if r != names[p + m]:
+                                                break
+                                            m += 1
+                                        else:
+                                            k = p // 10
+                                            break
+                                if word:
+                                    if k >= 0 and self.auth is not None:
+                                        self.auth.mechs |= 1 << k  # auth.py's _MECH_* bits
+                                elif k == _SLOT_AUTH:  # the mechanisms it names follow
+                                    self.caps |= _CAP_AUTH
+                                    names = _MECHS
+                                    word = 1
+                                    if j < le and rx[j] == 61:
+                                        j += 1
+                                else:
+                                    if k < 0:
+                                        break  # a keyword of no use here
+                                    self.caps |= 1 << k
+                                    if k != _SLOT_SIZE:
+                                        break
+                                    word = 2
+                                ls = j
+                        if sep != 45:
+                            break
+                    self.code = code
+                    # Bytes after a whole reply. Pipelined replies may follow; after "." the
+                    # 250 counts (QUIT lets the rest go). Otherwise they answer nothing and
+                    # would be read as the next reply (desynchronisation), so they end the
+                    # session; after STARTTLS's 220 they would pass for data sent over TLS
+                    # (RFC 3207 §4: response injection).
+                    ph = self.phase
+                    if self.rx_start < self.rx_end and ph != _P_QUIT and ph != _P_DOT and (
+                            ph != _P_ENVELOPE or self.got + 1 >= self.queued):
+                        if ph == _P_STARTTLS:
+                            self.flags &= ~_F_CAN_QUIT
+                            self.code = 0
+                            raise self.refusal(_TLS_INJECTION, "The server sent data after its "
+                                               "220 to STARTTLS (response injection); the "
+                                               "session was ended")
+                        raise self._bad(_INVALID_SERVER_REPLY, "data that answers nothing")
+                    self._handle()
+                except SMTPError as e:
+                    self._failed(e)
+
+    # --- the state machine: what comes next, and what a reply means --------------------
+
+    def _next(self):
+        """What the engine does next in this phase; a command goes into tx."""
+        ph = self.phase
+        if ph == _P_GREETING:
+            self.step = "GREETING"
+            self.wait_ms = self.timeouts[_T_GREETING]
+            return _N_READ
+        self.wait_ms = self.timeouts[_T_ENVELOPE]
+        if ph == _P_EHLO or ph == _P_HELO:
+            # RFC 5321 §4.1.4: our domain, else our address literal.
+            self.line("EHLO" if ph == _P_EHLO else "HELO",
+                       b"EHLO " if ph == _P_EHLO else b"HELO ",
+                       self.domain or self.local_literal or "[127.0.0.1]", b"")
+        elif ph == _P_STARTTLS:
+            self.line("STARTTLS", b"STARTTLS", b"", b"")
+        elif ph == _P_TLS:
+            return _N_TLS
+        elif ph == _P_AUTH:
+            from . import auth  # only a client with credentials loads AUTH (a LAN relay's
+            # plain path is the smallest)
+
+            return auth.start(self)
+        elif ph == _P_AUTH_ANSWER:
+            self.phase = _P_AUTH_REPLY
+            if len(self.auth.reply) > _LINE_MAX - 2:
+                return _N_LONG
+            self.line("AUTH", self.auth.reply, b"", b"")
+        elif ph == _P_AUTH_CANCEL:
+            self.line("AUTH", b"*", b"", b"")  # RFC 4954 §4
+        elif ph == _P_ENVELOPE:
+            return self._envelope()
+        elif ph == _P_BODY:
+            self.step = "MESSAGE"
+            return _N_BODY
+        elif ph == _P_DOT:
+            self.wait_ms = self.timeouts[_T_MESSAGE]
+            return _N_READ
+        elif ph == _P_LONE_DOT:
+            self.wait_ms = self.timeouts[_T_MESSAGE]
+            self.line("DATA", b".", b"", b"")
+        elif ph == _P_MAIL_DONE:
+            return _N_MAIL
+        elif ph == _P_RSET:
+            self.line("RSET", b"RSET", b"", b"")
+        elif ph == _P_QUIT:
+            # Any reply or none within quit_ms ends it (RFC 5321 §4.1.1.10).
+            self.wait_ms = self.timeouts[_T_QUIT]
+            self.step = "QUIT"
+            if self.flags & _F_QUIT_SENT:  # it went with the "."
+                return _N_READ
+            self.rx_start = self.rx_end = 0  # what came unasked before QUIT: let go
+            self.tx_n = 0
+            self.line("QUIT", b"QUIT", b"", b"")
+        return _N_SEND
+
+    def _handle(self):
+        """What the reply in code means for this phase: the next phase, or an error."""
+        ph = self.phase
+        c = self.code
+        if ph == _P_GREETING:
+            if c != 220:
+                raise self.refusal(_GREET_REPLY_ERROR, "No 220 greeting")
+            self.phase = _P_EHLO
+        elif ph == _P_EHLO and (c == 500 or c == 502):
+            self.phase = _P_HELO  # §3.2: HELO for a server that does not know EHLO
+        elif ph == _P_EHLO or ph == _P_HELO:
+            if c != 250:
+                raise self.refusal(_HELLO_REPLY_ERROR, "%s refused" % self.step)
+            # Without credentials there is nothing to authenticate with (documented).
+            self.phase = _P_ENVELOPE if self.auth is None else _P_AUTH
+            if self.tls == _TLS_STARTTLS and not self.flags & _F_SECURE:
+                # RFC 3207 §6: a STARTTLS stripped from EHLO by a man in the middle is an
+                # attack: never go on in clear.
+                if not self.caps & _CAP_STARTTLS:
+                    raise self.refusal(_TLS_NOT_OFFERED, "TLS is required but the server does "
+                                       "not offer STARTTLS; nothing else was sent (tls="
+                                       "TLS_NONE for a plaintext relay)")
+                self.phase = _P_STARTTLS
+        elif ph == _P_STARTTLS:
+            if c != 220:
+                raise self.refusal(_TLS_REFUSED, "STARTTLS refused; nothing else was sent")
+            self.phase = _P_TLS
+        elif ph == _P_AUTH_REPLY or ph == _P_AUTH_CANCEL:
+            from . import auth
+
+            auth.reply(self)
+        elif ph == _P_ENVELOPE:
+            self._envelope_reply()
+        elif ph == _P_DOT:
+            self.flags &= ~_F_AFTER_DOT
+            if c != 250:
+                raise self.refusal(_OVERSIZE_MAIL_DATA if c == 552 else _MESSAGE_REPLY_ERROR,
+                                  "Message not accepted")
+            self.phase = _P_MAIL_DONE
+            if self.refused:  # it went to some recipients, not all
+                self.step = "RCPT"
+                self.code = 0
+                raise self.refusal(_RCPT_REPLY_ERROR, "The message went to %d of %d "
+                                   "recipients; refused" % (
+                                       len(self.head.recipients) - len(self.refused),
+                                       len(self.head.recipients)))
+        elif ph == _P_LONE_DOT:
+            raise self._held()
+        elif ph == _P_RSET:
+            if c != 250:
+                raise self.refusal(_INVALID_SERVER_REPLY, "RSET refused")
+            self.flags &= ~_F_RSET
+            self.phase = _P_ENVELOPE if self.failed is None else _P_MAIL_DONE
+            if self.failed is not None:
+                raise self._held()
+        elif ph == _P_QUIT:
+            self.phase = 0
+
+    def _failed(self, e):
+        """An SMTPError in a session: the mail's (the session goes on, RSET first) or the
+        session's (QUIT while the lines are intact, as NetX does; else just close, §3.8 and
+        §4.5.3.2)."""
+        ph = self.phase
+        if ph == _P_QUIT:  # QUIT got no reply: nothing to report
+            self.phase = 0
+            return
+        self.flags &= ~_F_AFTER_DOT
+        self.tx_n = 0
+        if not self.flags & _F_CAN_QUIT:
+            self.error = e
+            self.phase = 0
+            return
+        if ph == _P_ENVELOPE and self.got < self.queued and not self.flags & _F_BROKEN:
+            # RFC 2920 §3.1: the rest of a pipelined group answers all the same; hear it
+            # out before reporting (and before RSET).
+            if self.failed is None:
+                self.failed = e
+            return
+        self.error = e
+        s = e.step
+        if not self.flags & _F_BROKEN and (
+                s == "MAIL" or s == "RCPT" or s == "DATA" or s == "MESSAGE"):
+            # RFC 5321 §4.1.1.5: a transaction left open is reset before the next mail.
+            if self.cmd > 0 and ph != _P_DOT and ph != _P_RSET:
+                self.flags |= _F_RSET
+            self.phase = _P_MAIL_DONE
+        else:
+            self.phase = _P_QUIT
+
+    def _held(self):
+        """The error kept while a pipelined group was heard out (or before RSET)."""
+        e = self.failed
+        self.failed = None
+        if e is None:  # RFC 2920 §3.1: every RCPT refused, DATA said 354, "." ended it
+            self.step = "RCPT"
+            self.code = 0
+            size = True  # RFC 1870 §6: 552 to every RCPT: the message is too big for them
+            for r in self.refused:
+                size = size and r[1] == 552
+            e = self.refusal(_OVERSIZE_MAIL_DATA if size else _RCPT_REPLY_ERROR,
+                             "Every recipient refused")
+        return e
+
+    # --- one mail: MAIL, RCPT, DATA (RFC 5321 §3.3; RFC 2920 pipelining) -------------------
 
     def _envelope(self):
-        """One mail: MAIL, RCPT for each recipient, DATA, the message, its reply."""
-        # RFC 6152: 8-bit only with 8BITMIME; lines over 998 octets only quoted-printable.
-        has_8bit = self.caps & _CAP_8BITMIME
-        if self.scan is None:  # a streamed body: no look ahead
-            cte = message.CTE_8BIT if has_8bit else message.CTE_QP
-        elif self.scan[1]:
-            cte = message.CTE_7BIT if self.scan[0] else (
-                message.CTE_8BIT if has_8bit else message.CTE_QP)
-        else:
-            cte = message.CTE_QP
-        yield from self._command("MAIL", b"MAIL FROM:<", self.from_address,
-                                 b"> BODY=8BITMIME" if cte == message.CTE_8BIT else b">")
-        if self.code != 250:
-            self._fail(_MAIL_REPLY_ERROR, "Sender %s refused" % self.from_address)
-
-        refused = []
-        for rcpt in self.recipients:
-            yield from self._command("RCPT", b"RCPT TO:<", rcpt, b">")
-            if self.code == 421:
-                self._fail(_RCPT_REPLY_ERROR, "Server closing")
-            if self.code != 250 and self.code != 251:  # 251: "will forward", accepted
-                refused.append((rcpt, self.code, self._text()))
-        self.refused = refused
-        if len(refused) == len(self.recipients):
-            # Every recipient refused: RSET, no DATA (RFC 5321 §4.1.1.5).
-            yield from self._command("RSET", b"RSET")
-            self.step = "RCPT"
-            self._fail(_RCPT_REPLY_ERROR, "Every recipient refused")
-
-        yield from self._command("DATA", b"DATA")
-        if self.code != 354:
-            self._fail(_DATA_REPLY_ERROR, "DATA refused")
-        self.step = "MESSAGE"
-        yield from self._message(cte)
-        self.after_dot = True
-        yield from self._reply(self.timeouts[_T_MESSAGE])
-        if self.code != 250:
-            self._fail(_MESSAGE_REPLY_ERROR, "Message not accepted")
-        self.after_dot = False
-
-    def _hello(self):
-        # RFC 5321 §4.1.4: our domain, else our address literal.
-        domain = self.domain or self.local_literal or "[127.0.0.1]"
-        yield from self._command("EHLO", b"EHLO ", domain)
-        if self.code == 500 or self.code == 502:
-            # §3.2: a server that does not know EHLO gets HELO (NetX has no fallback).
-            yield from self._command("HELO", b"HELO ", domain)
-        if self.code != 250:
-            self._fail(_HELLO_REPLY_ERROR, "%s refused" % self.step)
-
-    def _starttls(self):
-        """RFC 3207: required whenever asked for; §6: a STARTTLS stripped from EHLO by a
-        man in the middle is an attack, so never go on in clear."""
-        if not self.caps & _CAP_STARTTLS:
-            self._fail(_TLS_NOT_OFFERED, "TLS is required but the server does not offer "
-                       "STARTTLS; nothing else was sent (tls=TLS_NONE for a plaintext relay)")
-        # _reply ends the session if the read with the 220 held more bytes (injection).
-        yield from self._command("STARTTLS", b"STARTTLS")
-        if self.code != 220:
-            self._fail(_TLS_REFUSED, "STARTTLS refused; nothing else was sent")
-        r = yield _OP_STARTTLS
-        if r < 0:
-            self._lost(r)
-        # §4.2: forget everything learned in clear and ask again; never STARTTLS twice.
-        self.secure = True
-        self.caps = self.mechs = 0
-        yield from self._hello()
-
-    def _auth(self):
-        tried = 0  # mechanisms refused with 534, "too weak" (RFC 4954 §6)
-        while True:
-            mech = auth.choose(self.auth_type, self.caps & _CAP_AUTH, self.mechs,
-                               (self.username is not None and self.password is not None)
-                               | (self.token is not None) << 1, tried)
-            if mech == auth.AUTH_NONE:
-                if tried:
-                    self._fail(_AUTH_REPLY_ERROR, "Every AUTH mechanism was refused as too weak")
-                return
-            if not self.secure and not self.allow_plaintext_auth:
-                self.step = "AUTH"
+        """Write the next commands of the envelope: one at a time, or with PIPELINING all
+        that fit in tx (RFC 2920 §3.1); or read the next reply of the group."""
+        n = len(self.head.recipients)
+        if self.cmd == 0:  # before MAIL: the transfer encoding, the size against the limit
+            # RFC 6152: 8-bit only with 8BITMIME; lines over 998 octets or NUL only QP.
+            scan = self.body.scanned
+            self.head.cte = message.CTE_QP
+            if scan is None:  # a streamed body: no look ahead
+                if self.caps & _CAP_8BITMIME:
+                    self.head.cte = message.CTE_8BIT
+            elif scan[1]:
+                self.head.cte = message.CTE_7BIT if scan[0] else (
+                    message.CTE_8BIT if self.caps & _CAP_8BITMIME else message.CTE_QP)
+            self.refused = self.failed = None
+            self.got = self.queued = 0
+            # RFC 1870 §4: a message over the server's limit is refused now, not after its
+            # upload (the 552 would come only after it).
+            size = self.body.size
+            if self.max_size and size >= 0 and size + _HEAD_ROOM > self.max_size:
+                self.step = "MAIL"
                 self.code = 0
-                self._fail(_PLAINTEXT_AUTH_REFUSED, "Not sending credentials over an unencrypted "
-                           "connection: use TLS (tls=TLS_STARTTLS or TLS_IMPLICIT, with cadata),"
-                           " or allow_plaintext_auth=True for a trusted LAN relay")
-            yield from self._auth_with(mech)
-            if self.code == 235:
-                return
-            if self.code != 534:  # 535: bad credentials, never retried; 454/432: temporary
-                # A fixed sentence: the server's words in AUTH are never kept (_reply).
-                self._fail(_AUTH_REPLY_ERROR, "%s login refused%s" % (
-                    auth.name(mech).decode(), "" if self.code != 535 else
-                    ": the token is expired or lacks the mail scope" if mech == auth.AUTH_XOAUTH2
-                    else ": wrong username or password (some providers want an app password)"))
-            tried |= 1 << (mech - 1)  # auth.py: MECH bit = 1 << (AUTH value - 1)
-
-    def _auth_with(self, mech):
-        user = self.username
-        answer = None
-        if mech == auth.AUTH_PLAIN:
-            answer = auth.plain_response(user, self.password)
-        elif mech == auth.AUTH_XOAUTH2:
-            from . import secure
-
-            answer = secure.xoauth2_response(user, self.token)
-        name = b"AUTH " + auth.name(mech)
-        # RFC 4954 §4: the initial response goes on the AUTH line when the line fits;
-        # a longer one (a big token) waits for the server's 334.
-        first = answer is not None and len(name) + len(answer) < _LINE_MAX - 3
-        yield from self._command("AUTH", name, b" " if first else None, answer if first else None)
-        rounds = 0
-        while self.code == 334:
-            rounds += 1
-            reply = None
-            if rounds <= _AUTH_ROUNDS:
-                if mech == auth.AUTH_PLAIN:
-                    reply = answer  # a bare 334 after the initial response: the same again
-                elif mech == auth.AUTH_XOAUTH2:
-                    if rounds == 1 and not first:
-                        reply = answer
-                    else:
-                        # The token was refused: the 334 carries base64 JSON saying why (not
-                        # kept: server text in AUTH never is); an empty line ends the
-                        # exchange, and a 535 follows.
-                        reply = b""
-                else:
-                    data = auth.decode(self.text_b)
-                    if data is None:
-                        pass
-                    elif mech == auth.AUTH_LOGIN:
-                        reply = auth.login_answer(data, user, self.password)
-                    else:
-                        from . import secure
-
-                        reply = secure.cram_md5_answer(data, user, self.password)
-            if reply is None:
-                # An unknown or undecodable challenge, or a never-ending exchange: cancel
-                # (RFC 4954 §4) and report.
-                yield from self._command("AUTH", b"*")
-                self.code = 0
-                self._fail(_AUTH_REPLY_ERROR, "Unexpected %s challenge" % auth.name(mech).decode())
-            yield from self._command("AUTH", reply)
-
-    def _message(self, cte):
-        self.io_ms = self.timeouts[_T_MESSAGE]
-        self.tx_n = 0
-        date = message.date_value(self.now)
-        if date:
-            yield from self._out(b"Date: ", date, b"\r\n")
-        yield from self._out(b"From: ", self.from_address, b"\r\nTo: ")
-        sep = b""
-        for rcpt in self.recipients:
-            # One address per line keeps every header line short (RFC 5322 §2.2.3 folding).
-            yield from self._out(sep, rcpt, b"")
-            sep = b",\r\n "
-        if message.encoded_subject_needed(self.subject):
-            # RFC 2047 encoded words, one per folded line; never a raw control character.
-            sep = b"\r\nSubject: =?utf-8?B?"
-            for word in message.subject_words(self.subject):
-                yield from self._out(sep, word, b"?=")
-                sep = b"\r\n =?utf-8?B?"
-            yield from self._out(b"\r\n", b"", b"")
-        else:
-            yield from self._out(b"\r\nSubject: ", self.subject, b"\r\n")
-        yield from self._out(b"Message-ID: ", message.message_id(self.from_address, self.id),
-                             b"\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; "
-                             b"charset=utf-8\r\nContent-Transfer-Encoding: ")
-        yield from self._out(message.CTE_NAMES[cte], b"\r\n", _PRIORITY.get(self.priority, b""))
-        yield from self._out(b"\r\n", b"", b"")
-
-        enc = self.enc
-        enc.start(cte, self.scratch, self.tx)
-        enc.o = self.tx_n
-        while True:
-            n = self.body.readinto(self.scratch)
-            if not n:
-                break
-            enc.chunk()
-            # RFC 2045 §2.7-2.8: no NUL in 7bit or 8bit text. A body read only once cannot
-            # be checked before DATA; files and in-memory bodies are (they go QP then).
-            nul = cte != message.CTE_QP and self.scratch.find(b"\0", 0, n) >= 0
-            while enc.i < n:
-                if not nul:
-                    enc.encode(n)
-                if nul or enc.too_long:
-                    self.can_quit = False  # mid-DATA: closing without "." discards the mail
-                    self.code = 0  # the 354 before was the go-ahead, not a refusal
-                    self._fail(_MESSAGE_FORMAT_ERROR, "The message was cut off, not delivered:"
-                               " the streamed body has %s, which %s mail cannot carry; pass it "
-                               "in memory or as a file, which are checked before MAIL" % (
-                                   "a NUL (zero) byte" if nul else "a line over 998 bytes",
-                                   message.CTE_NAMES[cte]))
-                if enc.i < n:  # tx is full: send it
-                    self.tx_n = enc.o
-                    r = yield _OP_SEND
-                    if r < 0:
-                        self._lost(r)
-                    enc.o = 0
-        if enc.o > len(self.tx) - 5:
-            self.tx_n = enc.o
-            r = yield _OP_SEND
-            if r < 0:
-                self._lost(r)
-            enc.o = 0
-        self.tx_n = enc.finish(enc.o)
-        r = yield _OP_SEND
-        if r < 0:
-            self._lost(r)
-        self.io_ms = self.timeouts[_T_ENVELOPE]
-
-    def _quit(self):
-        self.can_quit = False
-        try:
-            # Any reply or none within quit_ms ends it (RFC 5321 §4.1.1.10); nothing to report.
-            self.rx_start = self.rx_end = 0
-            yield from self._command("QUIT", b"QUIT", None, None, self.timeouts[_T_QUIT])
-        except SMTPError:
-            pass
-
-    # --- commands and replies ------------------------------------------------------------
-
-    def _command(self, step, a, b=None, c=None, wait_ms=0):
-        """Send one command line (one write: no Nagle stall) and read its whole reply."""
-        self.step = step
-        mv = self.tx_mv
-        n = 0
-        for part in (a, b, c):
-            if part is not None:
-                part = message.as_bytes(part)
-                k = len(part)
-                if n + k > _LINE_MAX - 2:
+                raise self.refusal(_OVERSIZE_MAIL_DATA, "The message (%d bytes) is over the "
+                                   "server's limit of %d bytes (SIZE); not sent" % (
+                                       size + _HEAD_ROOM, self.max_size))
+        cmd = self.cmd
+        while cmd <= n + 1 and (cmd == self.got or self.caps & _CAP_PIPELINING):
+            if cmd == 0:
+                self.line("MAIL", b"MAIL FROM:<", self.head.from_address, b">")
+                self.tx_n -= 2  # the parameters go before the line end
+                v = self.body.size
+                if self.caps & _CAP_SIZE and v >= 0:  # RFC 1870 §6: an estimate
+                    self.put(b" SIZE=")
+                    v += _HEAD_ROOM  # its digits, in place
+                    d = 1
+                    while d * 10 <= v:
+                        d *= 10
+                    while d:
+                        self.tx[self.tx_n] = 48 + v // d % 10
+                        self.tx_n += 1
+                        d //= 10
+                if self.head.cte == message.CTE_8BIT:
+                    self.put(b" BODY=8BITMIME")
+                self.put(b"\r\n")
+            elif cmd <= n:
+                rcpt = self.head.recipients[cmd - 1]
+                if self.tx_n + 12 + len(rcpt) > len(self.tx):  # "RCPT TO:<" rcpt ">\r\n"
                     break
-                mv[n:n + k] = part
-                n += k
-        else:
-            mv[n:n + 2] = b"\r\n"
-            self.tx_n = n + 2
-            n = -1
-        if n >= 0:
-            # Over 512 bytes: only an AUTH response may be (RFC 4954 §4: up to 12288 octets,
-            # e.g. an OAuth token); it goes out buffer by buffer.
-            if step != "AUTH" or len(c or b or b"") > 12000:
-                self.code = 0
-                self._fail(_INTERNAL_ERROR, "Command over 512 bytes")
-            self.tx_n = 0
-            yield from self._out(a, b or b"", c or b"")
-            yield from self._out(b"\r\n", b"", b"")
-        r = yield _OP_SEND
-        if r < 0:
-            self._lost(r)
-        yield from self._reply(wait_ms or self.timeouts[_T_ENVELOPE])
-
-    def _out(self, a, b, c):
-        """Append pieces of the message to tx, sending full buffers as it goes."""
-        for piece in (a, b, c):
-            piece = message.as_bytes(piece)
-            i = 0
-            n = len(piece)
-            while i < n:
-                room = len(self.tx) - self.tx_n
-                if not room:
-                    r = yield _OP_SEND
-                    if r < 0:
-                        self._lost(r)
-                    self.tx_n = 0
-                    room = len(self.tx)
-                k = min(n - i, room)
-                self.tx_mv[self.tx_n:self.tx_n + k] = piece[i:i + k]
-                self.tx_n += k
-                i += k
-
-    def _reply(self, wait_ms):
-        """Read one whole reply into code (and text_b: a 334's challenge, error text).
-
-        Lines may arrive split over any number of reads (NetX regressions 5 and 6); a line
-        is capped at 512 bytes and a reply at _MAX_LINES lines, so memory stays bounded."""
-        rx = self.rx
-        mv = self.rx_mv
-        first = True
-        code = lines = 0
-        self.text_b = None
-        while True:
-            j = rx.find(b"\n", self.rx_start, self.rx_end)
-            if j < 0:
-                if self.rx_end >= _LINE_MAX:  # rx is full: the partial line to the front
-                    k = self.rx_end - self.rx_start
-                    if k >= _LINE_MAX:
-                        self._bad(_OVERSIZE_SERVER_REPLY, "a line over 512 bytes")
-                    for j in range(k):  # byte by byte: slices would be objects on the heap
-                        rx[j] = rx[self.rx_start + j]
-                    self.rx_start = 0
-                    self.rx_end = k
-                self.wait_ms = wait_ms
-                r = yield _OP_WAIT if first else _OP_RECV
-                first = False
-                if r <= 0:
-                    self._lost(r)
-                self.rx_end += r
-                continue
-            ls = self.rx_start
-            le = j
-            self.rx_start = j + 1
-            if le > ls and rx[le - 1] == 13:
-                le -= 1
-            # RFC 5321 §4.2: three digits, the first 2-5, then SP, "-" or the line end;
-            # "222222220-" (NetX regression 8) is not 222.
-            c = 0
-            sep = rx[ls + 3] if le - ls > 3 else 32
-            if le - ls >= 3 and 50 <= rx[ls] <= 53 and (sep == 32 or sep == 45):
-                c = rx[ls] * 100 + rx[ls + 1] * 10 + rx[ls + 2] - 5328  # 5328: "000"
-                if not 48 <= rx[ls + 1] <= 57 or not 48 <= rx[ls + 2] <= 57:
-                    c = 0
-            if not c:
-                self._bad(_SERVER_ERROR_REPLY, "a malformed reply code", True)
-            if code and c != code:
-                self._bad(_INVALID_SERVER_REPLY, "mixed reply codes", True)
-            code = c
-            lines += 1
-            if lines > _MAX_LINES:
-                self._bad(_OVERSIZE_SERVER_REPLY, "over %d reply lines" % _MAX_LINES)
-            ts = ls + 4 if le - ls > 3 else le  # the text after the code
-            if c == 334:
-                if self.text_b is None:  # the challenge
-                    self.text_b = bytes(mv[ts:le])
-            elif c >= 400 and self.step != "AUTH":
-                # Kept for the error message, bounded. Never in AUTH: a server may echo
-                # what the client sent there (RFC 4954 base64 is the password in clear).
-                if self.text_b is None:
-                    self.text_b = bytes(mv[ts:le])
-                elif len(self.text_b) < _TEXT_MAX:
-                    self.text_b = (self.text_b + b" " + bytes(mv[ts:le]))[:_TEXT_MAX]
-            elif c == 250 and lines > 1 and self.step == "EHLO":
-                # A keyword line (line 1 names the server), read in place in rx: here and
-                # not in a helper, as a MicroPython call with this many locals takes its
-                # frame from the heap, once per line. Words compare in any case (§2.4)
-                # with the 10-byte slots of _KEYWORDS, then after AUTH of _MECHS.
-                names = _KEYWORDS
-                mechs = False
-                while ts < le:
-                    if rx[ts] == 32:  # NetX regression 6: "250-  AUTH LOGIN"
-                        ts += 1
-                        continue
-                    j = ts  # the word is rx[ts:j]; "AUTH=PLAIN" is the pre-RFC form
-                    while j < le and rx[j] != 32 and (mechs or rx[j] != 61):
-                        j += 1
-                    k = -1
-                    if j - ts <= 10:
-                        for p in range(0, len(names), 10):
-                            m = 0
-                            while m < 10:
-                                r = rx[ts + m] if ts + m < j else 32
-                                if 97 <= r <= 122:
-                                    r -= 32
-                                if r != names[p + m]:
-                                    break
-                                m += 1
-                            else:
-                                k = p // 10
-                                break
-                    if mechs:
-                        if k >= 0:
-                            self.mechs |= 1 << k  # auth.py's MECH_* bits
-                    elif k == 5:  # AUTH: the mechanisms it names follow
-                        self.caps |= _CAP_AUTH
-                        names = _MECHS
-                        mechs = True
-                        if j < le and rx[j] == 61:
-                            j += 1
-                    else:
-                        if k >= 0:
-                            self.caps |= 1 << k
-                        break  # the parameters of other keywords do not matter
-                    ts = j
-            if sep != 45:
+                self.line("RCPT", b"RCPT TO:<", rcpt, b">")
+            elif self.tx_n + 6 > len(self.tx):
                 break
-        self.code = code
-        # After ".", a 250 means delivered whatever follows it; QUIT discards the rest.
-        if self.rx_start < self.rx_end and self.step != "QUIT" and not self.after_dot:
-            # No pipelining yet: bytes nobody asked for would be read as the next reply
-            # (reply desynchronisation), so they end the session. After STARTTLS's 220 they
-            # would pass for data sent over TLS (RFC 3207 §4: response injection).
-            if self.step == "STARTTLS":
-                self.can_quit = False
-                self.code = 0
-                self._fail(_TLS_INJECTION, "The server sent data after its 220 to STARTTLS "
-                           "(response injection); the session was ended")
-            self._bad(_INVALID_SERVER_REPLY, "data that answers nothing")
+            else:
+                self.line("DATA", b"DATA", b"", b"")
+            cmd += 1
+            if not self.caps & _CAP_PIPELINING:
+                break
+        self.queued += cmd - self.cmd
+        self.cmd = cmd
+        self._set_step()
+        return _N_SEND if self.tx_n else _N_READ
 
-    # --- failures: one sentence each, naming the step and the server's words ---------------
+    def _set_step(self):
+        """The step an error names: the command whose reply comes next."""
+        g = self.got
+        self.step = "MAIL" if g == 0 else "RCPT" if g <= len(self.head.recipients) else "DATA"
+
+    def _envelope_reply(self):
+        c = self.code
+        n = len(self.head.recipients)
+        g = self.got
+        self.got = g + 1
+        if self.failed is not None:  # a pipelined group after an error: heard out
+            if g == n + 1 and c == 354:
+                self.phase = _P_LONE_DOT  # RFC 2920 §3.1: end the data at once
+            elif self.got >= self.queued:
+                raise self._held()
+            else:
+                self._set_step()
+            return
+        if g == 0:
+            if c != 250:
+                raise self.refusal(_OVERSIZE_MAIL_DATA if c == 552 else _MAIL_REPLY_ERROR,
+                                  "Sender %s refused" % bytes(self.head.from_address).decode())
+        elif g <= n:
+            if c == 421:
+                raise self.refusal(_RCPT_REPLY_ERROR, "Server closing")
+            if c != 250 and c != 251:  # 251: "will forward", accepted
+                if self.refused is None:
+                    self.refused = []
+                self.refused.append((self.head.recipients[g - 1], c, self._text()))
+            if g == n and self.refused is not None and len(self.refused) == n and \
+                    not self.caps & _CAP_PIPELINING:
+                # Every recipient refused: RSET, no DATA (RFC 5321 §4.1.1.5); then report.
+                self.queued = self.got
+                self.failed = self._held()
+                self.phase = _P_RSET
+                return
+        else:
+            if self.refused is not None and len(self.refused) == n:
+                if c == 354:  # §3.1: DATA took it all the same: a lone "." ends it
+                    self.phase = _P_LONE_DOT
+                    return
+                raise self._held()
+            if c != 354:
+                raise self.refusal(_DATA_REPLY_ERROR, "DATA refused")
+            self.phase = _P_BODY
+            return
+        self._set_step()
+
+    def _cut(self):
+        """A body read only once cannot go as announced: the session ends without "."
+        (closing mid-DATA discards the mail)."""
+        self.flags &= ~_F_CAN_QUIT
+        self.code = 0  # the 354 before was the go-ahead, not a refusal
+        return self.refusal(_MESSAGE_FORMAT_ERROR, "The message was cut off, not delivered: "
+                            "the streamed body has %s, which %s mail cannot carry; pass it "
+                            "in memory or as a file, which are checked before MAIL" % (
+                                "a line over 998 bytes" if self.enc.too_long else
+                                "a NUL (zero) byte", message.CTE_NAMES[self.head.cte]))
+
+    def line(self, step, start, data, end):
+        """The command line start + data + end + CRLF after what tx holds (pipelining)."""
+        self.step = step
+        self.put(start)
+        self.put(data)
+        self.put(end)
+        self.put(b"\r\n")
+
+    def put(self, data):
+        if isinstance(data, str):
+            data = message.as_bytes(data)
+        n = self.tx_n
+        self.tx[n:n + len(data)] = data
+        self.tx_n = n + len(data)
 
     def _text(self):
         """The server's reply text for an error, printable ASCII; "" when it holds any
         8-byte piece of a credential as the client sends it (raw, base64, the PLAIN or
         XOAUTH2 string): a server that echoes must not put a secret into a log. (In AUTH
         no text is kept at all.) Made here, on the error path: a token is 1-2 KB."""
-        t = self.text_b
+        t = self.text
         if not t:
             return ""
-        secrets = []
-        if self.token is not None:
-            from . import secure
-
-            secrets += [bytes(self.token), secure.xoauth2_response(self.username, self.token)]
-        if self.username is not None and self.password is not None:
-            secrets += [bytes(self.password), auth.b64(self.password),
-                        auth.plain_response(self.username, self.password)]
+        a = self.auth
+        secrets = () if a is None or isinstance(a, tuple) else a.secrets()
         for secret in secrets:
             if 0 < len(secret) < 8 and t.find(secret) >= 0:
                 return ""
@@ -634,10 +800,11 @@ class Session:
                 out[i] = 63
         return out.decode()
 
-    def _fail(self, status, what):
+    def refusal(self, status, what):
+        """The SMTPError for this step: one sentence, the server's code and words."""
         code = self.code if self.step != "CONNECT" else 0
         if code == 421:  # §3.8: the server is going away; no QUIT, no RSET
-            self.can_quit = False
+            self.flags &= ~_F_CAN_QUIT
         text = self._text() if code else ""
         sentence = "%s (%s)" % (what, self.step)
         refused = self.refused if status == _RCPT_REPLY_ERROR and self.refused else None
@@ -649,39 +816,43 @@ class Session:
             sentence += ": %d %s" % (code, text)
         e = SMTPError(status, sentence.rstrip() + ".", self.step, code or None, text)
         e.refused = refused
-        raise e
+        return e
 
     def _bad(self, status, what, framed=False):
         # A reply we cannot use. QUIT still makes sense if the lines were intact (NetX
         # regression 8); after an over-long line or unsolicited data the framing is lost.
-        self.can_quit = framed
+        self.flags = self.flags & ~_F_CAN_QUIT | _F_BROKEN | (_F_CAN_QUIT if framed else 0)
         self.code = 0
-        self._fail(status, "Bad reply from the server, " + what)
+        return self.refusal(status, "Bad reply from the server, " + what)
 
     def _lost(self, r):
-        """The driver reported a network failure (r < 0, or 0: closed)."""
-        self.can_quit = False
+        """The driver's network failure (r < 0, or 0: closed) as an SMTPError."""
+        self.flags &= ~_F_CAN_QUIT
         self.code = 0
-        if self.after_dot:
-            self._fail(_DELIVERY_UNKNOWN, "Connection lost after the message was sent, before "
-                       "the server confirmed it: it may or may not have been delivered")
+        if self.flags & _F_AFTER_DOT:
+            return self.refusal(_DELIVERY_UNKNOWN, "Connection lost after the message was "
+                                "sent, before the server confirmed it: it may or may not have "
+                                "been delivered")
         if r == _ERR_RESOLVE:
-            self._fail(_RESOLVE_ERROR, "Cannot resolve %s (%s); check the name and the "
-                       "network" % (self.host, self.os_error))
+            return self.refusal(_RESOLVE_ERROR, "Cannot resolve %s (%s); check the name and "
+                                "the network" % (self.host, self.os_error))
         if r == _ERR_CONNECT:
-            self._fail(_CONNECT_ERROR, "Cannot connect to %s port %d (%s); check the server, "
-                       "the port and the network" % (self.host, self.port, self.os_error))
+            return self.refusal(_CONNECT_ERROR, "Cannot connect to %s port %d (%s); check the "
+                                "server, the port and the network" % (
+                                    self.host, self.port, self.os_error))
         if r == _ERR_TIMEOUT:
-            self._fail(_TIMEOUT_ERROR, "No answer from the server within %d ms" % self.wait_ms)
+            return self.refusal(_TIMEOUT_ERROR, "No answer from the server within %d ms"
+                                % self.wait_ms)
         if r == _ERR_CERT or r == _ERR_TLS:
             # The handshake finishes inside the next read or write (transport.py, under
             # that phase's deadline), but it belongs to the connection or the STARTTLS.
             self.step = "CONNECT" if self.tls == _TLS_IMPLICIT else "STARTTLS"
         if r == _ERR_CERT:
-            self._fail(_TLS_CERT_ERROR, "The certificate of %s was rejected: %s; check cadata "
-                       "and the server name" % (self.host, self.os_error))
+            return self.refusal(_TLS_CERT_ERROR, "The certificate of %s was rejected: %s; "
+                                "check cadata and the server name" % (self.host, self.os_error))
         if r == _ERR_TLS:
-            self._fail(_TLS_HANDSHAKE_ERROR, "TLS handshake with %s failed (%s); is TLS on "
-                       "this port (465: implicit, 587: STARTTLS)?" % (self.host, self.os_error))
-        self._fail(_CONNECTION_CLOSED, "The server closed the connection" + (
+            return self.refusal(_TLS_HANDSHAKE_ERROR, "TLS handshake with %s failed (%s); is "
+                                "TLS on this port (465: implicit, 587: STARTTLS)?" % (
+                                    self.host, self.os_error))
+        return self.refusal(_CONNECTION_CLOSED, "The server closed the connection" + (
             " (%s)" % self.os_error if self.os_error else ""))

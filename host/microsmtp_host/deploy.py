@@ -208,15 +208,17 @@ def _mpy_cross_version(mpy_cross):
 
 
 def _compile(names, out_dir, arch, dry_run):
-    """mpy-cross -O3 (as `make mpy`), from the repository root with relative paths, so the
-    source name stored in each .mpy (tracebacks) is firmware/microsmtp/x.py."""
+    """mpy-cross -O3 (as `make mpy`): each .mpy keeps its module's name as its source name
+    (microsmtp.protocol, for tracebacks), a string the import interns anyway."""
     import subprocess
 
     mpy_cross = _tool("mpy-cross") or "mpy-cross"
     for name in names:
         src = FIRMWARE.relative_to(ROOT) / name
-        cmd = [mpy_cross, "-O3", *(["-march=" + arch] if arch else []),
-               "-o", str(Path(out_dir) / (Path(name).stem + ".mpy")), str(src)]
+        stem = Path(name).stem
+        module = "microsmtp" if stem == "__init__" else "microsmtp." + stem
+        cmd = [mpy_cross, "-O3", *(["-march=" + arch] if arch else []), "-s", module,
+               "-o", str(Path(out_dir) / (stem + ".mpy")), str(src)]
         if dry_run:
             print(_show(["mpy-cross", *cmd[1:]]))
             continue

@@ -65,8 +65,20 @@ class HostSocket:
             raise OSError(errno.ECONNABORTED, "TLS: EOF during the handshake")
         return n
 
-    def write(self, buf):
-        return self._io(self.sock.send, buf)
+    def recv(self, size):
+        """One read, as MicroPython's socket.recv: bytes (b"" at the end), or None while
+        nothing can be read yet (MicroPython's plain socket raises EAGAIN there; both mean
+        "poll and try again")."""
+        data = self._io(self.sock.recv, size)
+        if data == b"" and isinstance(self.sock, _ssl.SSLSocket) and \
+                self.sock.version() is None:
+            raise OSError(errno.ECONNABORTED, "TLS: EOF during the handshake")
+        return data
+
+    def write(self, buf, off=0, size=None):
+        """MicroPython's stream write(buf, off, max_len): no slice needed for an offset."""
+        view = memoryview(buf)[off:] if size is None else memoryview(buf)[off:off + size]
+        return self._io(self.sock.send, view)
 
     def _io(self, call, *args):
         self.want = 0
@@ -113,10 +125,19 @@ class Poll:
         self.poller.unregister(sock)
 
     def poll(self, timeout_ms=-1):
+        # Bytes a TLS socket has decrypted already are readable now, though the socket
+        # has nothing new (MicroPython: modtls_mbedtls.c, mbedtls_ssl_check_pending).
+        pending = [(sock, mask) for sock, mask in self.asked.values()
+                   if mask & _select.POLLIN and isinstance(sock.sock, _ssl.SSLSocket)
+                   and sock.sock.pending()]
+        if pending:
+            return pending
         for sock, mask in self.asked.values():
             self.poller.register(sock, sock.want or mask)
         return [(self.asked[fd][0], self.asked[fd][1] if self.asked[fd][0].want else events)
                 for fd, events in self.poller.poll(timeout_ms)]
+
+    ipoll = poll  # MicroPython's allocation-free twin; here the same list
 
 
 def poll():

@@ -47,16 +47,26 @@ def march():
     return _MARCH[machine.lower()]
 
 
-def compile_mpy(sources, out_dir, cwd=None):
-    """mpy-cross -O3 -march=x64 each source into out_dir (as `make mpy` does); return
-    out_dir."""
+def source_name(src):
+    """The source name a firmware .mpy keeps (mpy-cross -s): its module's name, which the
+    import interns anyway, not one more string in the heap (Makefile, `mpy`)."""
+    parts = list(Path(src).with_suffix("").parts)
+    parts = parts[parts.index("microsmtp"):]
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def compile_mpy(sources, out_dir, cwd=None, module_names=False):
+    """mpy-cross -O3 -march=x64 each source into out_dir (as `make mpy` does; with
+    module_names, each keeps its module's name as its source name); return out_dir."""
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     arch = "-march=" + march()
     for src in sources:
         src = Path(src)
-        subprocess.run([MPY_CROSS, "-O3", arch, "-o", str(out_dir / (src.stem + ".mpy")),
-                        str(src)], check=True, timeout=60, cwd=cwd)
+        name = ["-s", source_name(src)] if module_names else []
+        subprocess.run([MPY_CROSS, "-O3", arch, *name, "-o",
+                        str(out_dir / (src.stem + ".mpy")), str(src)],
+                       check=True, timeout=60, cwd=cwd)
     return out_dir
 
 
@@ -66,9 +76,8 @@ def firmware_mpy():
     for src in sorted(FIRMWARE.glob("*.py")):
         mpy = out / (src.stem + ".mpy")
         if not mpy.exists() or mpy.stat().st_mtime < src.stat().st_mtime:
-            # From the repo root with a relative path, as the Makefile does: the source
-            # name is stored in the .mpy (tracebacks), so both builds give the same bytes.
-            compile_mpy([src.relative_to(ROOT)], out, cwd=ROOT)
+            # As the Makefile does, so both builds give the same bytes.
+            compile_mpy([src.relative_to(ROOT)], out, cwd=ROOT, module_names=True)
     for mpy in out.glob("*.mpy"):  # a module whose source is gone must not linger
         if not (FIRMWARE / (mpy.stem + ".py")).exists():
             mpy.unlink()
