@@ -10,6 +10,9 @@ from . import auth, transport
 # protocol.py's values (tests/test_units.py checks they match).
 _ERR_TLS = const(-5)
 _ERR_CERT = const(-6)
+# A PEM certificate's two marker lines (RFC 7468 §2); the base64 between them is the DER.
+_PEM_BEGIN = const(b"-----BEGIN CERTIFICATE-----")
+_PEM_END = const(b"-----END CERTIFICATE-----")
 
 
 def ca_certs(cadata):
@@ -35,14 +38,14 @@ def ca_certs(cadata):
     certs = []
     i = 0
     while True:
-        a = data.find(b"-----BEGIN CERTIFICATE-----", i)
+        a = data.find(_PEM_BEGIN, i)
         if a < 0:
             break
-        b = data.find(b"-----END CERTIFICATE-----", a)
+        b = data.find(_PEM_END, a)
         if b < 0:
             raise ValueError("cadata: a PEM certificate has no END line")
-        certs.append(binascii.a2b_base64(data[a + 27:b]))
-        i = b + 25
+        certs.append(binascii.a2b_base64(data[a + len(_PEM_BEGIN):b]))
+        i = b + len(_PEM_END)
     if not certs:
         raise ValueError("cadata holds no certificate")
     return certs
