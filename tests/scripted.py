@@ -1,7 +1,9 @@
 # A scripted SMTP server behind a fake `net` module, for the scenario tests. It runs on
 # CPython and on the MicroPython unix port alike (both runners import this file), and is
 # the one mock in the suite: it produces faults a real server cannot be made to produce
-# on cue (a stall at an exact step, a reply split at an exact byte, a 9-digit code).
+# on cue (a stall at an exact step, a reply split at an exact byte, a 9-digit code, a
+# pipelined group refused at MAIL). "W" events assert what one write holds: RFC 2920's
+# groups are about writes, which "C" events cannot see (they match the byte stream).
 # Lean on purpose: under MicroPython it shares a 32 KB heap with microsmtp, so client bytes
 # are matched as they are written and go to a file, never collected in RAM.
 import errno
@@ -158,7 +160,7 @@ class ScriptedNet:
         self.pos += 1
         self.got = 0  # bytes of the current "C" event matched so far
         self.tail = b""  # the last bytes seen while looking for a "C*" end
-        if self.peek() in ("S", "S1", "C", "C*"):
+        if self.peek() in ("S", "S1", "C", "C*", "W", "W*"):
             self.pending = self.script[self.pos][1].encode()
 
     def peek(self):
@@ -170,7 +172,8 @@ class ScriptedNet:
         self.pos = len(self.script)
 
     def feed(self, data):
-        """Match client bytes against "C" (exact) and "C*" (anything up to this end)."""
+        """Match client bytes against "C" (exact), "C*" (anything up to this end), "W" (one
+        whole write, exact) and "W*" (one whole write ending so); data is one write."""
         i = 0
         while i < len(data) and not self.errors:
             ev = self.peek()
@@ -192,6 +195,15 @@ class ScriptedNet:
                     return
                 i += k + len(want) - len(self.tail)
                 self.next()
+            elif ev == "W" or ev == "W*":
+                # i > 0: this write began with the bytes of an earlier event, so the
+                # boundary the script asserts is not there.
+                if i or (data != want if ev == "W" else not data.endswith(want)):
+                    self.error("client wrote %r in one write, script expected %s %r" % (
+                        data[i:i + 60] if ev == "W" else data[-60:], ev, want))
+                    return
+                i = len(data)
+                self.next()
             else:
                 self.error("client wrote %r where the script had %s" % (data[i:i + 60], ev))
 
@@ -210,6 +222,22 @@ class ScriptedNet:
 
     def leftover(self):
         return [" ".join(ev) for ev in self.script[self.pos:]]  # e.g. "S 221 bye", "tls"
+
+
+def _session(microsmtp, client, mails, to, subject, body):
+    """send["mails"] (to, body each) through client.session(): [status of each (0: sent)]
+    and the first SMTPError."""
+    out = []
+    first = None
+    with client.session() as s:
+        for m in mails:
+            try:
+                s.send(m.get("to", to), subject, m.get("body", body))
+                out.append(0)
+            except microsmtp.SMTPError as e:
+                out.append(e.status)
+                first = first or e
+    return out, first
 
 
 AUTH = {"NONE": 0xFFFF, "LOGIN": 1, "PLAIN": 3, "CRAM_MD5": 2, "XOAUTH2": 4, "AUTO": 0}
@@ -244,6 +272,10 @@ def run(microsmtp, sc, ok_script, wire=None):
         if send.get("api") == "mail_send":
             res["status"] = client.mail_send(to, send.get("priority", 2), subject, body,
                                              send.get("body_length"))
+        elif "mails" in send:  # several mails over one session: each one's status
+            res["mails"], first = _session(microsmtp, client, send["mails"], to, subject, body)
+            if first is not None:
+                raise first  # the first mail's error, for the checks below
         else:
             client.send(to, subject, body, send.get("priority", 2))
     except microsmtp.SMTPError as e:

@@ -48,7 +48,8 @@ needs_ipv6 = pytest.mark.skipif(not HAS_IPV6, reason="no IPv6 loopback (::1) on 
 # --- the server -------------------------------------------------------------------------------
 
 class Handler:
-    """Keeps every message aiosmtpd accepted; can greylist (451) the next RCPTs."""
+    """Keeps every message aiosmtpd accepted; can greylist (451) the next RCPTs, refuse
+    given recipients (550), or drop the connection at the Nth MAIL (tests/test_engine.py)."""
 
     def __init__(self):
         self.reset()
@@ -59,9 +60,14 @@ class Handler:
         self.auth_log = []
         self.greylist = 0
         self.ehlo_padding = 0  # extra EHLO lines of 500 bytes (a verbose or hostile server)
+        self.peers = []  # the client's (address, port) at each EHLO: one entry a connection
+        self.commands = []  # MAIL, RCPT, RSET, and DATA once a message is in, in order
+        self.refuse = ()  # recipients answered 550: mailboxes that do not exist
+        self.drop_at_mail = 0  # the MAIL (1: the first) at which the connection drops, unanswered
 
     async def handle_EHLO(self, server, session, envelope, hostname, responses):
         session.host_name = hostname  # the hook's job once it exists (aiosmtpd)
+        self.peers.append(session.peer)
         pad = ["250-X-PAD-%02d %s" % (i, "x" * 480) for i in range(self.ehlo_padding)]
         return responses[:-1] + pad + responses[-1:]
 
@@ -74,24 +80,36 @@ class Handler:
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
         self.mail_froms.append(address)
+        self.commands.append("MAIL")
+        if len(self.mail_froms) == self.drop_at_mail:
+            server.transport.abort()  # no reply goes out: the connection is lost
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         return "250 OK"
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        self.commands.append("RCPT")
         if self.greylist:
             self.greylist -= 1
             return "451 4.7.1 Greylisted, try again later"
+        if address in self.refuse:
+            return "550 5.1.1 <%s>: Recipient address rejected: User unknown" % address
         envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_RSET(self, server, session, envelope):
+        self.commands.append("RSET")
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
         # Runs before the 250 goes out, so the message is here when send() returns.
+        self.commands.append("DATA")
         self.messages.append({
             # original_content: the bytes as received (un-dot-stuffed) on either server kind.
             "content": bytes(envelope.original_content), "mail_from": envelope.mail_from,
             "mail_options": list(envelope.mail_options), "rcpt_tos": list(envelope.rcpt_tos),
-            "host_name": session.host_name, "auth": session.authenticated})
+            "host_name": session.host_name, "auth": session.authenticated,
+            "peer": session.peer})
         return "250 OK queued"
 
 
@@ -113,15 +131,16 @@ class LoopbackController(Controller):
 
 class Server:
     """eight_bit=False: aiosmtpd with decode_data=True, which does not offer 8BITMIME and
-    refuses non-ASCII data ("500 Error: strict ASCII mode"): a 7-bit-only server."""
+    refuses non-ASCII data ("500 Error: strict ASCII mode"): a 7-bit-only server. smtp:
+    more of aiosmtpd's SMTP options (data_size_limit: the SIZE it announces and enforces)."""
 
-    def __init__(self, host, eight_bit=True):
+    def __init__(self, host, eight_bit=True, **smtp):
         self.host = host
         self.eight_bit = eight_bit
         self.handler = Handler()
         self.controller = LoopbackController(
             self.handler, host, authenticator=self.handler.authenticate,
-            auth_require_tls=False, decode_data=not eight_bit)
+            auth_require_tls=False, decode_data=not eight_bit, **smtp)
         self.port = self.controller.port
 
     def start(self):

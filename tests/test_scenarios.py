@@ -60,6 +60,8 @@ def _check(sc, res):
     assert res["script_errors"] == [], res["script_errors"]
     assert res["leftover"] == sc.get("leftover", []), "script not played to the end"
     assert status_name(res["status"]) == sc["expect"], res.get("error")
+    if "statuses" in sc:  # a session's mails, in order (0: sent)
+        assert [status_name(x) for x in res["mails"]] == sc["statuses"], res["mails"]
     for key in ("step", "reply_code", "temporary", "refused"):
         if key in sc:
             assert res[key] == sc[key], (key, res)

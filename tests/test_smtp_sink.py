@@ -12,10 +12,12 @@ import email
 import email.policy
 import json
 import os
+import select
 import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -399,3 +401,89 @@ def test_no_8bitmime_quoted_printable(runtime, sink, send):
     assert msg["Content-Transfer-Encoding"] == "quoted-printable"
     assert max(content) < 128, "8-bit data in a 7-bit message"
     assert msg.get_payload(decode=True).replace(b"\r\n", b"\n") == _normalised(NON_ASCII)
+
+
+# --- a pipelined session (RFC 2920): several mails over one connection -------------------------
+
+class TurnProxy:
+    """A loopback TCP proxy in front of a server that counts connections and the client's
+    turns: the times it sends after the server has spoken. Turns, not time: the client
+    writes a pipelined group in one write and then waits for the replies, so a group is one
+    turn however TCP cuts it, and a command that waits for its reply is a turn of its own.
+    One thread, one select() loop: what it logs is in the order it was read."""
+
+    def __init__(self, port):
+        self.target = port
+        self.turns = self.connections = 0
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        while not self.stopping.is_set():
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                continue
+            self.connections += 1
+            with client, socket.create_connection(("127.0.0.1", self.target), 5) as server:
+                self._pump(client, server)
+
+    def _pump(self, client, server):
+        peer = {client: server, server: client}
+        last = server  # the server speaks first: the client's first send is a turn
+        while not self.stopping.is_set():
+            ready, _, _ = select.select(list(peer), [], [], 0.2)
+            for sock in ready:
+                data = sock.recv(65536)
+                if not data:
+                    return
+                if sock is client and last is server:
+                    self.turns += 1
+                last = sock
+                peer[sock].sendall(data)
+
+    def stop(self):
+        self.stopping.set()
+        self.thread.join(5)
+        self.sock.close()
+
+
+@both
+@pytest.mark.parametrize("pipelining", [True, False], ids=["PIPELINING", "no-PIPELINING"])
+def test_pipelined_session(runtime, pipelining, sink, tmp_path):
+    # Three mails over one client.session(), the second to two recipients. With PIPELINING
+    # a mail costs two turns (MAIL + RCPT... + DATA, then the message and "."); without it
+    # (smtp-sink -p) one a command: the same proxy counting both shows what it counts.
+    srv = sink(*([] if pipelining else ["-p"]), dump=True)
+    proxy = TurnProxy(srv.port)
+    rcpts = [[RCPT], [RCPT, "pager@example.org"], [RCPT]]
+    mails = [{"to": to, "subject": "Boiler alert %d" % i, "body": "Pressure low (%d).\n" % i}
+             for i, to in enumerate(rcpts)]
+    cfg = {"server": "127.0.0.1", "port": proxy.port, "from": SENDER, "mails": mails,
+           "client_domain": "boiler.example.com", "timeouts": TIMEOUTS}
+    try:
+        results, end = runtimes.session(runtime, cfg, tmp_path)
+    finally:
+        proxy.stop()
+    assert [r["status"] for r in results] == [0, 0, 0], results
+    assert end["pool_full"]
+    assert proxy.connections == 1
+    per_mail = [2 if pipelining else len(to) + 3 for to in rcpts]  # MAIL, RCPT..., DATA, text
+    assert proxy.turns == 1 + sum(per_mail) + 1, proxy.turns  # EHLO ... QUIT
+    got = {}
+    for dump in srv.dumps():
+        fields, content = _parse_dump(dump.read_bytes())
+        msg = email.message_from_bytes(content, policy=email.policy.default)
+        got[msg["Subject"]] = (fields, msg)
+    assert sorted(got) == [m["subject"] for m in mails]
+    for m in mails:
+        fields, msg = got[m["subject"]]
+        assert fields["X-Client-Proto"] == ["ESMTP"]
+        assert fields["X-Helo-Args"] == ["boiler.example.com"]
+        assert fields["X-Mail-Args"] == ["<%s>" % SENDER]
+        assert fields["X-Rcpt-Args"] == ["<%s>" % r for r in m["to"]]
+        assert msg.get_payload(decode=True) == m["body"].encode().replace(b"\n", b"\r\n")
