@@ -98,18 +98,12 @@ def test_rset_after_a_refused_mail_then_the_next(runtime, server, tmp_path):
     assert subjects(server) == ["Boiler alert 1"]
 
 
-# Both found by the two tests below: protocol.Session._handle raises the mail's error with
+# Both found by the two tests below: protocol.Session._handle raised the mail's error with
 # the phase already set to _P_MAIL_DONE (after the RSET's 250, and after the 250 to "."
 # when some recipients were refused), so _failed's `ph != _P_DOT and ph != _P_RSET` (no RSET
-# after those) never holds, and the next mail of the session starts with a needless RSET:
+# after those) never held, and the next mail of the session started with a needless RSET:
 # one more round trip.
-NEEDLESS_RSET = ("protocol.Session._failed sets _F_RSET from the phase _handle set before "
-                 "raising (_P_MAIL_DONE), not _P_RSET or _P_DOT: a needless RSET before the "
-                 "next mail of the session")
-
-
 @both
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=NEEDLESS_RSET)
 def test_one_rset_after_a_refused_mail(runtime, server, tmp_path):
     server.handler.refuse = (NOBODY,)
     session(runtime, server, [mail(0, to=NOBODY), mail(1)], tmp_path)
@@ -117,7 +111,6 @@ def test_one_rset_after_a_refused_mail(runtime, server, tmp_path):
 
 
 @both
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=NEEDLESS_RSET)
 def test_no_rset_after_a_mail_delivered_to_some(runtime, server, tmp_path):
     server.handler.refuse = (NOBODY,)
     partial, ok = session(runtime, server, [mail(0, to=[RCPT, NOBODY]), mail(1)], tmp_path)

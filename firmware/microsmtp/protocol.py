@@ -618,8 +618,10 @@ class Session:
         s = e.step
         if not self.flags & _F_BROKEN and (
                 s == "MAIL" or s == "RCPT" or s == "DATA" or s == "MESSAGE"):
-            # RFC 5321 §4.1.1.5: a transaction left open is reset before the next mail.
-            if self.cmd > 0 and ph != _P_DOT and ph != _P_RSET:
+            # RFC 5321 §4.1.1.5: a transaction left open is reset before the next mail. Not
+            # one closed already: by "."'s reply, by RSET, or reported with _P_MAIL_DONE set
+            # (_handle: after the RSET's 250, or a 250 to "." with some recipients refused).
+            if self.cmd > 0 and ph != _P_DOT and ph != _P_RSET and ph != _P_MAIL_DONE:
                 self.flags |= _F_RSET
             self.phase = _P_MAIL_DONE
         else:
