@@ -516,6 +516,8 @@ def main(argv=None):
     print(report.bench_block(data))
     print()
     print(report.memory_block(data))
+    print()
+    print(report.targets_block(data))
     if not args.no_readme:
         readme = ROOT / "README.md"
         readme.write_text(report.update_readme(readme.read_text(), data))

@@ -43,8 +43,28 @@ MEMORY_ROWS = (
      "starttls_auth_100kb"),
 )
 
+# Issue 10's reach, on the unix port with the .mpy files in RAM (what `mip install` and
+# `deploy --mpy` give a board): (label, path, format, target, how the figure compares).
+# "max": at most the target; "min": at least; "ratio": at most target x smtp-source's
+# figure; "within": at most (1 + target) x the 1 KB body's allocation.
+TARGETS = (
+    ("bytes allocated per 1 KB alert", ("alloc_bytes", "1kb"), "bytes", 3072, "max"),
+    ("bytes allocated, 1 MB file body", ("alloc_bytes", "1mb"), "bytes", 0.10, "within"),
+    ("heap held by `import microsmtp`", ("heap_bytes", "import"), "bytes", 20480, "max"),
+    ("smallest `-X heapsize`, plain 1 KB send", ("min_heapsize_kb", "plain_1kb"), "kb", 32,
+     "max"),
+    ("smallest `-X heapsize`, AUTH PLAIN 100 KB send", ("min_heapsize_kb", "auth_100kb"), "kb",
+     36, "max"),
+    ("ms/message, a new connection each", ("ms_per_message", "new_connection"), "ms", 3,
+     "ratio"),
+    ("round trips/message, one session (the server pipelines)", ("round_trips", "one_session"),
+     "rt", 3.5, "max"),
+    ("MB/s, 10 MB body from a file", ("mb_per_s", "10mb"), "rate", 25, "min"),
+)
+
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 MEMORY_BEGIN, MEMORY_END = "<!-- bench:memory:begin -->", "<!-- bench:memory:end -->"
+TARGETS_BEGIN, TARGETS_END = "<!-- bench:targets:begin -->", "<!-- bench:targets:end -->"
 
 
 def fmt(value, kind):
@@ -115,6 +135,42 @@ def memory_block(data):
     return "\n".join(lines)
 
 
+def target_row(data, label, path, kind, target, how):
+    """One row of targets_block: the figure, the target, and met or missed by how much."""
+    clients = data["clients"]
+    mp = clients.get("mp_ram", {})
+    value = figure(mp, path)
+    if how == "ratio":
+        base = figure(clients.get("smtp_source", {}), path)
+        limit = target * base if base else None
+        want = "≤ %g × smtp-source's (%s)" % (target, fmt(limit, kind) if limit else "–")
+    elif how == "within":
+        base = figure(mp, ("alloc_bytes", "1kb"))
+        limit = base * (1 + target) if base else None
+        want = "within %d %% of the 1 KB body's" % round(target * 100)
+    else:
+        limit = target
+        want = ("≥ " if how == "min" else "≤ ") + fmt(target, kind)
+    if value is None or limit is None:
+        return "| %s | %s | – | not measured |" % (label, want)
+    ok = value >= limit if how == "min" else value <= limit
+    if ok:
+        verdict = "met"
+    elif how == "min":
+        verdict = "missed: %.2g× short" % (limit / value)
+    else:
+        verdict = "missed: %.2g× over" % (value / limit)
+    return "| %s | %s | %s | %s |" % (label, want, fmt(value, kind), verdict)
+
+
+def targets_block(data):
+    """Section 6's table of issue 10's targets against what this run measured."""
+    lines = ["| issue 10's target (64-bit unix port, .mpy in RAM) | target | measured | |",
+             "|---|---|---|---|"]
+    lines += [target_row(data, *t) for t in TARGETS]
+    return "\n".join(lines)
+
+
 def replace_block(text, begin, end, block):
     """text with what lies between the begin and end marker lines replaced by block,
     indented as the begin marker is (a block inside a list item stays in it)."""
@@ -132,8 +188,9 @@ def replace_block(text, begin, end, block):
 
 
 def update_readme(text, data):
-    """README text with both generated blocks rewritten from data."""
+    """README text with the three generated blocks rewritten from data."""
     text = replace_block(text, BEGIN, END, bench_block(data))
+    text = replace_block(text, TARGETS_BEGIN, TARGETS_END, targets_block(data))
     return replace_block(text, MEMORY_BEGIN, MEMORY_END, memory_block(data))
 
 

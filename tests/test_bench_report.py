@@ -72,6 +72,34 @@ def test_memory_block_puts_flash_before_ram():
     assert block.splitlines()[-1].endswith("| 43K | 65K |")
 
 
+def test_targets_block_says_met_or_by_how_much_missed():
+    block = report.targets_block(DATA)
+    assert row(block, "bytes allocated per 1 KB alert") == (
+        "| bytes allocated per 1 KB alert | ≤ 3 072 B | 20 744 B | missed: 6.8× over |")
+    assert row(block, "bytes allocated, 1 MB file body").endswith("| missed: 99× over |")
+    assert row(block, "smallest `-X heapsize`, plain 1 KB send").endswith(
+        "| ≤ 32K | 55K | missed: 1.7× over |")
+    # 1.234 ms against 3 x smtp-source's 0.3 ms: over by 1.234 / 0.9
+    assert row(block, "ms/message, a new connection each") == (
+        "| ms/message, a new connection each | ≤ 3 × smtp-source's (0.9) | 1.23 | "
+        "missed: 1.4× over |")
+    assert row(block, "MB/s, 10 MB body from a file").endswith(
+        "| ≥ 25 | 12.3 | missed: 2× short |")
+    assert row(block, "round trips/message, one session (the server pipelines)").endswith(
+        "| – | not measured |")  # the fixture's MicroPython has no session figure
+
+
+def test_targets_block_met():
+    mp = dict(MP, alloc_bytes={"1kb": 3000, "1mb": 3200}, mb_per_s={"10mb": 30.0},
+              round_trips={"one_session": 3.2})
+    data = dict(DATA, clients=dict(DATA["clients"], mp_ram=mp))
+    block = report.targets_block(data)
+    for label in ("bytes allocated per 1 KB alert", "bytes allocated, 1 MB file body",
+                  "MB/s, 10 MB body from a file",
+                  "round trips/message, one session (the server pipelines)"):
+        assert row(block, label).endswith("| met |"), label
+
+
 def test_replace_block_keeps_everything_outside_the_markers():
     text = "intro\n<!-- a -->\nold\ntable\n<!-- b -->\noutro\n"
     assert report.replace_block(text, "<!-- a -->", "<!-- b -->", "new\n\nrows") == \
@@ -97,7 +125,8 @@ def test_update_readme_is_idempotent_on_the_real_readme():
     assert report.update_readme(once, DATA) == once
     assert report.table(DATA) in once
     assert "  | plain 1 KB send, no AUTH | 32K | 55K |" in once  # inside section 6's list
-    # only the two blocks change
+    assert "\n  | bytes allocated per 1 KB alert | ≤ 3 072 B | 20 744 B |" in once  # in the list
+    # only the three blocks change
     outside = [part.split(report.END)[-1] for part in once.split(report.BEGIN)]
     assert outside[-1] == readme.split(report.END)[-1]
 
