@@ -43,24 +43,31 @@ class FuzzSocket:
         self.written += n
         return n
 
-    def recv(self, size):  # one read, as MicroPython's socket.recv
+    def readinto(self, buf, nbytes=None):
+        """MicroPython's stream readinto: what is left of the current read (lens[pos], one
+        segment) at most nbytes, and a RESET right behind it raises in the same call (the
+        bytes stay in buf, uncounted), as on MicroPython; None for a stall, 0 at the end."""
         net = self.net
-        if net.pos >= len(net.lens):
-            return b""  # the server closed
-        n = net.lens[net.pos]
-        if n == STALL:
-            return None  # FuzzPoll.poll() then times out
-        if n == RESET:
+        n = len(buf) if nbytes is None else min(nbytes, len(buf))
+        k = 0
+        if net.pos < len(net.lens) and net.lens[net.pos] >= 0:
+            k = min(n, net.lens[net.pos] - net.off)
+            at = net.at + net.off
+            for i in range(k):  # byte by byte: a slice would be an object
+                buf[i] = net.data[at + i]
+            net.off += k
+            if net.off >= net.lens[net.pos]:
+                net.pos += 1
+                net.at += net.off
+                net.off = 0
+        if net.pos < len(net.lens) and net.lens[net.pos] == RESET:
             net.pos += 1
             raise OSError(errno.ECONNRESET)
-        k = min(size, n - net.off)
-        at = net.at + net.off
-        net.off += k
-        if net.off >= n:
-            net.pos += 1
-            net.at += n
-            net.off = 0
-        return net.data[at:at + k]
+        if k:
+            return k
+        if net.pos >= len(net.lens):
+            return 0  # the server closed
+        return None  # STALL: FuzzPoll.poll() then times out
 
     def close(self):
         self.closed = True

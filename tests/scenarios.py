@@ -323,6 +323,14 @@ def more():
             S(CAPS_NOAUTH), C("MAIL FROM:<dev@example.org>\r\n"), S("250 ok\r\n"),
             C("RCPT TO:<ops@example.org>\r\n"), ["reset"]],
          "expect": "CONNECTION_CLOSED", "step": "RCPT"},
+        # MicroPython's readinto() reads on after a whole reply and meets the reset right
+        # behind it (a server that hangs up as it refuses: smtp-sink -A): the refusal still
+        # counts, permanent, not a lost connection (DELIVERY_UNKNOWN, sent again by an
+        # outbox). The QUIT after it meets the reset.
+        {"name": "refusal_and_reset_in_one_read", "script": ehlo_then + [
+            S(CAPS_NOAUTH)] + envelope()[:-1] + [S("550 5.7.1 refused\r\n"), ["reset"]],
+         "expect": "MESSAGE_REPLY_ERROR", "step": "MESSAGE", "reply_code": 550,
+         "temporary": False},
         {"name": "pool_too_small", "client": {"pool_count": 2}, "script": [],
          "expect": "PACKET_ALLOCATE_ERROR", "reusable": False},
         {"name": "bad_recipient_crlf_nothing_sent",

@@ -15,6 +15,7 @@ class ScriptedSocket:
         self.net = net
         self.closed = False
         self.handshake = False  # a deferred TLS handshake: the next read or write runs it
+        self.reset = False  # the connection was reset (a "reset" event was read)
 
     def settimeout(self, seconds):
         pass
@@ -34,6 +35,8 @@ class ScriptedSocket:
         if self.handshake:
             self.handshake = False
             net.ssl.handshake()
+        if self.reset:  # a write after a reset fails too
+            raise OSError(errno.ECONNRESET)
         if net.peek() == "wfail":
             net.pos += 1
             raise OSError(errno.ECONNRESET)
@@ -44,31 +47,41 @@ class ScriptedSocket:
         net.feed(data)
         return n
 
-    def recv(self, size):  # one read, as MicroPython's socket.recv: b"" once closed
+    def readinto(self, buf, nbytes=None):
+        """MicroPython's stream readinto (py/stream.c, mp_stream_rw): reads on while bytes
+        are there, at most nbytes; None when none are yet, 0 once closed. An "S" event is
+        one segment: a read takes what is left of it and stops (the next has not come yet,
+        EAGAIN), unless a "reset" is right behind it, which the same read meets: it raises,
+        and the bytes it had read stay in buf, uncounted, as on MicroPython."""
         net = self.net
         if self.handshake:
             self.handshake = False
             net.ssl.handshake()
-        ev = net.peek()
-        if ev == "close":
-            net.pos += 1
-            return b""
-        if ev is None:
-            return b""
-        if ev == "stall":
-            return None  # nothing yet; ScriptedPoll.poll() then times out
-        if ev == "reset":
-            net.pos += 1
-            raise OSError(errno.ECONNRESET)
-        if ev == "S" or ev == "S1":  # "S1": the same bytes, one per read
+        n = len(buf) if nbytes is None else min(nbytes, len(buf))
+        done = 0
+        while True:
+            ev = net.peek()
+            if ev == "reset":
+                net.pos += 1
+                self.reset = True
+                raise OSError(errno.ECONNRESET)
+            if done or ev == "stall":  # stall: nothing yet; ScriptedPoll.poll() times out
+                return done or None
+            if ev is None:
+                return 0
+            if ev == "close":
+                net.pos += 1
+                return 0
+            if ev != "S" and ev != "S1":  # "S1": the same bytes, one per read
+                net.error("client read while the script expected " + ev)
+                return 0
             data = net.pending
-            n = min(size, len(data), 1 if ev == "S1" else len(data))
-            net.pending = data[n:]
-            if not net.pending:
-                net.next()
-            return data[:n]
-        net.error("client read while the script expected " + ev)
-        return b""
+            done = min(n, len(data), 1 if ev == "S1" else len(data))
+            buf[:done] = data[:done]
+            net.pending = data[done:]
+            if net.pending:
+                return done
+            net.next()
 
     def close(self):
         self.closed = True

@@ -76,17 +76,17 @@ long_body_bytes = st.lists(st.sampled_from([b"\r", b"\n", b".", b"=", b" ", b"a"
 def firmware_python():
     """message's viper functions as firmware/ writes them (on a board: native code) in place
     of the shim's twins."""
-    saved = message._transform, message._copy
+    saved = message._transform, message.copy
     message._transform = shim.PURE["microsmtp.message._transform"]
-    message._copy = shim.PURE["microsmtp.message._copy"]
+    message.copy = shim.PURE["microsmtp.message.copy"]
     try:
         yield
     finally:
-        message._transform, message._copy = saved
+        message._transform, message.copy = saved
 
 
 def test_cpython_runs_the_twins():
-    assert message._transform is twins.transform and message._copy is twins.copy
+    assert message._transform is twins.transform and message.copy is twins.copy
     assert shim.PURE["microsmtp.message._transform"].__module__ == "microsmtp.message"
 
 
@@ -132,3 +132,57 @@ def test_every_chunk_size_gives_the_old_bytes():
                 old, twin, firmware = _encode_all([body], cte, size, 5 + size % 7 * 13)
                 assert twin == old and firmware == old, (cte, size)
                 assert old[1] == (too_long and cte != message.CTE_QP)
+
+
+def test_twins_know_the_scan_flags():
+    assert (message._SCAN_8BIT, message._SCAN_UNFIT) == (twins.SCAN_8BIT, twins.SCAN_UNFIT)
+
+
+def _reference_scan(body):
+    """(8-bit bytes, a NUL or a line over 998 octets) of a whole body."""
+    return max(body, default=0) > 127, b"\0" in body or any(
+        len(line) > 998 for line in re.split(rb"\r|\n", body))
+
+
+@settings(max_examples=400, deadline=None)
+@given(long_body_bytes, st.lists(st.integers(0, 10_000), max_size=8))
+def test_scan_twin_and_firmware_agree_over_chunks(body, cuts):
+    """BodySource.scan()'s scan_body, chunk after chunk (a line goes on across them): the
+    twin, the firmware's own Python and the whole body looked at at once agree."""
+    pure = shim.PURE["microsmtp.message.scan_body"]
+    state = {"twin": 0, "firmware": 0}
+    for chunk in chunked(body, cuts):
+        state["twin"] = twins.scan_body(chunk, len(chunk), state["twin"])
+        state["firmware"] = pure(chunk, len(chunk), state["firmware"])
+        assert state["twin"] == state["firmware"], chunk
+    flags = state["twin"]
+    assert (bool(flags & message._SCAN_8BIT), bool(flags & message._SCAN_UNFIT)) == \
+        _reference_scan(body)
+
+
+def test_scan_reads_a_str_in_place():
+    """encoded_subject_needed() hands scan_body a str and its len(): the first bytes of any
+    non-ASCII character are among them, as a board's viper code reads them."""
+    for text in ("Door opened", "caf\u00e9", "\u00e9" + "x" * 20, "x" * 20 + "\u2603",
+                 "92 \u00b0C"):
+        assert bool(twins.scan_body(text, len(text), 0) & message._SCAN_8BIT) == (
+            not text.isascii())
+        assert bool(message.encoded_subject_needed(text)) == (not text.isascii())
+
+
+@given(st.binary(max_size=60), st.integers(0, 60), st.integers(0, 60), st.integers(0, 60))
+def test_copy_and_clear_twins_match_the_firmware(data, start, pos, n):
+    from microsmtp import transport
+
+    pos = min(pos, len(data))
+    n = min(n, len(data) - pos)
+    out = []
+    for copy, clear in ((twins.copy, twins.clear), (shim.PURE["microsmtp.message.copy"],
+                                                    shim.PURE["microsmtp.transport.clear"])):
+        buf = bytearray(b"#" * 130)
+        copy(buf, start, data, pos, n)
+        clear(buf, start + n, 5)
+        out.append(bytes(buf))
+    assert out[0] == out[1] == b"#" * start + data[pos:pos + n] + bytes(5) + \
+        b"#" * (125 - start - n)
+    assert transport.clear is twins.clear and message.copy is twins.copy

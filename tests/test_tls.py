@@ -153,6 +153,8 @@ class PKI:
         self.pem_path.write_bytes(pem)
         self.der_path = folder / "ca.der"
         self.der_path.write_bytes(self.der)
+        self.bad_path = folder / "bad.der"  # DER in name only: no certificate in it
+        self.bad_path.write_bytes(b"0\x03\x02\x01\x00 not a certificate")
 
     def server_context(self, cert="good"):
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -163,6 +165,7 @@ class PKI:
         """cadata as the client is given it: a file path (both runtimes) or, on CPython,
         the PEM text (str or bytes) or the DER bytes themselves."""
         return {"pem": str(self.pem_path), "der": str(self.der_path),
+                "bad": str(self.bad_path),
                 "pem-text": self.pem_text, "pem-bytes": self.pem_text.encode(),
                 "der-bytes": self.der, None: None}[kind]
 
@@ -776,6 +779,20 @@ def test_bad_certificate_rejected(runtime, kind, cert, aio_server, send):
     assert srv.handler.auth_log == [] and srv.handler.messages == []
     assert srv.handler.commands(secure=True) == []  # nothing at all over the bad TLS
     assert srv.handler.commands() == (["EHLO", "STARTTLS"] if kind == "starttls" else [])
+
+
+@both
+@pytest.mark.timeout(30)
+def test_cadata_that_holds_no_certificate(runtime, listener, send):
+    """A CA file that is no certificate: the TLS context refuses it (ValueError "invalid
+    cert" on MicroPython, the shim alike) before a byte goes out. An SMTPError that says so,
+    TLS_CERT_ERROR: it was an AttributeError (secure.wrap called a transport._reason that
+    never existed), which left the failure unreported as a status."""
+    res = send(runtime, listener.getsockname()[1], host="127.0.0.1",
+               tls=microsmtp.TLS_IMPLICIT, cadata="bad", timeouts=SHORT)
+    assert res["status"] == microsmtp.TLS_CERT_ERROR, res
+    assert res["step"] == "CONNECT", res
+    assert "rejected: invalid cert" in res["error"], res
 
 
 # Issue 9, defect 14, pinned: connecting to 127.0.0.1, MicroPython's mbedTLS accepts an IP

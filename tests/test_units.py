@@ -50,13 +50,13 @@ def test_status_codes_match_protocol_constants():
 
 
 def test_private_constants_agree_across_modules():
-    """protocol.py, transport.py, secure.py, auth.py and __init__.py each inline the same
-    request, result, TLS-mode, phase and AUTH values as private consts (a name kept costs
-    heap on a board)."""
+    """protocol.py, transport.py, secure.py, auth.py, __init__.py and message.py each inline
+    the same request, result, TLS-mode, phase, AUTH and body-scan values as private consts
+    (a name kept costs heap on a board)."""
     seen = {}
-    for name in ("protocol", "transport", "secure", "auth", "__init__"):
+    for name in ("protocol", "transport", "secure", "auth", "__init__", "message"):
         src = (runtimes.ROOT / "firmware" / "microsmtp" / (name + ".py")).read_text()
-        pattern = r"^_?((?:OP|ERR|TLS|P|N|CAP|F|AUTH|LINE)_[A-Z_0-9]+) = " \
+        pattern = r"^_?((?:OP|ERR|TLS|P|N|CAP|F|AUTH|LINE|SCAN)_[A-Z_0-9]+) = " \
                   r"const\((-?[0-9A-Fa-fx]+)\)"
         for const, value in re.findall(pattern, src, re.M):
             value = int(value, 0)

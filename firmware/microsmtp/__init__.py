@@ -75,7 +75,7 @@ TLS_IMPLICIT = const(2)
 _OVER = const(0)
 _IDLE = const(1)
 _OPEN = const(2)
-_MAIL = const(6)  # protocol.py's OP_MAIL: what Driver.run() returns between mails
+_MAIL = const(6)  # protocol.py's OP_MAIL: what Driver.loop yields between mails
 _F_SINGLE = const(64)  # protocol.py's Session.flags bit: one mail, QUIT may go with its "."
 _OUT_OF_MEMORY = const("Out of memory during the session; the connection was closed (SESSION).")
 
@@ -97,6 +97,11 @@ def _timeouts_ms(timeouts):
                 raise ValueError("timeout %r must be a positive number of seconds" % key)
             merged[key] = value
     return tuple(int(merged[k] * 1000) for k in _TIMEOUT_KEYS)
+
+
+def _out_of_memory():
+    # A constant sentence: no heap. Made here, so the calls that raise it stay small.
+    return SMTPError(PACKET_ALLOCATE_ERROR, _OUT_OF_MEMORY, "SESSION")
 
 
 class Client:
@@ -155,7 +160,7 @@ class Client:
             import socket as net
         self.pool = pool
         self._net = net
-        self._driver = None  # transport.Driver, made at the first send
+        self._driver = None  # transport.Driver, made at the first mail
         self._state = _OVER
         self._session = protocol.Session(server, port, from_address, username, password,
                                          client_domain, auth, _timeouts_ms(timeouts), tls, ca,
@@ -171,11 +176,8 @@ class Client:
     def send(self, recipients, subject, body, priority=PRIORITY_NORMAL):
         """Send one mail; None on success, SMTPError otherwise. ValueError on bad input."""
         recipients = message.check_mail(recipients, subject, priority)
-        self._begin(True)
-        try:
-            self._deliver(recipients, subject, body, priority, None, None, None)
-        finally:
-            self._end()
+        self._begin(True).load(recipients, subject, body, priority)  # (load cannot fail)
+        self._single()
 
     def session(self):
         """Several mails over one connection (one EHLO, TLS and AUTH):
@@ -205,11 +207,11 @@ class Client:
         except ValueError:
             return INVALID_PARAM  # NetX: bad input, checked before any connection
         try:
-            self._begin(True)
-            try:
-                self._deliver([recipient], subject, body, priority, body_length, None, None)
-            finally:
-                self._end()
+            s = self._begin(True)
+            s.load((recipient,), subject, body, priority)
+            if body_length is not None:
+                s.body.left = body_length
+            self._single()
         except SMTPError as e:
             return e.status
         return SUCCESS
@@ -219,8 +221,17 @@ class Client:
         self._session = None
 
     # --- a session: the pool's buffers, the engine driven mail by mail -------------------
+    # After the first send, what a send does here allocates nothing of its own: these are
+    # small functions (a call with more than 11 words of locals and stack, a try costing
+    # about 6, takes its frame from the heap: py/objfun.c, VM_MAX_STATE_ON_STACK), the
+    # mail's arguments wait in the session (Session.load) instead of being handed down,
+    # and the engine and the driver's loop are generators made once. Few names, too:
+    # past 300 interned names (with auth.py's) a board's heap takes another 3.8 KB pool.
 
     def _begin(self, single):
+        """A new session: the pool's buffers taken, the engine and the driver ready; the
+        session (Session). Refused after close(), for TLS without a CA, or while one is
+        open."""
         s = self._session
         if s is None:
             raise SMTPError(CLIENT_NOT_INITIALIZED, "This client was closed; make a new Client.")
@@ -232,70 +243,70 @@ class Client:
         if s.rx is not None:
             raise SMTPError(INTERNAL_ERROR, "This client's session is still open: send through "
                             "it, or close it first (SESSION).", "SESSION")
-        if s.engine is None:  # an exception ended the last session's engine
-            try:
-                s.restart()
-            except MemoryError:
-                raise SMTPError(PACKET_ALLOCATE_ERROR, _OUT_OF_MEMORY, "SESSION") from None
         pool = self.pool
-        rx = pool.acquire()
-        try:
-            tx = pool.acquire()
-            try:
-                s.buffers(rx, tx, pool.acquire())
-            except SMTPError:
-                pool.release(tx)
-                raise
-        except SMTPError:
-            pool.release(rx)
-            raise
+        if pool.available() < 3:  # all three or none: nothing to give back on the way
+            raise pool.error()
+        s.buffers(pool.acquire(), pool.acquire(), pool.acquire())
         s.flags = _F_SINGLE if single else 0
         self._state = _IDLE
-        if self._driver is None or self._driver.net is not self._net:
-            self._driver = transport.Driver(self._net)
+        return s
 
-    def _deliver(self, recipients, subject, body, priority, limit, date, id):
-        """One mail of the open session; SMTPError for it (the session may go on)."""
-        s = self._session
-        if self._state == _OVER:  # the connection is gone: so is every mail after it
-            raise s.error or SMTPError(CONNECTION_CLOSED, "The session is over (SESSION).",
-                                       "SESSION")
+    def _single(self):
+        """Client.send's session: the loaded mail on a connection of its own, and every
+        buffer back after it, whatever happens."""
         try:
-            s.load(recipients, subject, body, priority, limit,
-                   time.gmtime() if date is None else time.gmtime(date), id)
+            self._deliver()
+        finally:
+            self._end()
+
+    def _deliver(self):
+        """The loaded mail over the open session; SMTPError for it (the session may go on)."""
+        if self._state == _OVER:  # the connection is gone: so is every mail after it
+            raise self._session.error or SMTPError(CONNECTION_CLOSED, "The session is over "
+                                                   "(SESSION).", "SESSION")
+        try:
+            if self._session.engine is None:  # an exception ended the last one
+                self._session.restart()
+            if self._driver is None or self._driver.loop is None or \
+                    self._driver.net is not self._net:  # the first mail, or after one
+                self._driver = transport.Driver(self._net, self._session)
+            self._session.start(time.gmtime)
         except MemoryError:  # nothing sent of this mail; the session can go on
-            raise SMTPError(PACKET_ALLOCATE_ERROR, _OUT_OF_MEMORY, "SESSION") from None
+            raise _out_of_memory() from None
         self._state = _OPEN if self._drive(1) == _MAIL else _OVER
-        if s.error is not None:
-            raise s.error
+        if self._session.error is not None:
+            raise self._session.error
 
     def _drive(self, more):
         try:
-            return self._driver.run(self._session, more)
-        except BaseException as e:  # MemoryError, KeyboardInterrupt: the engine cannot go on
-            # Dropped, not replaced here: a new one takes heap, which may be what ran out
-            # (_begin makes it for the next session).
+            return self._driver.loop.send(more)
+        # The engine cannot go on after either (the driver's loop ended with it): dropped,
+        # not replaced here, as a new one takes heap, which may be what ran out (_deliver
+        # makes it for the next mail). No `except ... as e` here: its extra block would
+        # take this call's frame from the heap, twice a send.
+        except MemoryError:  # a fragmented heap: an SMTPError all the same, temporary (an
+            # outbox tries again later)
             self._session.engine = None
             self._state = _OVER
-            if isinstance(e, MemoryError):  # a fragmented heap: an SMTPError all the same,
-                # temporary (an outbox tries again later); a constant sentence: no heap.
-                raise SMTPError(PACKET_ALLOCATE_ERROR, _OUT_OF_MEMORY, "SESSION") from None
+            raise _out_of_memory() from None
+        except BaseException:  # KeyboardInterrupt, a bug
+            self._session.engine = None
+            self._state = _OVER
             raise
 
     def _end(self):
         """QUIT if the session is open; every buffer back, the engine waiting again."""
-        s = self._session
         try:
             if self._state == _OPEN:
                 self._drive(0)
         finally:
-            self._driver.close()
+            if self._driver is not None:  # (none before a session's first mail)
+                self._driver.close()
             self._state = _OVER
-            rx, tx, scratch = s.rx, s.tx, s.scratch
-            s.release()
-            self.pool.release(rx)
-            self.pool.release(tx)
-            self.pool.release(scratch)
+            self.pool.release(self._session.rx)
+            self.pool.release(self._session.tx)
+            self.pool.release(self._session.scratch)
+            self._session.release()
 
 
 class ClientSession:
@@ -326,4 +337,11 @@ class ClientSession:
             message.check(message_id, "message_id", message.DOMAIN, 64)
         if date is not None and not isinstance(date, int):
             raise TypeError("date must be an int: seconds since the epoch")
-        self.client._deliver(recipients, subject, body, priority, None, date, message_id)
+        # (This frame, with its 7 parameters, is the one a session's mail takes from the
+        # heap: ~150 B; all below it run on the C stack.)
+        c = self.client
+        s = c._session
+        s.load(recipients, subject, body, priority)
+        s.head.time = date
+        s.head.id = message_id
+        c._deliver()

@@ -59,20 +59,21 @@ def choose(configured, listed, offered, creds, tried=0):
     listed: the server's EHLO had an AUTH line; offered: the _MECH_* bits it named;
     creds: 1 a password, 2 a token, 3 both; tried: _MECH_* bits already refused with 534
     ("too weak": try the next one)."""
-    have_password = creds & 1
-    have_token = creds & 2
+    # (Few locals: a call with more than 11 words of them and its stack takes its frame
+    # from the heap, once a connection.)
     if not creds:
         return _AUTH_NONE  # nothing to authenticate with (documented)
     if configured == _AUTH_AUTO:
-        for mech in _STRENGTH:
-            bit = 1 << (mech - 1)
-            if offered & bit and not tried & bit and (
-                    have_token if mech == _AUTH_XOAUTH2 else have_password):
+        offered &= ~tried  # what is left to try
+        for mech in range(4):
+            mech = _STRENGTH[mech]  # (the index first: one local less, see above)
+            # Its _MECH_ bit is 1 << (mech - 1); XOAUTH2 needs the token, the rest a password.
+            if offered & (1 << (mech - 1)) and creds & (2 if mech == _AUTH_XOAUTH2 else 1):
                 return mech
         if tried:
             return _AUTH_NONE  # every mechanism we could use was refused as too weak
         # Nothing usable listed: guide rule 1 says PLAIN; with only a token, XOAUTH2.
-        return _AUTH_PLAIN if have_password else _AUTH_XOAUTH2
+        return _AUTH_PLAIN if creds & 1 else _AUTH_XOAUTH2
     if tried:
         return _AUTH_NONE  # a pinned mechanism is not swapped for another after 534
     if configured == _AUTH_CRAM_MD5 or configured == _AUTH_XOAUTH2:
@@ -82,8 +83,7 @@ def choose(configured, listed, offered, creds, tried=0):
         if not listed:
             return _AUTH_NONE
         configured = _AUTH_PLAIN  # guide: NONE, server supports AUTH -> switch to PLAIN
-    known = offered & (_MECH_PLAIN | _MECH_LOGIN)
-    if not known:
+    if not offered & (_MECH_PLAIN | _MECH_LOGIN):
         return _AUTH_PLAIN  # guide: no usable type listed (or none at all) -> PLAIN
     if configured == _AUTH_LOGIN and not offered & _MECH_LOGIN:
         return _AUTH_PLAIN  # guide: LOGIN configured, only PLAIN listed
@@ -121,8 +121,6 @@ def login_answer(challenge, username, password):
     return None
 
 
-# --- the exchange, on protocol.Session's state (its phases _P_AUTH ... _P_AUTH_CANCEL) -----
-
 class Login:
     """A client's credentials and its AUTH exchange (the session's `auth`)."""
 
@@ -134,7 +132,7 @@ class Login:
         self.allow_plaintext = allow_plaintext
         self.answer = None  # PLAIN's or XOAUTH2's response: made once a client (a token:
         self.answer_for = 0  # 1-2 KB), for this mechanism
-        self.reply = None  # the line that answers a 334
+        self.line = None  # the line that answers a 334
         self.mech = self.tried = self.rounds = 0
         self.mechs = 0  # _MECH_* bits of what the server's EHLO lists (protocol.py sets them)
         self.ir = False  # the AUTH line carried the initial response
@@ -151,88 +149,91 @@ class Login:
                     plain_response(self.username, self.password)]
         return out
 
+    # --- the exchange, on protocol.Session's state (its phases _P_AUTH ... _P_AUTH_CANCEL).
+    # Methods, so the session reaches them through its `auth` (a `from . import auth` in
+    # the engine costs 24 B each time it runs).
 
-def start(s):
-    """Choose the next mechanism and write its AUTH line into tx; what the engine does."""
-    a = s.auth
-    mech = choose(a.configured, s.caps & _CAP_AUTH, a.mechs,
-                  (a.password is not None) | (a.token is not None) << 1, a.tried)
-    if mech == _AUTH_NONE:
-        if a.tried:
-            raise s.refusal(_AUTH_REPLY_ERROR, "Every AUTH mechanism was refused as too weak")
-        s.phase = _P_ENVELOPE
-        return s._envelope()
-    s.step = "AUTH"
-    if not s.flags & _F_SECURE and not a.allow_plaintext:
-        s.code = 0
-        raise s.refusal(_PLAINTEXT_AUTH_REFUSED, "Not sending credentials over an "
-                        "unencrypted connection: use TLS (tls=TLS_STARTTLS or TLS_IMPLICIT, "
-                        "with cadata), or allow_plaintext_auth=True for a trusted LAN relay")
-    if a.answer_for != mech:
-        # Made once a client, not once a send: a token is 1-2 KB of base64.
-        a.answer = None
-        if mech == _AUTH_PLAIN:
-            a.answer = plain_response(a.username, a.password)
-        elif mech == _AUTH_XOAUTH2:
-            from . import secure
-
-            a.answer = secure.xoauth2_response(a.username, a.token)
-        a.answer_for = mech
-    a.mech = mech
-    a.rounds = 0
-    s.phase = _P_AUTH_REPLY
-    # §4: the initial response goes on the AUTH line when the line fits; a longer one (a
-    # big token) waits for the server's 334.
-    a.ir = a.answer is not None and 6 + len(name(mech)) + len(a.answer) < _LINE_MAX - 2
-    s.line("AUTH", b"AUTH ", name(mech), b"")
-    if a.ir:
-        s.tx_n -= 2
-        s.put(b" ")
-        s.put(a.answer)
-        s.put(b"\r\n")
-    return _N_SEND
-
-
-def reply(s):
-    """What the reply to an AUTH line, an answer or a "*" means."""
-    a = s.auth
-    c = s.code
-    mech = a.mech
-    if s.phase == _P_AUTH_CANCEL:
-        s.code = 0
-        raise s.refusal(_AUTH_REPLY_ERROR, "Unexpected %s challenge" % name(mech).decode())
-    if c == 235:
-        s.phase = _P_ENVELOPE
-    elif c == 334:
-        a.rounds += 1
-        answer = None
-        if a.rounds <= _AUTH_ROUNDS:
+    def start(self, s):
+        """Choose the next mechanism and write its AUTH line into tx; what the engine does."""
+        mech = choose(self.configured, s.caps & _CAP_AUTH, self.mechs,
+                      (self.password is not None) | (self.token is not None) << 1, self.tried)
+        if mech == _AUTH_NONE:
+            if self.tried:
+                raise s.refusal(_AUTH_REPLY_ERROR, "Every AUTH mechanism was refused as too "
+                                "weak")
+            s.phase = _P_ENVELOPE
+            return s._envelope()
+        s.step = "AUTH"
+        if not s.flags & _F_SECURE and not self.allow_plaintext:
+            s.code = 0
+            raise s.refusal(_PLAINTEXT_AUTH_REFUSED, "Not sending credentials over an "
+                            "unencrypted connection: use TLS (tls=TLS_STARTTLS or "
+                            "TLS_IMPLICIT, with cadata), or allow_plaintext_auth=True for a "
+                            "trusted LAN relay")
+        if self.answer_for != mech:
+            # Made once a client, not once a send: a token is 1-2 KB of base64.
+            self.answer = None
             if mech == _AUTH_PLAIN:
-                answer = a.answer  # a bare 334 after the initial response: again
+                self.answer = plain_response(self.username, self.password)
             elif mech == _AUTH_XOAUTH2:
-                # A first 334 asks for a token too long for the AUTH line; otherwise a 334
-                # carries base64 JSON saying why it was refused (not kept: server text in
-                # AUTH never is): an empty line ends it, and a 535 follows.
-                answer = a.answer if a.rounds == 1 and not a.ir else b""
-            else:
-                data = decode(s.text)
-                if data is not None and mech == _AUTH_LOGIN:
-                    answer = login_answer(data, a.username, a.password)
-                elif data is not None:
-                    from . import secure
+                from . import secure
 
-                    answer = secure.cram_md5_answer(data, a.username, a.password)
-        # An unknown or undecodable challenge, or a never-ending exchange: cancel (§4)
-        # and report.
-        a.reply = answer
-        s.phase = _P_AUTH_CANCEL if answer is None else _P_AUTH_ANSWER
-    elif c == 534:  # §6: too weak for this server: the next mechanism
-        a.tried |= 1 << (mech - 1)  # MECH bit = 1 << (AUTH value - 1)
-        s.phase = _P_AUTH
-    else:
-        # 535: bad credentials, never retried; 454/432: temporary. A fixed sentence: the
-        # server's words in AUTH are never kept (protocol.py's reply loop).
-        raise s.refusal(_AUTH_REPLY_ERROR, "%s login refused%s" % (
-            name(mech).decode(), "" if c != 535 else
-            ": the token is expired or lacks the mail scope" if mech == _AUTH_XOAUTH2
-            else ": wrong username or password (some providers want an app password)"))
+                self.answer = secure.xoauth2_response(self.username, self.token)
+            self.answer_for = mech
+        self.mech = mech
+        self.rounds = 0
+        s.phase = _P_AUTH_REPLY
+        # §4: the initial response goes on the AUTH line when the line fits; a longer one (a
+        # big token) waits for the server's 334.
+        self.ir = self.answer is not None and \
+            6 + len(name(mech)) + len(self.answer) < _LINE_MAX - 2
+        s.line("AUTH", b"AUTH ", name(mech), b"")
+        if self.ir:
+            s.tx_n -= 2
+            s.put(b" ")
+            s.put(self.answer)
+            s.put(b"\r\n")
+        return _N_SEND
+
+    def reply(self, s):
+        """What the reply to an AUTH line, an answer or a "*" means."""
+        mech = self.mech
+        if s.phase == _P_AUTH_CANCEL:
+            s.code = 0
+            raise s.refusal(_AUTH_REPLY_ERROR, "Unexpected %s challenge" % name(mech).decode())
+        if s.code == 235:
+            s.phase = _P_ENVELOPE
+        elif s.code == 334:
+            self.rounds += 1
+            # An unknown or undecodable challenge, or a never-ending exchange: cancel (§4)
+            # and report.
+            self.line = None if self.rounds > _AUTH_ROUNDS else self.challenge(s.text)
+            s.phase = _P_AUTH_CANCEL if self.line is None else _P_AUTH_ANSWER
+        elif s.code == 534:  # §6: too weak for this server: the next mechanism
+            self.tried |= 1 << (mech - 1)  # MECH bit = 1 << (AUTH value - 1)
+            s.phase = _P_AUTH
+        else:
+            # 535: bad credentials, never retried; 454/432: temporary. A fixed sentence: the
+            # server's words in AUTH are never kept (protocol.py's reply loop).
+            raise s.refusal(_AUTH_REPLY_ERROR, "%s login refused%s" % (
+                name(mech).decode(), "" if s.code != 535 else
+                ": the token is expired or lacks the mail scope" if mech == _AUTH_XOAUTH2
+                else ": wrong username or password (some providers want an app password)"))
+
+    def challenge(self, challenge):
+        """The line that answers a 334 challenge, or None (then "*" cancels)."""
+        if self.mech == _AUTH_PLAIN:
+            return self.answer  # a bare 334 after the initial response: again
+        if self.mech == _AUTH_XOAUTH2:
+            # A first 334 asks for a token too long for the AUTH line; otherwise a 334
+            # carries base64 JSON saying why it was refused (not kept: server text in AUTH
+            # never is): an empty line ends it, and a 535 follows.
+            return self.answer if self.rounds == 1 and not self.ir else b""
+        challenge = decode(challenge)
+        if challenge is None:
+            return None
+        if self.mech == _AUTH_LOGIN:
+            return login_answer(challenge, self.username, self.password)
+        from . import secure
+
+        return secure.cram_md5_answer(challenge, self.username, self.password)

@@ -51,69 +51,72 @@ def check(value, name, mode=TEXT, limit=255):
     bytes), "@", a domain or an IPv4/IPv6 address literal. DOMAIN: a host name or an
     address literal (EHLO's argument, §4.1.4). The grammar is the injection guard: no
     space, '<', '>' or ',' passes it, so no ESMTP parameter or second address can."""
+    # The checks are split over small functions, as the rest of a send is: a call with
+    # more than 11 words of locals and stack takes its frame from the heap (py/objfun.c,
+    # VM_MAX_STATE_ON_STACK), and this runs for every recipient of every mail.
     if not isinstance(value, str):
         raise TypeError(name + " must be a str")
-    b = as_bytes(value)
-    n = len(b)
-    at = value.rfind("@") if mode == ADDRESS else -1  # a domain never holds "@"
-    err = None
-    if n > limit:
-        err = "is longer than %d bytes" % limit
-    elif mode and not n:
-        err = "is empty"
-    else:
-        for i in range(n):
-            c = b[i]
-            if c < 32 or c == 127:  # C0 controls and DEL, TAB too
-                err = "contains a control character (code %d)" % c
-            elif mode and c > 127:
-                # RFC 6531 (SMTPUTF8) and IDNA are not supported: refused, never mangled.
-                err = "has non-ASCII characters (use the punycode form of a domain)"
-            if err:
-                break
-    if err is None and mode == ADDRESS:
-        if not 0 < at < n - 1:
-            err = "is not of the form name@domain"
-        elif at > 64:
-            err = "has more than 64 bytes before @"
-    if err is None and mode and not _mailbox(b, at, n):
-        err = "is not a host name or an address literal ([192.0.2.1])" if mode == DOMAIN \
-            else "is not an address RFC 5321 allows"
+    err = _fault(as_bytes(value), value.rfind("@") if mode == ADDRESS else -1, mode, limit)
     if err:
         raise ValueError("%s %r %s" % (name, value, err) if mode else "%s %s" % (name, err))
+
+
+def _fault(data, pos, mode, limit):
+    """What is wrong with a value's bytes (pos: its last "@", for ADDRESS), or None."""
+    n = len(data)
+    if n > limit:
+        return "is longer than %d bytes" % limit
+    if mode and not n:
+        return "is empty"
+    for i in range(n):
+        if data[i] < 32 or data[i] == 127:  # C0 controls and DEL, TAB too
+            return "contains a control character (code %d)" % data[i]
+        if mode and data[i] > 127:
+            # RFC 6531 (SMTPUTF8) and IDNA are not supported: refused, never mangled.
+            return "has non-ASCII characters (use the punycode form of a domain)"
+    if mode == ADDRESS:
+        if not 0 < pos < n - 1:
+            return "is not of the form name@domain"
+        if pos > 64:
+            return "has more than 64 bytes before @"
+    if not mode:
+        return None
+    if pos > 0 and not _local(data, pos) or not (  # "[": an address literal
+            _literal(data, pos, n) if data[pos + 1] == 91 else _domain(data, pos, n)):
+        return "is not a host name or an address literal ([192.0.2.1])" if mode == DOMAIN \
+            else "is not an address RFC 5321 allows"
+    return None
 
 
 def check_mail(recipients, subject, priority):
     """What every mail is held to before a byte is sent (Client.send, Outbox.put and the
     files the outbox reads back): 1 to 100 recipients (RFC 5321 §4.5.3.1.8: a server must
-    take 100), each an address, the subject, a known priority. The recipients as a list."""
+    take 100), each an address, the subject, a known priority. The recipients as a list or
+    tuple: the caller's own (not copied: 64 B), or one address as a 1-tuple."""
     if isinstance(recipients, str):
-        recipients = [recipients]
-    elif isinstance(recipients, (list, tuple)):
-        recipients = list(recipients)
-    else:
+        recipients = (recipients,)
+    elif not (isinstance(recipients, list) or isinstance(recipients, tuple)):
+        # (Two isinstance calls: a tuple of types is built on every call, 32 B.)
         raise TypeError("recipients must be an address or a list of addresses")
     if not recipients:
         raise ValueError("no recipient given")
     if len(recipients) > _MAX_RECIPIENTS:
         raise ValueError("more than %d recipients in one mail" % _MAX_RECIPIENTS)
-    for rcpt in recipients:
-        check(rcpt, "recipient", ADDRESS)
+    for i in range(len(recipients)):  # an index: iterating takes 4 more words of stack
+        check(recipients[i], "recipient", ADDRESS)
     check(subject, "subject", TEXT, 4096)
     if priority not in (PRIORITY_LOW, PRIORITY_NORMAL, PRIORITY_HIGH):
         raise ValueError("priority must be PRIORITY_LOW, PRIORITY_NORMAL or PRIORITY_HIGH")
     return recipients
 
 
-def _mailbox(data, sep, end):
-    """RFC 5321 §4.1.2-4.1.3: data[0:sep] a local part (sep > 0: the "@" at sep),
-    data[sep+1:end] a domain.
-
-    Local part: atoms of atext joined by single dots, or a quoted string of printable
+# RFC 5321 §4.1.2-4.1.3, for check(): data[0:sep] a local part (the "@" at sep),
+# data[sep+1:end] a domain.
+def _local(data, sep):
+    """A local part: atoms of atext joined by single dots, or a quoted string of printable
     ASCII with \\" and \\\\ pairs, but no space, '<', '>' or ',' (legal there, yet servers
-    and mail readers that cut sep them exist). Domain: labels of letters, digits and inner
-    hyphens, 1-63 bytes (RFC 1035), or [IPv4] / [IPv6:...] with "::" and an IPv4 tail."""
-    if sep > 0 and data[0] == 34:  # a quoted string
+    and mail readers that cut at them exist)."""
+    if data[0] == 34:  # a quoted string
         k = 1
         while k < sep - 1:
             c = data[k]
@@ -122,58 +125,23 @@ def _mailbox(data, sep, end):
             elif c == 34 or c == 92 or c == 32 or c == 60 or c == 62 or c == 44:
                 return False
             k += 1
-        if sep < 3 or data[sep - 1] != 34:
-            return False
-    elif sep > 0:
-        dot = True  # sep the start or after a dot: an atom must follow
-        for k in range(sep):
-            c = data[k]
-            if c == 46:
-                if dot:
-                    return False
-                dot = True
-            elif 48 <= c <= 57 or 65 <= c <= 90 or 97 <= c <= 122 or c in _ATEXT:
-                dot = False
-            else:
+        return sep >= 3 and data[sep - 1] == 34
+    dot = True  # the start or after a dot: an atom must follow
+    for k in range(sep):
+        c = data[k]
+        if c == 46:
+            if dot:
                 return False
-        if dot:
+            dot = True
+        elif 48 <= c <= 57 or 65 <= c <= 90 or 97 <= c <= 122 or c in _ATEXT:
+            dot = False
+        else:
             return False
-    if data[sep + 1] == 91:  # "[": an address literal
-        if data[end - 1] != 93:
-            return False
-        # Bytes, not str: a short str literal would cost a name on a board's heap.
-        v4 = bytes(data[sep + 2:end - 1])
-        if v4[:5].upper() == b"IPV6:":
-            halves = v4[5:].split(b"::")
-            if len(halves) > 2:
-                return False
-            v4 = None
-            groups = 0
-            for h in range(len(halves)):
-                parts = halves[h].split(b":") if halves[h] else ()
-                for k in range(len(parts)):
-                    p = parts[k]
-                    if p.find(b".") >= 0 and h == len(halves) - 1 and k == len(parts) - 1:
-                        v4 = p  # the last 32 bits as an IPv4 address
-                        groups += 2
-                    elif 0 < len(p) < 5:
-                        for c in p:
-                            if not (48 <= c <= 57 or 65 <= c <= 70 or 97 <= c <= 102):
-                                return False
-                        groups += 1
-                    else:
-                        return False
-            if groups != 8 if len(halves) == 1 else groups > 6:
-                return False
-            if v4 is None:
-                return True
-        parts = v4.split(b".")
-        if len(parts) != 4:
-            return False
-        for p in parts:
-            if not 0 < len(p) < 4 or not p.isdigit() or int(p) > 255:
-                return False
-        return True
+    return not dot
+
+
+def _domain(data, sep, end):
+    """Labels of letters, digits and inner hyphens, 1-63 bytes each (RFC 1035)."""
     label = 0
     c = 46
     for k in range(sep + 1, end):
@@ -191,49 +159,61 @@ def _mailbox(data, sep, end):
     return label > 0 and c != 45
 
 
-def scan_body(body):
-    """Classify an in-memory body: (all ASCII, fits 7bit/8bit: lines <= 998 octets and no
-    NUL, RFC 2045 §2.7-2.8), or None when it cannot be scanned cheaply (memoryview: no
-    find()). Uses C-speed max() and find()."""
-    if isinstance(body, memoryview):
-        return None
-    if isinstance(body, str):
-        ascii_only = len(as_bytes(body)) == len(body)
-        lf_s, cr_s, nul = "\n", "\r", "\0"  # str.find counts characters: bytes when ASCII
-    else:
-        ascii_only = not len(body) or max(body) < 128
-        lf_s, cr_s, nul = b"\n", b"\r", b"\0"
-    if body.find(nul) >= 0:
-        return ascii_only, False
-    per_char = 1 if ascii_only else 4  # a UTF-8 character is at most 4 bytes
-    n = len(body)
-    start = 0
-    lf = cr = -1
-    while start < n:
-        # Each find is redone only once passed, so the scan stays linear in the body size.
-        if lf < start:
-            lf = body.find(lf_s, start)
-            if lf < 0:
-                lf = n
-        if cr < start:
-            cr = body.find(cr_s, start)
-            if cr < 0:
-                cr = n
-        end = lf if lf < cr else cr
-        if (end - start) * per_char > _MAX_LINE:
-            if per_char == 1 or len(as_bytes(body[start:end])) > _MAX_LINE:
-                return ascii_only, False
-        start = end + 1
-    return ascii_only, True
+def _literal(data, sep, end):
+    """[IPv4] or [IPv6:...] with "::" and an IPv4 tail."""
+    if data[end - 1] != 93:
+        return False
+    # Bytes, not str: a short str literal would cost a name on a board's heap.
+    v4 = bytes(data[sep + 2:end - 1])
+    if v4[:5].upper() == b"IPV6:":
+        halves = v4[5:].split(b"::")
+        if len(halves) > 2:
+            return False
+        v4 = None
+        groups = 0
+        for h in range(len(halves)):
+            parts = halves[h].split(b":") if halves[h] else ()
+            for k in range(len(parts)):
+                p = parts[k]
+                if p.find(b".") >= 0 and h == len(halves) - 1 and k == len(parts) - 1:
+                    v4 = p  # the last 32 bits as an IPv4 address
+                    groups += 2
+                elif 0 < len(p) < 5:
+                    for c in p:
+                        if not (48 <= c <= 57 or 65 <= c <= 70 or 97 <= c <= 102):
+                            return False
+                    groups += 1
+                else:
+                    return False
+        if groups != 8 if len(halves) == 1 else groups > 6:
+            return False
+        if v4 is None:
+            return True
+    parts = v4.split(b".")
+    if len(parts) != 4:
+        return False
+    for p in parts:
+        if not 0 < len(p) < 4 or not p.isdigit() or int(p) > 255:
+            return False
+    return True
+
+
+# What BodySource.scan() finds in a body (RFC 2045 §2.7-2.8, RFC 5322 §2.1.1): bytes over
+# 127, and a NUL or a line over 998 octets (which only quoted-printable can carry); -1:
+# not looked at (a stream read only once). scan_body() keeps the open line's length below
+# them. protocol.py has the same values (tests/test_units.py checks).
+_SCAN_8BIT = const(1024)  # 1 << 10: above any line length scan_body() keeps
+_SCAN_UNFIT = const(2048)
 
 
 def encoded_subject_needed(subject):
-    b = as_bytes(subject)
-    if len(b) and max(b) >= 128:
+    # Its first len() bytes hold the first byte of any non-ASCII character: a str is read
+    # in place by scan_body (a view of its bytes would be 32 B).
+    if scan_body(subject, len(subject), 0) & _SCAN_8BIT:
         return True
     # An ASCII subject that contains "=?" would be decoded by the reader as an encoded word
     # (CVE-2024-6923's shape): encode it so it shows literally. Long ones are folded too.
-    return subject.find("=?") >= 0 or len(b) > 900
+    return subject.find("=?") >= 0 or len(subject) > 900
 
 
 def subject_words(subject):
@@ -274,43 +254,35 @@ class Head:
         self.domain = self.from_address[from_address.rfind("@") + 1:]
         self.date = bytearray(b"Mon, 00 Jan 0000 00:00:00 +0000")
         self.mid = bytearray(24)
-        self.start(None, None, 0, 0, None, None)
+        self.cte = self.priority = 0
+        self.clear()
 
-    def start(self, recipients, subject, cte, priority, date, id):
-        """A new mail. date: a time.gmtime() tuple (no Date while the clock is unset); id: the
-        Message-ID's unique part, or None for a random one."""
-        self.recipients = recipients
-        self.subject = subject
-        self.cte = cte
-        self.priority = priority
-        self.id = id
-        self.words = None  # RFC 2047 words of a subject that needs them
+    def clear(self):
+        """No mail. A mail's fields are set by the session (Session.load: recipients, a list
+        of checked addresses; subject, a checked str; priority; time, seconds since the
+        epoch for its Date or None for now; id, its Message-ID's unique part or None for a
+        random one), then start() makes the rest."""
+        self.recipients = self.subject = self.id = self.time = self.words = self.word = None
         self.index = self.r = self.pos = 0  # the part, the list item, the bytes of it sent
+
+    def start(self, gmtime):
+        """The mail's subject words, Date (gmtime: time.gmtime, the Client's clock) and
+        Message-ID, for fill(); the transfer encoding (cte) is set once EHLO is known."""
+        self.cte = CTE_7BIT
+        self.words = None  # RFC 2047 words of a subject that needs them
+        self.index = self.r = self.pos = 0
+        if encoded_subject_needed(self.subject):
+            self.words = subject_words(self.subject)
+            self.word = next(self.words)
+        date = gmtime() if self.time is None else gmtime(self.time)
         # A board without NTP starts at its epoch (2000 or 1970); a wrong Date raises
         # spam scores, so none is sent. gmtime()'s year does not depend on the epoch.
-        if date is None or date[0] <= 2020:
+        if date[0] <= 2020:
             self.index = _H_FROM
-        else:  # RFC 5322 §3.3: "Sat, 28 Nov 2026 09:05:07 +0000", digit by digit
-            b = self.date
-            d = date[6] * 3
-            m = date[1] * 3 - 3
-            for i in range(3):
-                b[i] = _DAYS[d + i]
-                b[8 + i] = _MONTHS[m + i]
-            for i in range(6):  # day, century, year, hour, minute, second: 2 digits each
-                v = date[2] if i == 0 else date[0] // 100 if i == 1 else \
-                    date[0] % 100 if i == 2 else date[i]
-                d = 5 if i == 0 else 8 + i * 3 if i > 2 else 10 + i * 2
-                b[d] = 48 + v // 10
-                b[d + 1] = 48 + v % 10
-        if subject is not None and encoded_subject_needed(subject):
-            self.words = subject_words(subject)
-            self.word = next(self.words)
-        if id is None:  # 24 hex digits, in place
-            r = os.urandom(12)
-            for i in range(12):
-                self.mid[2 * i] = _HEXL[r[i] >> 4]
-                self.mid[2 * i + 1] = _HEXL[r[i] & 15]
+        else:
+            _date(self.date, date)
+        if self.id is None:  # 24 hex digits, in place
+            _hex(self.mid, os.urandom(12))
 
     def _part(self):
         """The piece of part k (b"" for an empty one), None past the end."""
@@ -329,20 +301,20 @@ class Head:
             return b"\r\nTo: "
         if k == _H_TO:  # one address per line keeps lines short (§2.2.3 folding)
             r = self.r
-            return b",\r\n " if r & 1 else as_bytes(self.recipients[r >> 1])
+            return b",\r\n " if r & 1 else self.recipients[r >> 1]
         if k == _H_SUBJECT:
             if self.words is None:
                 return b"\r\nSubject: "
             return b"\r\nSubject: =?utf-8?B?" if self.r == 0 else (
                 b"?=\r\n =?utf-8?B?" if self.r & 1 == 0 else self.word)
         if k == 8:
-            return b"" if self.words is not None else as_bytes(self.subject)
+            return b"" if self.words is not None else self.subject  # ASCII, not encoded
         if k == 9:
             return b"?=\r\n" if self.words is not None else b"\r\n"
         if k == _H_ID:
             return b"Message-ID: <"
         if k == 11:
-            return self.mid if self.id is None else as_bytes(self.id)
+            return self.mid if self.id is None else self.id
         if k == 12:
             return b"@"
         if k == 13:
@@ -391,29 +363,46 @@ class Head:
                 if n:
                     return n  # send this buffer; the piece starts the next one
                 m = len(buf)
-                buf[:m] = memoryview(p)[self.pos:self.pos + m]
+                buf[:m] = as_bytes(p)[self.pos:self.pos + m]
                 self.pos += m
                 return m
-            buf[n:n + m] = p if not self.pos else memoryview(p)[self.pos:]
+            if self.pos:  # the rest of a cut piece
+                buf[n:n + m] = as_bytes(p)[self.pos:]
+            else:  # a str is copied as it is (checked: ASCII), not through a view (32 B)
+                copy(buf, n, p, 0, m)
             n += m
             self._next()
 
 
-def body_size(body, limit):
-    """The body's length in bytes before encoding, or -1 when it cannot be known without
-    reading it (an iterator): RFC 1870's SIZE= is an estimate, sent only when known."""
-    if isinstance(body, str):
-        n = len(as_bytes(body))
-    elif isinstance(body, (bytes, bytearray, memoryview)):
-        n = len(body)
-    else:
-        try:  # a file on flash: its end, from where it stands
-            pos = body.tell()
-            n = body.seek(0, 2) - pos
-            body.seek(pos)
-        except (AttributeError, OSError, TypeError):
-            return -1
-    return n if limit is None or limit > n else limit
+def _date(buf, date):
+    """RFC 5322 §3.3 into buf: "Sat, 28 Nov 2026 09:05:07 +0000", digit by digit, from a
+    time.gmtime() tuple."""
+    d = date[6] * 3
+    for i in range(3):
+        buf[i] = _DAYS[d + i]
+        buf[8 + i] = _MONTHS[date[1] * 3 - 3 + i]
+    for i in range(6):  # day, century, year, hour, minute, second: 2 digits each
+        v = date[2] if i == 0 else date[0] // 100 if i == 1 else \
+            date[0] % 100 if i == 2 else date[i]
+        d = 5 if i == 0 else 8 + i * 3 if i > 2 else 10 + i * 2
+        buf[d] = 48 + v // 10
+        buf[d + 1] = 48 + v % 10
+
+
+def _hex(buf, data):
+    """data's bytes as lowercase hex digits into buf."""
+    for i in range(len(data)):
+        buf[2 * i] = _HEXL[data[i] >> 4]
+        buf[2 * i + 1] = _HEXL[data[i] & 15]
+
+
+def tell(body):
+    """body.tell(), or -1 when it has none (a pipe, a socket: it is read once, as it comes).
+    Apart, and small: a try takes that call's frame from the heap unless it is."""
+    try:
+        return body.tell()
+    except (AttributeError, OSError):
+        return -1
 
 
 class BodySource:
@@ -423,16 +412,16 @@ class BodySource:
         self.reset(None, None)
 
     def reset(self, body, limit):
-        self.left = -1 if limit is None else limit  # NetX mail_body_length: send only this many
-        # Bytes before encoding, -1 when unknown (RFC 1870 SIZE=); what Session.load's
-        # look at it found: (ascii, fits 7bit/8bit), or None for a stream read only once.
-        self.size = -1 if body is None else body_size(body, limit)
-        self.scanned = None
-        self.body = body
-        self.data = None  # in-memory body or current iterator chunk: any buffer, read by _copy
+        """body: str, bytes, bytearray, memoryview, a file, an iterator of chunks (or None:
+        none); limit: NetX's mail_body_length, send only this many bytes (None or -1: all)."""
+        self.left = -1 if limit is None or limit < 0 else limit
+        self.size = -1  # bytes before encoding, -1 when unknown (RFC 1870 SIZE=)
+        self.scanned = -1  # what scan() found (_SCAN_*), -1: not looked at
+        self.data = None  # in-memory body or current iterator chunk: any buffer, read by copy
         self.pos = self.end = 0  # its next byte and its length in bytes
         self.mode = 0  # 0 memory, 1 readinto, 2 iterator
         if body is None:
+            self.body = None
             return
         if isinstance(body, str):
             self.data = as_bytes(body)
@@ -441,63 +430,49 @@ class BodySource:
             self.data = body
         elif hasattr(body, "readinto"):
             self.mode = 1
+            pos = tell(body)  # a file on flash: its end, from where it stands
+            if pos >= 0:
+                self.size = body.seek(0, 2) - pos
+                body.seek(pos)
         elif hasattr(body, "__next__") or hasattr(body, "__iter__"):
             self.mode = 2
-            self.body = iter(body)
+            body = iter(body)
         else:
             raise TypeError("body must be str, bytes, bytearray, memoryview, a file or "
                             "an iterator of chunks")
+        self.body = body
         if self.data is not None:
-            self.end = len(self.data)
+            self.size = self.end = len(self.data)
+        if 0 <= self.left < self.size:
+            self.size = self.left
 
     def scan(self, buf):
-        """A body that can be read twice (a file on flash, anything with seek and tell):
-        scan_body's answer, read through buf, then rewound; None for any other body.
-        Lets a file get the transfer encoding it needs before MAIL, not fail mid-DATA."""
-        body = self.body
-        if self.mode != 1:
-            return None
-        try:
-            pos = body.tell()
-        except (AttributeError, OSError):
-            return None  # a pipe or a socket: streamed as it comes
-        left = self.left  # NetX's body_length: only that much is looked at, as sent
-        ascii_only = fits = True
-        col = 0  # bytes of the line that goes on past the end of the last chunk
-        while (ascii_only or fits) and left:
-            # The file's own readinto, not self.readinto: a Python call with this many
-            # locals takes its frame from the heap on MicroPython, once per chunk.
-            n = len(buf) if left < 0 or left > len(buf) else left
-            data = buf if n == len(buf) else memoryview(buf)[:n]
-            n = body.readinto(data) or 0
+        """Look at the body before MAIL, so it gets the transfer encoding it needs rather
+        than fail mid-DATA: _SCAN_8BIT and _SCAN_UNFIT as found, or -1 for a body that
+        cannot be read twice (an iterator, a pipe) or a memoryview (sent as a stream is).
+        A file is read through buf, then rewound; as much as will be sent, NetX's limit
+        kept."""
+        if self.mode == 0:
+            if self.data is None or isinstance(self.body, memoryview):
+                return -1
+            return scan_body(self.data, self.size, 0) & (_SCAN_8BIT | _SCAN_UNFIT)
+        pos = tell(self.body) if self.mode == 1 else -1
+        if pos < 0:
+            return -1
+        left = self.left
+        st = 0  # scan_body's: the flags, and the length of the line a chunk ends in
+        while left and st < _SCAN_8BIT | _SCAN_UNFIT:  # until the end, or nothing to learn
+            # The file's own readinto, not self.readinto: its frame (more locals) would
+            # come from the heap, once a chunk.
+            n = self.body.readinto(buf if left < 0 or left >= len(buf) else
+                                   memoryview(buf)[:left]) or 0
             if not n:
                 break
             if left > 0:
                 left -= n
-            if n < len(data):
-                data = memoryview(buf)[:n]
-            if ascii_only and max(data) > 127:
-                ascii_only = False
-            if fits and buf.find(b"\0", 0, n) >= 0:
-                fits = False
-            i = 0
-            lf = cr = -1
-            while fits and i < n:  # the longest line, without an object per line
-                if lf < i:
-                    lf = buf.find(b"\n", i, n)
-                    lf = n if lf < 0 else lf
-                if cr < i:
-                    cr = buf.find(b"\r", i, n)
-                    cr = n if cr < 0 else cr
-                end = lf if lf < cr else cr
-                col += end - i
-                if col > _MAX_LINE:
-                    fits = False
-                if end < n:
-                    col = 0
-                i = end + 1
-        body.seek(pos)
-        return ascii_only, fits
+            st = scan_body(buf, n, st)
+        self.body.seek(pos)
+        return st & (_SCAN_8BIT | _SCAN_UNFIT)
 
     def readinto(self, buf):
         # Called once a chunk, so kept small: no try and few locals. A bytecode call whose
@@ -512,7 +487,7 @@ class BodySource:
             n = self.end - self.pos
             if n > room:
                 n = room
-            _copy(buf, self.data, self.pos, n)  # no slice objects (a memoryview each)
+            copy(buf, 0, self.data, self.pos, n)  # no slice objects (a memoryview each)
             self.pos += n
         else:
             return 0
@@ -611,10 +586,11 @@ class BodyEncoder:
         return n + 3
 
 
-# The body's bytes move through the two viper functions below: native code with machine-int
-# locals, no object per byte or per line, no heap at all (proven under micropython.heap_lock()
-# in tests/unit_cases.py); ~145 MB/s 8bit, ~90 quoted-printable from a file on the unix port,
-# where the Python loop before managed 36 and 3. The ESP32 and RP2 ports have native emitters (a
+# The body's bytes move through the viper functions below (_transform and copy; scan_body
+# looks at them before MAIL): native code with machine-int locals, no object per byte or per
+# line, no heap at all (proven under micropython.heap_lock() in tests/unit_cases.py); ~145
+# MB/s 8bit, ~90 quoted-printable from a file on the unix port, where the Python loop before
+# managed 36 and 3. The ESP32 and RP2 ports have native emitters (a
 # MicroPython without one cannot import this module: `microsmtp deploy` refuses it); .mpy
 # files with native code are made per architecture (mpy-cross -march, as `make mpy` and
 # `microsmtp deploy --mpy` do). On CPython (host/microsmtp_host/shim) viper is a plain
@@ -705,10 +681,39 @@ def _transform(src: ptr8, n: int, buf: ptr8, state: ptr32):  # noqa: F821 - vipe
     state[_S_COL] = col
 
 
+
+
 @micropython.viper
-def _copy(buf: ptr8, src: ptr8, pos: int, n: int):  # noqa: F821 - viper types
-    """buf[:n] = src[pos:pos + n] without the two slice objects that costs in Python."""
+def copy(buf: ptr8, start: int, src: ptr8, pos: int, n: int):  # noqa: F821 - viper types
+    """buf[start:start + n] = src[pos:pos + n] without the slice objects that costs in
+    Python. src: any buffer, or a str of ASCII (checked addresses and names: then its
+    len() is its bytes), read in place without a view of it (32 B)."""
     k = 0
     while k < n:
-        buf[k] = src[pos + k]
+        buf[start + k] = src[pos + k]
         k += 1
+
+
+@micropython.viper
+def scan_body(src: ptr8, n: int, state: int) -> int:  # noqa: F821 - viper types
+    """state after looking at src[:n]: _SCAN_8BIT for a byte over 127, _SCAN_UNFIT for a NUL
+    or a line over 998 octets (CR, LF and CRLF end lines, as the encoder reads them), with
+    the length of the line still open below them (its count goes on with the next chunk)."""
+    col = state & (_SCAN_8BIT - 1)
+    flags = state - col
+    i = 0
+    while i < n:
+        c = int(src[i])
+        i += 1
+        if c == _CR or c == _LF:
+            col = 0
+            continue
+        if c == 0:
+            flags |= _SCAN_UNFIT
+        elif c > 127:
+            flags |= _SCAN_8BIT
+        if col < _MAX_LINE:
+            col += 1
+        else:
+            flags |= _SCAN_UNFIT
+    return flags | col

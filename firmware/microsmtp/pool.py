@@ -29,10 +29,14 @@ class BufferPool:
 
     def acquire(self):
         if not self._free:
-            raise SMTPError(_PACKET_ALLOCATE_ERROR, "No free buffer in the pool (all %d in use)"
-                            "; use a bigger BufferPool or one per client (POOL)." % self.count,
-                            "POOL")
+            raise self.error()
         return self._free.pop()
+
+    def error(self):
+        """The SMTPError of a pool with no free buffer (raised by acquire())."""
+        return SMTPError(_PACKET_ALLOCATE_ERROR, "No free buffer in the pool (all %d in use); "
+                         "use a bigger BufferPool or one per client (POOL)." % self.count,
+                         "POOL")
 
     def release(self, buf):
         # NetX regression 9 released a packet twice; a double release here is ignored so the

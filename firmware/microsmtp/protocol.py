@@ -38,7 +38,10 @@ from .status import SMTPError
 # |                | says why, None after QUIT). The engine waits here for  |             |
 # |                | the next session: resume it when its first mail is in   |             |
 # ERR_*: -1 timeout, -2 closed or reset, -3 no address, -4 no connection, -5 TLS handshake,
-# -6 certificate; os_error then says why in words (an errno name, mbedTLS's reason).
+# -6 certificate; os_error then says why in words (an errno name, mbedTLS's reason). A read
+# that meets a reset after bytes came gives those bytes (a 550 then a hang-up is a refusal);
+# the reset is the next read's answer. The driver allocates what its platform makes (the
+# resolver's answer, a socket, a poll entry, TLS) and nothing per read or write.
 _OP_CONNECT = const(1)
 _OP_SEND = const(2)
 _OP_WAIT = const(3)
@@ -92,6 +95,8 @@ _MAX_LINES = const(40)  # more lines in one reply is a broken or hostile server
 _TEXT_MAX = const(300)  # reply text kept for an error message
 _HEAD_ROOM = const(600)  # a header block's size at most, for SIZE= (RFC 1870 §4: an estimate)
 _END = const(5)  # "\r\n.\r\n": what BodyEncoder.finish() may add after the body
+_SCAN_8BIT = const(1024)  # message.py's: what BodySource.scan() found (-1: a stream)
+_SCAN_UNFIT = const(2048)
 _H_END = const(17)  # message.py: Head's parts are done
 
 # EHLO keywords in 10-byte slots; a keyword's bit in Session.caps is 1 << its slot.
@@ -185,28 +190,36 @@ class Session:
         self.tx = tx
         self.scratch = scratch
 
-    def load(self, recipients, subject, body, priority, limit=None, date=None, id=None):
+    def load(self, recipients, subject, body, priority):
         """The next mail: checked arguments (message.check_mail), its body (str, bytes, a
-        file, an iterator), NetX's body_length as limit; date: a time.gmtime() tuple for its
-        Date; id: its Message-ID's unique part (None: a new one)."""
+        file, an iterator). Only kept here, nothing made, so nothing can fail yet: after
+        it, head.time (seconds for its Date) and head.id (its Message-ID's unique part) may
+        be set, and body.left (NetX's body_length); start() makes the rest."""
+        h = self.head
+        h.recipients = recipients
+        h.subject = subject
+        h.priority = priority
+        h.id = h.time = None
+        self.body.body = body
+        self.body.left = -1
+
+    def start(self, gmtime):
+        """The loaded mail made ready once the buffers are in: its body opened and looked at
+        (a file read once through scratch and rewound, so a long line or a NUL is known
+        before MAIL); its Date (gmtime: time.gmtime, the Client's clock), Message-ID and
+        subject's encoded words. Nothing has gone on the wire yet."""
         src = self.body
-        src.reset(body, limit)
-        # (ascii, fits 7bit/8bit): in-memory bodies by a quick look, files by reading them
-        # once through scratch and rewinding; None for a stream read only once.
-        scan = message.scan_body(body) if limit is None and isinstance(
-            body, (str, bytes, bytearray)) else None
-        src.scanned = scan or src.scan(self.scratch)
+        src.reset(src.body, src.left)
+        src.scanned = src.scan(self.scratch)
         self.refused = self.error = None
-        # The header block's fields, its Date digits and Message-ID made now; its
-        # transfer encoding once EHLO has said what the server takes.
-        self.head.start(recipients, subject, 0, priority, date, id)
+        self.head.start(gmtime)
 
     def release(self):
         """Drop every reference to the mail and the buffers: the initial state again."""
         self.refused = self.error = None
         self.body.reset(None, None)
         self.enc.start(0, b"", b"")
-        self.head.start(None, None, 0, 0, None, None)
+        self.head.clear()
         self.buffers(None, None, None)
 
     def _reset(self):
@@ -319,7 +332,7 @@ class Session:
                     elif n == _N_LONG:
                         # An AUTH answer over a line (RFC 4954 §4: a token of KB): its
                         # pieces, buffer by buffer. Rare: slices allowed.
-                        p = self.auth.reply
+                        p = self.auth.line
                         k = 0
                         while True:
                             m = len(p) - k
@@ -499,15 +512,12 @@ class Session:
         elif ph == _P_TLS:
             return _N_TLS
         elif ph == _P_AUTH:
-            from . import auth  # only a client with credentials loads AUTH (a LAN relay's
-            # plain path is the smallest)
-
-            return auth.start(self)
+            return self.auth.start(self)  # auth.py: loaded with the credentials
         elif ph == _P_AUTH_ANSWER:
             self.phase = _P_AUTH_REPLY
-            if len(self.auth.reply) > _LINE_MAX - 2:
+            if len(self.auth.line) > _LINE_MAX - 2:
                 return _N_LONG
-            self.line("AUTH", self.auth.reply, b"", b"")
+            self.line("AUTH", self.auth.line, b"", b"")
         elif ph == _P_AUTH_CANCEL:
             self.line("AUTH", b"*", b"", b"")  # RFC 4954 §4
         elif ph == _P_ENVELOPE:
@@ -564,9 +574,7 @@ class Session:
                 raise self.refusal(_TLS_REFUSED, "STARTTLS refused; nothing else was sent")
             self.phase = _P_TLS
         elif ph == _P_AUTH_REPLY or ph == _P_AUTH_CANCEL:
-            from . import auth
-
-            auth.reply(self)
+            self.auth.reply(self)
         elif ph == _P_ENVELOPE:
             self._envelope_reply()
         elif ph == _P_DOT:
@@ -645,48 +653,14 @@ class Session:
 
     def _envelope(self):
         """Write the next commands of the envelope: one at a time, or with PIPELINING all
-        that fit in tx (RFC 2920 §3.1); or read the next reply of the group."""
+        that fit in tx (RFC 2920 §3.1); or read the next reply of the group. (MAIL's part
+        is a method of its own: with its locals too, this call's frame would pass 11 words
+        and come from the heap, once a reply.)"""
         n = len(self.head.recipients)
-        if self.cmd == 0:  # before MAIL: the transfer encoding, the size against the limit
-            # RFC 6152: 8-bit only with 8BITMIME; lines over 998 octets or NUL only QP.
-            scan = self.body.scanned
-            self.head.cte = message.CTE_QP
-            if scan is None:  # a streamed body: no look ahead
-                if self.caps & _CAP_8BITMIME:
-                    self.head.cte = message.CTE_8BIT
-            elif scan[1]:
-                self.head.cte = message.CTE_7BIT if scan[0] else (
-                    message.CTE_8BIT if self.caps & _CAP_8BITMIME else message.CTE_QP)
-            self.refused = self.failed = None
-            self.got = self.queued = 0
-            # RFC 1870 §4: a message over the server's limit is refused now, not after its
-            # upload (the 552 would come only after it).
-            size = self.body.size
-            if self.max_size and size >= 0 and size + _HEAD_ROOM > self.max_size:
-                self.step = "MAIL"
-                self.code = 0
-                raise self.refusal(_OVERSIZE_MAIL_DATA, "The message (%d bytes) is over the "
-                                   "server's limit of %d bytes (SIZE); not sent" % (
-                                       size + _HEAD_ROOM, self.max_size))
         cmd = self.cmd
         while cmd <= n + 1 and (cmd == self.got or self.caps & _CAP_PIPELINING):
             if cmd == 0:
-                self.line("MAIL", b"MAIL FROM:<", self.head.from_address, b">")
-                self.tx_n -= 2  # the parameters go before the line end
-                v = self.body.size
-                if self.caps & _CAP_SIZE and v >= 0:  # RFC 1870 §6: an estimate
-                    self.put(b" SIZE=")
-                    v += _HEAD_ROOM  # its digits, in place
-                    d = 1
-                    while d * 10 <= v:
-                        d *= 10
-                    while d:
-                        self.tx[self.tx_n] = 48 + v // d % 10
-                        self.tx_n += 1
-                        d //= 10
-                if self.head.cte == message.CTE_8BIT:
-                    self.put(b" BODY=8BITMIME")
-                self.put(b"\r\n")
+                self._mail_from()
             elif cmd <= n:
                 rcpt = self.head.recipients[cmd - 1]
                 if self.tx_n + 12 + len(rcpt) > len(self.tx):  # "RCPT TO:<" rcpt ">\r\n"
@@ -703,6 +677,43 @@ class Session:
         self.cmd = cmd
         self._set_step()
         return _N_SEND if self.tx_n else _N_READ
+
+    def _mail_from(self):
+        """A transaction starts: its transfer encoding, now that EHLO said what the server
+        takes; its size against the server's limit; MAIL."""
+        # RFC 6152: 8-bit only with 8BITMIME; lines over 998 octets or NUL only QP.
+        v = self.body.scanned  # -1: a stream, not looked at
+        self.head.cte = message.CTE_QP
+        if v >= 0 and not v & (_SCAN_8BIT | _SCAN_UNFIT):
+            self.head.cte = message.CTE_7BIT
+        elif self.caps & _CAP_8BITMIME and not (v >= 0 and v & _SCAN_UNFIT):
+            self.head.cte = message.CTE_8BIT
+        self.refused = self.failed = None
+        self.got = self.queued = 0
+        # RFC 1870 §4: a message over the server's limit is refused now, not after its
+        # upload (the 552 would come only after it).
+        v = self.body.size
+        if self.max_size and v >= 0 and v + _HEAD_ROOM > self.max_size:
+            self.step = "MAIL"
+            self.code = 0
+            raise self.refusal(_OVERSIZE_MAIL_DATA, "The message (%d bytes) is over the "
+                               "server's limit of %d bytes (SIZE); not sent" % (
+                                   v + _HEAD_ROOM, self.max_size))
+        self.line("MAIL", b"MAIL FROM:<", self.head.from_address, b">")
+        self.tx_n -= 2  # the parameters go before the line end
+        if self.caps & _CAP_SIZE and v >= 0:  # RFC 1870 §6: an estimate
+            self.put(b" SIZE=")
+            v += _HEAD_ROOM  # its digits, in place
+            d = 1
+            while d * 10 <= v:
+                d *= 10
+            while d:
+                self.tx[self.tx_n] = 48 + v // d % 10
+                self.tx_n += 1
+                d //= 10
+        if self.head.cte == message.CTE_8BIT:
+            self.put(b" BODY=8BITMIME")
+        self.put(b"\r\n")
 
     def _set_step(self):
         """The step an error names: the command whose reply comes next."""
@@ -772,11 +783,11 @@ class Session:
         self.put(b"\r\n")
 
     def put(self, data):
-        if isinstance(data, str):
-            data = message.as_bytes(data)
-        n = self.tx_n
-        self.tx[n:n + len(data)] = data
-        self.tx_n = n + len(data)
+        """data after what tx holds: bytes-like, or a str of ASCII (a checked address or
+        name), copied as it is."""
+        n = len(data)
+        message.copy(self.tx, self.tx_n, data, 0, n)
+        self.tx_n += n
 
     def _text(self):
         """The server's reply text for an error, printable ASCII; "" when it holds any

@@ -82,7 +82,8 @@ def wrap(net, sock, s):
         return ctx.wrap_socket(sock, server_hostname=s.host, do_handshake_on_connect=False)
     except ValueError as e:
         # Bad CA data (MicroPython: "invalid cert"); the shim reports it the same way.
-        s.os_error = transport._reason(e)
+        # (It called transport._reason, which never existed: an AttributeError escaped.)
+        s.os_error = " ".join(str(e).split()).rstrip(".") or "invalid cert"
         return _ERR_CERT
     except OSError as e:
         s.os_error = transport._name(e)

@@ -4,15 +4,18 @@
 # restarted by progress, so a server (or a path) that trickles one byte at a time still
 # times out: a reply, a command's write, the whole message, and the TLS handshake, which
 # runs inside the first read or write after the wrap.
-# Heap: Driver.run() is one call a mail; inside it no call allocates per read or write
-# but sock.recv() (MicroPython's sockets have no single-read readinto: readinto reads on to
-# fill the buffer and, when the server's last reply is followed by a reset (smtp-sink -A),
-# raises ECONNRESET and drops the reply it had).
+# Heap: after a client's first send nothing here allocates per mail, read or write but what
+# the platform makes (the resolver's answer, the socket, its poll entry, the TLS object):
+# the loop is one generator a Driver (a call with more than 11 words of locals and stack,
+# py/objfun.c VM_MAX_STATE_ON_STACK, takes its frame from the heap: 320 B, twice a send),
+# the poll object is kept, and replies are read into the session's rx buffer with
+# readinto() (recv() made a bytes object of each read: ~1 KB a send).
 import errno
 import select
 import sys
 import time
 
+import micropython
 from micropython import const
 
 # protocol.py's values (tests/test_units.py checks they match): requests and results.
@@ -31,56 +34,125 @@ _ERR_TLS = const(-5)
 _ERR_CERT = const(-6)
 _TLS_IMPLICIT = const(2)
 _LINE_MAX = const(512)  # a reply line, RFC 5321 §4.5.3.1.5: reads never go past it
-_READ = const(128)  # at most a read: a small block is easy to find in a full heap
 _T_CONNECT = const(0)  # index of the connect timeout in Session.timeouts
 
 
 class Driver:
     """One client's connection: resolves, connects, wraps in TLS, reads and writes for the
-    engine of its Session, and closes. Made once a client; run() once a mail."""
+    engine of its Session s, and closes. Made once a client (again after an exception);
+    its loop resumed once a mail."""
 
-    def __init__(self, net):
+    def __init__(self, net, s):
         self.net = net
-        self.sock = self.raw = self.poller = None
-        self.network = True  # the network module may tell our address (_local_literal)
+        self.sock = self.raw = None
+        # select.poll(), made at the first connection and kept: each connection only
+        # registers its socket (a new poll object, its table and its ipoll() result tuple
+        # were 200 B a connection).
+        self.poller = None
+        self.network = True  # the network module may tell our address (EHLO's literal)
+        # The driver loop, a generator: loop.send(more) resumes s.engine with `more` (1: a
+        # mail is loaded, 0: end the session) until it yields OP_MAIL (a mail is over: the
+        # caller's turn) or OP_CLOSE (the session is over, the connection closed), and
+        # returns that op. None once an exception ended it (the caller makes a new Driver).
+        self.loop = self.run(s)
+        next(self.loop)
 
-    def run(self, s, more):
-        """Resume s.engine with `more` (1: a mail is loaded, 0: end the session) until it
-        yields OP_MAIL (a mail is over: the caller's turn) or OP_CLOSE (the session is over:
-        the connection closed); that op."""
-        gen = s.engine
+    def run(self, s):
+        """The driver loop (self.loop): one generator a Driver, resumed once a mail, resuming
+        the engine once a request; its frame is made once, with it."""
         net = self.net
-        sock = self.sock
-        poller = self.poller
         op = deadline = 0
-        result = more
+        result = yield 0  # primed by __init__: its first `more` comes with the first send()
+        sock = self.sock
         handshake = False  # a TLS handshake under way in the reads and writes (secure.py)
         try:
             while True:
                 last = op
-                op = gen.send(result)
+                op = s.engine.send(result)  # a new engine after an exception: s.engine
                 result = 0
-                if op == _OP_MAIL:
-                    return op
-                if op == _OP_CLOSE:
-                    self.close()
-                    return op
+                if op == _OP_MAIL or op == _OP_CLOSE:
+                    if op == _OP_CLOSE:
+                        self.close()
+                    result = yield op  # the caller's turn; back with the next `more`
+                    sock = self.sock  # the caller may have closed the connection
+                    op = 0
+                    continue
                 if op == _OP_CONNECT or op == _OP_STARTTLS:
                     if op == _OP_CONNECT:
+                        # Here, not in methods: their try blocks would take those calls'
+                        # frames from the heap, once a connection.
                         self.close()
-                        sock = self.raw = self._connect(s)
-                        if isinstance(sock, int):
-                            result = sock
-                            sock = self.raw = None
+                        s.os_error = None
+                        try:
+                            infos = net.getaddrinfo(s.host, s.port, 0, net.SOCK_STREAM)
+                        except OSError as e:
+                            infos = None
+                            s.os_error = _name(e)
+                        if not infos:  # some ports return [] instead of raising
+                            s.os_error = s.os_error or "no address"
+                            result = _ERR_RESOLVE
                             continue
+                        sock = None
+                        for info in infos:  # IPv4 and IPv6, in the resolver's order
+                            sock = net.socket(info[0], info[1], info[2])
+                            try:
+                                # Seconds: an int when it can be (a float is an object).
+                                k = s.timeouts[_T_CONNECT]
+                                sock.settimeout(k // 1000 if k % 1000 == 0 else k / 1000)
+                                sock.connect(info[4])
+                                break
+                            except OSError as e:
+                                s.os_error = "no answer" if _blocked(e) else _name(e)
+                                sock.close()
+                                sock = None
+                        if sock is None:
+                            result = _ERR_CONNECT
+                            continue
+                        self.raw = sock
+                        # Nagle + delayed ACK: a message's second write waits for an ACK
+                        # the server holds 40 ms (44 ms a message, against any server).
+                        # ESP32 and lwIP ports name the option (their values differ: take
+                        # them from the module); the unix port's module names neither, and
+                        # Linux's values are fixed (IPPROTO_TCP 6, TCP_NODELAY 1).
+                        k = getattr(net, "TCP_NODELAY", None)
+                        if k is None and sys.platform == "linux":
+                            k = 1
+                        if k is not None:
+                            try:
+                                sock.setsockopt(getattr(net, "IPPROTO_TCP", 6), k, 1)
+                            except (OSError, AttributeError):
+                                pass  # a socket without options (a test's): Nagle stays on
+                        if s.domain is None:  # RFC 5321 §4.1.4: EHLO names our address
+                            ip = None
+                            v6 = info[0] == net.AF_INET6
+                            try:  # ESP32 and Pico W sockets lack it: no exception for that
+                                if hasattr(sock, "getsockname"):
+                                    ip = sock.getsockname()[0]
+                            except (OSError, TypeError, IndexError):
+                                pass
+                            if ip is None and self.network:
+                                # The interface knows. Tried once: a port without the module
+                                # (unix) searches the filesystem for it on every import.
+                                try:
+                                    import network
+
+                                    ip = None if v6 else network.WLAN(network.STA_IF).ifconfig()[0]
+                                except ImportError:
+                                    self.network = False
+                                except (OSError, AttributeError):
+                                    pass
+                            # The unix port knows neither: loopback (documented; set
+                            # client_domain).
+                            ip = ip or ("::1" if v6 else "127.0.0.1")
+                            s.local_literal = "[IPv6:%s]" % ip if v6 else "[%s]" % ip
                         # Non-blocking from here on: MicroPython's readinto() on a blocking
                         # socket waits until the buffer is full ("no short reads"); poll()
                         # waits with the phase's deadline instead.
                         sock.setblocking(False)
+                    else:  # STARTTLS: the plain socket leaves the poll table
+                        self.poller.unregister(sock)
+                        self.sock = None
                     if op == _OP_STARTTLS or s.tls == _TLS_IMPLICIT:
-                        if poller:
-                            poller.unregister(sock)
-                            poller = None
                         from .secure import wrap  # only when TLS is used
 
                         result = wrap(net, sock, s)
@@ -89,10 +161,10 @@ class Driver:
                         sock = result
                         handshake = True
                         result = 0
-                    poller = (getattr(net, "poll", None) or select.poll)()
-                    poller.register(sock, select.POLLIN)
+                    if self.poller is None:
+                        self.poller = (getattr(net, "poll", None) or select.poll)()
+                    self.poller.register(sock, select.POLLIN)
                     self.sock = sock
-                    self.poller = poller
                     continue
                 # One deadline a phase: a reply's starts at its OP_WAIT (its OP_RECVs go on
                 # with it); a write's at the first OP_SEND after any other request, and the
@@ -104,14 +176,15 @@ class Driver:
                                               s.io_ms if op == _OP_SEND else s.wait_ms)
                 sending = op == _OP_SEND
                 i = 0  # bytes of tx written; reads tried
+                at = s.rx_end  # where a read goes: rx[at:_LINE_MAX]
                 while True:
-                    # Poll first: a read with nothing there raises EAGAIN (an exception
-                    # object). Not before a TLS handshake's first read: that read sends the
-                    # ClientHello, and poll() knows which way the handshake waits only after.
+                    # Poll first, with the phase's deadline. Not before a TLS handshake's
+                    # first read: that read sends the ClientHello, and poll() knows which
+                    # way the handshake waits only after.
                     if not sending and (i or not handshake):
                         left = time.ticks_diff(deadline, time.ticks_ms())
-                        poller.modify(sock, select.POLLIN)
-                        if left <= 0 or not _ready(poller, left):
+                        self.poller.modify(sock, select.POLLIN)
+                        if left <= 0 or not _ready(self.poller, left):
                             result = _ERR_TIMEOUT
                             break
                     try:
@@ -124,15 +197,29 @@ class Driver:
                                 break
                         else:
                             i += 1
-                            data = sock.recv(min(_READ, _LINE_MAX - s.rx_end))
-                            if data is not None:  # None: TLS, a record not whole yet
-                                result = len(data)
-                                s.rx[s.rx_end:s.rx_end + result] = data
+                            # Into rx itself, which a reply usually starts at 0 (a view of
+                            # its tail, 32 B, only for a line split over reads). readinto
+                            # reads on while bytes are there: cleared first, so what it put
+                            # there still shows if a reset ends it (below).
+                            clear(s.rx, at, _LINE_MAX - at)
+                            k = sock.readinto(memoryview(s.rx)[at:] if at else s.rx,
+                                              _LINE_MAX - at)
+                            if k is not None:  # None: nothing yet (TLS: a record not whole)
+                                result = k
                                 break
                     except OSError as e:
                         if not _blocked(e):
                             s.os_error = _name(e)
                             result = _ERR_TLS if handshake else _ERR_CLOSED
+                            if not sending and not handshake:
+                                # MicroPython's readinto() reads on after a whole reply and
+                                # raises the reset that followed it (a server that hung up
+                                # with a 550, smtp-sink -A): the reply counts, the reset is
+                                # the next read's answer.
+                                k = _LINE_MAX - at  # up to the last byte not zero
+                                while k and not s.rx[at + k - 1]:
+                                    k -= 1
+                                result = k or result
                             break
                     except ValueError as e:
                         if not handshake:
@@ -146,88 +233,44 @@ class Driver:
                         break
                     if sending:  # the socket did not take it all: wait until it can
                         left = time.ticks_diff(deadline, time.ticks_ms())
-                        poller.modify(sock, select.POLLOUT)
-                        if left <= 0 or not _ready(poller, left):
+                        self.poller.modify(sock, select.POLLOUT)
+                        if left <= 0 or not _ready(self.poller, left):
                             s.wait_ms = s.io_ms  # the server stopped reading
                             result = _ERR_TIMEOUT
                             break
                 handshake = handshake and result < 0  # bytes moved: the handshake is over
         except BaseException:
-            self.close()  # never an open socket behind an exception (a bug, KeyboardInterrupt)
+            # Never an open socket behind an exception (a bug, MemoryError,
+            # KeyboardInterrupt); the generator is over with it: the next mail makes another.
+            self.loop = None
+            self.close()
             raise
 
-    def _connect(self, s):
-        """A connected socket, or _ERR_RESOLVE / _ERR_CONNECT (os_error: why)."""
-        net = self.net
-        try:
-            infos = net.getaddrinfo(s.host, s.port, 0, net.SOCK_STREAM)
-        except OSError as e:
-            infos = None
-            s.os_error = _name(e)
-        if not infos:  # some ports return [] instead of raising (users then hit IndexError)
-            s.os_error = s.os_error or "no address"
-            return _ERR_RESOLVE
-        for info in infos:  # IPv4 and IPv6, in the resolver's order
-            sock = net.socket(info[0], info[1], info[2])
-            try:
-                sock.settimeout(s.timeouts[_T_CONNECT] / 1000)
-                sock.connect(info[4])
-            except OSError as e:
-                s.os_error = "no answer" if _blocked(e) else _name(e)
-                sock.close()
-                continue
-            # Nagle + delayed ACK: a message's second write waits for an ACK the server holds
-            # 40 ms (44 ms a message, against any server). ESP32 and lwIP ports name the
-            # option (their values differ: take them from the module); the unix port's module
-            # names neither, and Linux's values are fixed (IPPROTO_TCP 6, TCP_NODELAY 1).
-            opt = getattr(net, "TCP_NODELAY", None)
-            if opt is None and sys.platform == "linux":
-                opt = 1
-            if opt is not None:
-                try:
-                    sock.setsockopt(getattr(net, "IPPROTO_TCP", 6), opt, 1)
-                except (OSError, AttributeError):
-                    pass  # a socket without options (a test's): Nagle stays on
-            if s.domain is None:  # RFC 5321 §4.1.4: EHLO names our address in brackets
-                self._local_literal(s, sock, info[0] == net.AF_INET6)
-            return sock
-        return _ERR_CONNECT
-
-    def _local_literal(self, s, sock, v6):
-        ip = None
-        try:
-            ip = sock.getsockname()[0]
-        except (AttributeError, OSError, TypeError, IndexError):
-            # ESP32 and Pico W sockets lack getsockname; the interface knows. Tried once: a
-            # port without the module (unix) searches the filesystem for it on every import.
-            if self.network:
-                try:
-                    import network
-
-                    ip = None if v6 else network.WLAN(network.STA_IF).ifconfig()[0]
-                except ImportError:
-                    self.network = False
-                except (OSError, AttributeError):
-                    pass
-        # The unix port knows neither: loopback (documented; set client_domain).
-        ip = ip or ("::1" if v6 else "127.0.0.1")
-        s.local_literal = "[IPv6:%s]" % ip if v6 else "[%s]" % ip
-
     def close(self):
-        if self.poller:
+        # (self's attributes, not locals: a try with more of them would take this call's
+        # frame from the heap, a few times a send.)
+        if self.sock is not None:
+            self.poller.unregister(self.sock)  # registered whenever it is self.sock
             try:
-                self.poller.unregister(self.sock)
-            except (OSError, KeyError):
+                self.sock.close()
+            except OSError:
                 pass
-        # Both: a TLS socket whose handshake failed has let go of the plain one
-        # (modtls_mbedtls.c sets its sock to NULL), so closing it would not close that.
-        for c in (self.sock, self.raw):
-            if c:
-                try:
-                    c.close()
-                except OSError:
-                    pass
-        self.sock = self.raw = self.poller = None
+        # The plain one too: a TLS socket whose handshake failed has let go of it
+        # (modtls_mbedtls.c sets its sock to NULL), so closing that would not close this.
+        if self.raw is not None and self.raw is not self.sock:
+            try:
+                self.raw.close()
+            except OSError:
+                pass
+        self.sock = self.raw = None
+
+
+@micropython.viper
+def clear(buf: ptr8, pos: int, n: int):  # noqa: F821 - viper types
+    """buf[pos:pos + n] = zeros, without the object a slice of zeros would be."""
+    while n > 0:
+        n -= 1
+        buf[pos + n] = 0
 
 
 def _name(e):

@@ -58,22 +58,26 @@ class HostSocket:
     # may want the other direction first (a handshake under way): the same answer, and
     # Poll waits for that direction, as MicroPython's poll() does for its TLS sockets.
     def readinto(self, buf, nbytes=None):
-        n = self._io(self.sock.recv_into, buf, nbytes or 0)
-        if n == 0 and isinstance(self.sock, _ssl.SSLSocket) and self.sock.version() is None:
-            # Closed before the handshake ended: CPython reads that as EOF (ragged EOFs
-            # suppressed), MicroPython raises OSError MBEDTLS_ERR_SSL_CONN_EOF.
-            raise OSError(errno.ECONNABORTED, "TLS: EOF during the handshake")
-        return n
-
-    def recv(self, size):
-        """One read, as MicroPython's socket.recv: bytes (b"" at the end), or None while
-        nothing can be read yet (MicroPython's plain socket raises EAGAIN there; both mean
-        "poll and try again")."""
-        data = self._io(self.sock.recv, size)
-        if data == b"" and isinstance(self.sock, _ssl.SSLSocket) and \
-                self.sock.version() is None:
-            raise OSError(errno.ECONNABORTED, "TLS: EOF during the handshake")
-        return data
+        """MicroPython's stream readinto (py/stream.c, mp_stream_rw): reads on until nbytes
+        are in, the socket has nothing more (None if nothing came at all) or is at its end;
+        an error raises even after bytes came (they stay in buf, uncounted)."""
+        view = memoryview(buf)
+        if nbytes is not None:
+            view = view[:nbytes]
+        done = 0
+        while done < len(view):
+            n = self._io(self.sock.recv_into, view[done:])
+            if n is None:
+                return done or None
+            if n == 0:
+                if not done and isinstance(self.sock, _ssl.SSLSocket) and \
+                        self.sock.version() is None:
+                    # Closed before the handshake ended: CPython reads that as EOF (ragged
+                    # EOFs suppressed), MicroPython raises MBEDTLS_ERR_SSL_CONN_EOF.
+                    raise OSError(errno.ECONNABORTED, "TLS: EOF during the handshake")
+                return done
+            done += n
+        return done
 
     def write(self, buf, off=0, size=None):
         """MicroPython's stream write(buf, off, max_len): no slice needed for an offset."""

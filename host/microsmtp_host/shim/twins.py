@@ -111,9 +111,41 @@ def transform(src, n, out, st):
     st[S_I], st[S_O], st[S_CR], st[S_BOL], st[S_COL] = i, o, cr, bol, col
 
 
-def copy(dst, src, pos, n):
-    """message._copy: dst[:n] = src[pos:pos + n]."""
-    dst[:n] = src[pos:pos + n]
+def _bytes(src):
+    # A viper ptr8 of a str reads its UTF-8 bytes in place; here they are encoded.
+    return src.encode() if isinstance(src, str) else src
 
 
-TWINS = {"microsmtp.message._transform": transform, "microsmtp.message._copy": copy}
+def copy(dst, start, src, pos, n):
+    """message.copy: dst[start:start + n] = src[pos:pos + n] (a str: its UTF-8 bytes)."""
+    dst[start:start + n] = memoryview(_bytes(src))[pos:pos + n]
+
+
+# message.py's _SCAN_* (tests/test_body_properties.py checks they agree).
+SCAN_8BIT, SCAN_UNFIT = 1 << 10, 1 << 11
+_LINE_ENDS = re.compile(rb"[\r\n]")
+
+
+def scan_body(src, n, state):
+    """message.scan_body: the flags and the open line's length after src[:n]."""
+    data = bytes(memoryview(_bytes(src))[:n])
+    col = state & (SCAN_8BIT - 1)
+    flags = state - col
+    if data and max(data) > 127:
+        flags |= SCAN_8BIT
+    if data.find(b"\0") >= 0:
+        flags |= SCAN_UNFIT
+    lines = _LINE_ENDS.split(data)
+    lines[0] = b"x" * col + lines[0]  # the line the last chunk left open goes on
+    if max(len(line) for line in lines) > _MAX_LINE:
+        flags |= SCAN_UNFIT
+    return flags | min(len(lines[-1]), _MAX_LINE)
+
+
+def clear(buf, pos, n):
+    """transport.clear: buf[pos:pos + n] = zeros."""
+    buf[pos:pos + n] = bytes(n)
+
+
+TWINS = {"microsmtp.message._transform": transform, "microsmtp.message.copy": copy,
+         "microsmtp.message.scan_body": scan_body, "microsmtp.transport.clear": clear}
