@@ -169,7 +169,7 @@ def more_faults(step, line, status, head, after_fail):
     return out
 
 
-# --- the nine NetX Duo regression scenarios (NETX-REFERENCE.md) ------------------------------
+# --- the nine NetX Duo regression scenarios (docs/NETX.md, numbered as there) ---------------
 # NetX's transcripts list SIZE; DSN stands in for it here (with SIZE this client declares
 # SIZE= on MAIL: sizes() tests that).
 NETX_CAPS = ("250-mail.test\r\n250-ETRN\r\n250-AUTH LOGIN CRAM-MD5 PLAIN\r\n250-8BITMIME\r\n"

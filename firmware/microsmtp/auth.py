@@ -13,7 +13,7 @@ _P_AUTH_REPLY = const(7)
 _P_AUTH_ANSWER = const(8)
 _P_AUTH_CANCEL = const(9)
 _P_ENVELOPE = const(10)
-_CAP_AUTH = const(32)
+_CAP_AUTH = const(16)
 _F_SECURE = const(2)
 _N_SEND = const(1)
 _AUTH_REPLY_ERROR = const(0xAD)
@@ -30,11 +30,10 @@ _AUTH_XOAUTH2 = const(4)
 _AUTH_AUTO = const(0)  # the strongest mechanism both sides support
 _AUTH_NONE = const(0xFFFF)
 
-# Bits for the mechanisms a server lists after AUTH in its EHLO reply: 1 << (AUTH_* - 1).
+# Bits for the mechanisms a server lists after AUTH in its EHLO reply: 1 << (AUTH_* - 1)
+# (CRAM-MD5's 2 and XOAUTH2's 8 are only ever computed so).
 _MECH_LOGIN = const(1)
-_MECH_CRAM_MD5 = const(2)
 _MECH_PLAIN = const(4)
-_MECH_XOAUTH2 = const(8)
 # The names as the server lists them and as the AUTH command says them, by AUTH_* - 1
 # (protocol.py's _MECHS holds the same, for the EHLO reply).
 _NAMES = const((b"LOGIN", b"CRAM-MD5", b"PLAIN", b"XOAUTH2"))
@@ -72,7 +71,8 @@ def choose(configured, listed, offered, creds, tried=0):
                 return mech
         if tried:
             return _AUTH_NONE  # every mechanism we could use was refused as too weak
-        # Nothing usable listed: guide rule 1 says PLAIN; with only a token, XOAUTH2.
+        # Nothing usable listed: guide rule 1 (docs/NETX.md) says PLAIN; with only a token,
+        # XOAUTH2.
         return _AUTH_PLAIN if creds & 1 else _AUTH_XOAUTH2
     if tried:
         return _AUTH_NONE  # a pinned mechanism is not swapped for another after 534

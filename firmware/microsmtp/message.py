@@ -13,7 +13,6 @@ _EQ = const(61)
 _MAX_LINE = const(998)  # RFC 5322 §2.1.1: at most 998 octets before CRLF
 _MAX_RECIPIENTS = const(100)  # RFC 5321 §4.5.3.1.8: a server must take 100 in one mail
 _QP_LINE = const(76)  # RFC 2045 §6.7 rule 5
-_HEX = const(b"0123456789ABCDEF")
 
 # Content-Transfer-Encoding chosen per message (RFC 6152: 8bit only when 8BITMIME is offered).
 CTE_7BIT = const(0)

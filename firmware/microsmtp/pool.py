@@ -39,8 +39,8 @@ class BufferPool:
                          "POOL")
 
     def release(self, buf):
-        # NetX regression 9 released a packet twice; a double release here is ignored so the
-        # free count can never exceed what the pool owns.
+        # NetX regression 9 (docs/NETX.md) released a packet twice; a double release here
+        # is ignored so the free count can never exceed what the pool owns.
         for b in self._free:
             if b is buf:
                 return

