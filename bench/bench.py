@@ -86,7 +86,10 @@ METHODS = {
     "alloc_bytes": "MicroPython only: micropython.mem_total() delta around the second send "
     "on one Client, after gc.collect(); body from a file.",
     "heap_bytes": "MicroPython only: gc.mem_alloc() after gc.collect(); import = after minus "
-    "before `import microsmtp`, client = after Client(...) minus after the import.",
+    "before `import microsmtp`, client = after Client(...) minus after the import; modules = "
+    "each module's import alone (bench/mp_modules.py, over a copy of the package with an empty "
+    "__init__, modules imported in dependency order; README's __init__ row is the import "
+    "minus the plain path's modules).",
     "min_heapsize_kb": "MicroPython only: bisection on -X heapsize in 1 KB steps between "
     "%dK and %dK: the smallest heap in which bench/mp_bench.py (sharing that heap) completes "
     "one send with every pool buffer back. plain_1kb: smtp-sink, no AUTH, 1 KB body; "
@@ -388,6 +391,28 @@ class UnixPort:
         return hi
 
 
+def import_by_module(work, rom):
+    """{module: heap bytes its import holds} (bench/mp_modules.py), over a copy of the
+    package with an empty __init__ (the real one imports the plain path at once)."""
+    tree = work / ("parts-rom" if rom else "parts-ram")
+    package = tree / "microsmtp"
+    package.mkdir(parents=True)
+    for mpy in (unixport.firmware_mpy() / "microsmtp").glob("*.mpy"):
+        if mpy.stem != "__init__":
+            shutil.copy(mpy, package)
+    empty = work / "empty" / "microsmtp" / "__init__.py"
+    empty.parent.mkdir(parents=True, exist_ok=True)
+    empty.write_text("")
+    unixport.compile_mpy([empty], package, module_names=True)
+    driver = unixport.compile_mpy([HERE / "mp_modules.py"], work / "modules-driver")
+    trees = [tree, driver]
+    proc = unixport.run("mp_modules", heap=MP_HEAP, rom=trees if rom else (),
+                        path=() if rom else trees, work=work / ("rt-" + tree.name))
+    if proc.returncode != 0:
+        raise RuntimeError("mp_modules failed: " + (proc.stderr or proc.stdout)[-400:])
+    return json.loads(proc.stdout.strip().splitlines()[-1])["modules"]
+
+
 def bench_micropython(port, sink, proxy, bodies):
     """Speed and memory figures of microsmtp on the unix port (one code placement), and the
     driver's report of its plain 1 KB run (version, modules)."""
@@ -399,7 +424,8 @@ def bench_micropython(port, sink, proxy, bodies):
     figures = {"ms_per_message": {}, "round_trips": {}, "notes": {},
                "alloc_bytes": {"1kb": direct["alloc"], "1mb": one_mb["alloc"]},
                "heap_bytes": {"import": direct["heap"][1] - direct["heap"][0],
-                              "client": direct["heap"][2] - direct["heap"][1]},
+                              "client": direct["heap"][2] - direct["heap"][1],
+                              "modules": import_by_module(port.work, port.rom)},
                "mb_per_s": {"10mb": SIZES["10mb"] / 1e6 / (big["new_total_ms"][0] / N_BIG
                                                            / 1000)}}
     for mode, key in (("new_connection", "new_total_ms"), ("one_session", "session_total_ms")):

@@ -65,6 +65,7 @@ TARGETS = (
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 MEMORY_BEGIN, MEMORY_END = "<!-- bench:memory:begin -->", "<!-- bench:memory:end -->"
 TARGETS_BEGIN, TARGETS_END = "<!-- bench:targets:begin -->", "<!-- bench:targets:end -->"
+IMPORT_BEGIN, IMPORT_END = "<!-- bench:import:begin -->", "<!-- bench:import:end -->"
 
 
 def fmt(value, kind):
@@ -126,12 +127,52 @@ def bench_block(data):
 def memory_block(data):
     """What goes between the memory markers in section 6: the smallest heaps."""
     clients = data["clients"]
-    lines = ["| smallest `-X heapsize` (1 KB steps) | code in flash | .mpy in RAM |",
+    lines = ["| smallest `-X heapsize` (1 KB steps) | .mpy in RAM | code in flash (ROMFS) |",
              "|---|---|---|"]
     for label, key in MEMORY_ROWS:
         lines.append("| %s | %s | %s |" % (
-            label, cell(clients["mp_rom"], ("min_heapsize_kb", key), "kb"),
-            cell(clients["mp_ram"], ("min_heapsize_kb", key), "kb")))
+            label, cell(clients["mp_ram"], ("min_heapsize_kb", key), "kb"),
+            cell(clients["mp_rom"], ("min_heapsize_kb", key), "kb")))
+    return "\n".join(lines)
+
+
+def import_block(data):
+    """Section 6's table of the heap each module's import holds, .mpy in RAM first: where
+    the package's import heap goes. The modules of a plain send first, then the ones loaded
+    only when used; __init__ is the package's import minus its modules' (the rest)."""
+    clients = data["clients"]
+    ram = clients.get("mp_ram", {})
+    rom = clients.get("mp_rom", {})
+    files = ram.get("mpy_bytes", {}).get("files", {})
+    plain = ram.get("mpy_bytes", {}).get("plain_path_modules", [])
+    lines = ["| module | .mpy bytes | heap, .mpy in RAM | heap, code in flash (ROMFS) |",
+             "|---|---|---|---|"]
+
+    def held(client, name):
+        mods = client.get("heap_bytes", {}).get("modules", {})
+        if name != "__init__":
+            return mods.get(name)
+        total = client.get("heap_bytes", {}).get("import")
+        others = [mods.get(m) for m in plain if m != "__init__"]
+        if total is None or None in others:
+            return None
+        return total - sum(others)
+
+    def add(label, name):
+        size = files.get(name)
+        lines.append("| %s | %s | %s | %s |" % (
+            label, "–" if size is None else fmt(size, "bytes"),
+            *("–" if v is None else fmt(v, "bytes") for v in (held(ram, name),
+                                                              held(rom, name)))))
+
+    for name in ["__init__"] + sorted(m for m in plain if m != "__init__"):
+        add("`%s`" % name, name)
+    lines.append("| **a plain send's import** | %s | %s | %s |" % (
+        fmt(sum(files.get(m, 0) for m in plain), "bytes") if files else "–",
+        cell(ram, ("heap_bytes", "import"), "bytes"),
+        cell(rom, ("heap_bytes", "import"), "bytes")))
+    for name in sorted(set(files) - set(plain)):
+        add("`%s` (loaded when used)" % name, name)
     return "\n".join(lines)
 
 
@@ -188,9 +229,10 @@ def replace_block(text, begin, end, block):
 
 
 def update_readme(text, data):
-    """README text with the three generated blocks rewritten from data."""
+    """README text with the four generated blocks rewritten from data."""
     text = replace_block(text, BEGIN, END, bench_block(data))
     text = replace_block(text, TARGETS_BEGIN, TARGETS_END, targets_block(data))
+    text = replace_block(text, IMPORT_BEGIN, IMPORT_END, import_block(data))
     return replace_block(text, MEMORY_BEGIN, MEMORY_END, memory_block(data))
 
 

@@ -16,9 +16,14 @@ import report  # noqa: E402
 MP = {"ms_per_message": {"new_connection": 1.234}, "round_trips": {"new_connection": 6.66},
       "notes": {"one_session": "n/a (no session API yet)"},
       "mb_per_s": {"10mb": 12.345}, "alloc_bytes": {"1kb": 20744, "1mb": 2261968},
-      "heap_bytes": {"import": 38976, "client": 4160},
+      "heap_bytes": {"import": 38976, "client": 4160,
+                     "modules": {"status": 1800, "message": 12000, "protocol": 14000,
+                                 "auth": 4100}},
       "min_heapsize_kb": {"plain_1kb": 55, "auth_100kb": 56, "starttls_auth_100kb": 65},
-      "mpy_bytes": {"package": 25932, "plain_path": 20668}}
+      "mpy_bytes": {"package": 25932, "plain_path": 20668,
+                    "plain_path_modules": ["__init__", "message", "protocol", "status"],
+                    "files": {"__init__": 5000, "auth": 2100, "message": 8600,
+                              "protocol": 7800, "status": 320}}}
 DATA = {
     "date": "2026-11-30 12:00 UTC",
     "machine": {"nproc": 2, "platform": "Linux", "python": "3.11.7",
@@ -26,7 +31,9 @@ DATA = {
                 "commit": "abc1234", "dirty": False},
     "clients": {
         "mp_ram": MP,
-        "mp_rom": dict(MP, heap_bytes={"import": 18560, "client": 4160},
+        "mp_rom": dict(MP, heap_bytes={"import": 18560, "client": 4160,
+                                       "modules": {"status": 900, "message": 5000,
+                                                   "protocol": 6000, "auth": 2000}},
                        min_heapsize_kb={"plain_1kb": 32, "auth_100kb": 33,
                                         "starttls_auth_100kb": 43}),
         "smtplib": {"ms_per_message": {"new_connection": 0.683, "one_session": 0.269},
@@ -65,11 +72,37 @@ def test_figures_formatted_notes_and_dashes():
     assert row(table, "smallest `-X heapsize`, plain 1 KB send").endswith("| 55K | 32K | – | – |")
 
 
-def test_memory_block_puts_flash_before_ram():
+def test_memory_block_puts_ram_before_flash():
+    """.mpy in RAM is how users load the code (stock firmware has no ROMFS): first."""
     block = report.memory_block(DATA)
-    assert "| plain 1 KB send, no AUTH | 32K | 55K |" in block
-    assert "| AUTH PLAIN, 100 KB body (LAN relay) | 33K | 56K |" in block
-    assert block.splitlines()[-1].endswith("| 43K | 65K |")
+    assert block.splitlines()[0] == (
+        "| smallest `-X heapsize` (1 KB steps) | .mpy in RAM | code in flash (ROMFS) |")
+    assert "| plain 1 KB send, no AUTH | 55K | 32K |" in block
+    assert "| AUTH PLAIN, 100 KB body (LAN relay) | 56K | 33K |" in block
+    assert block.splitlines()[-1].endswith("| 65K | 43K |")
+
+
+def test_import_block_splits_the_import_heap_by_module():
+    block = report.import_block(DATA)
+    assert block.splitlines()[0] == (
+        "| module | .mpy bytes | heap, .mpy in RAM | heap, code in flash (ROMFS) |")
+    # __init__: the package's import minus the plain path's modules
+    assert row(block, "`__init__`") == "| `__init__` | 5 000 B | 11 176 B | 6 660 B |"
+    assert row(block, "`protocol`") == "| `protocol` | 7 800 B | 14 000 B | 6 000 B |"
+    assert row(block, "**a plain send's import**") == (
+        "| **a plain send's import** | 21 720 B | 38 976 B | 18 560 B |")
+    assert row(block, "`auth` (loaded when used)") == (
+        "| `auth` (loaded when used) | 2 100 B | 4 100 B | 2 000 B |")
+    labels = [line.split(" | ")[0] for line in block.splitlines()[2:]]
+    assert labels == ["| `__init__`", "| `message`", "| `protocol`", "| `status`",
+                      "| **a plain send's import**", "| `auth` (loaded when used)"]
+
+
+def test_import_block_without_module_figures_shows_dashes():
+    data = dict(DATA, clients={"mp_ram": {"heap_bytes": {"import": 100}}})
+    block = report.import_block(data)
+    assert row(block, "**a plain send's import**") == (
+        "| **a plain send's import** | – | 100 B | – |")
 
 
 def test_targets_block_says_met_or_by_how_much_missed():
@@ -124,9 +157,10 @@ def test_update_readme_is_idempotent_on_the_real_readme():
     once = report.update_readme(readme, DATA)
     assert report.update_readme(once, DATA) == once
     assert report.table(DATA) in once
-    assert "  | plain 1 KB send, no AUTH | 32K | 55K |" in once  # inside section 6's list
-    assert "\n  | bytes allocated per 1 KB alert | ≤ 3 072 B | 20 744 B |" in once  # in the list
-    # only the three blocks change
+    assert "\n| plain 1 KB send, no AUTH | 55K | 32K |" in once  # section 6, not indented
+    assert "\n| bytes allocated per 1 KB alert | ≤ 3 072 B | 20 744 B |" in once
+    assert "\n| `protocol` | 7 800 B | 14 000 B | 6 000 B |" in once
+    # only the four blocks change
     outside = [part.split(report.END)[-1] for part in once.split(report.BEGIN)]
     assert outside[-1] == readme.split(report.END)[-1]
 
