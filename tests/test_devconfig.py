@@ -6,6 +6,7 @@ import json
 import os
 import re
 import stat
+import subprocess
 
 import pytest
 from microsmtp_host import cli, devconfig
@@ -71,7 +72,11 @@ def test_hwtest_writes_its_config_for_its_owner_only(tmp_path, monkeypatch):
         seen.append(mode(argv[argv.index("--config") + 1]))
         return 1
 
+    def mpremote(port, *args, timeout=60):  # a board without a config.json of its own
+        return subprocess.CompletedProcess(args, 0, "hwtest-config none\n", "")
+
     monkeypatch.setattr(cli, "main", deploy)
+    monkeypatch.setattr(hwtest, "_mpremote", mpremote)
     cfg = tmp_path / "mine.json"
     cfg.write_text(json.dumps(good_config()))
     with umask(0):
@@ -230,3 +235,4 @@ def test_deploy_refuses_a_config_the_board_would_refuse(tmp_path, capsys):
     path.write_text(json.dumps(good_config()))
     assert cli.main(["deploy", "--port", "/dev/ttyUSB0", "--dry-run", "--config",
                      str(path)]) == 0
+
