@@ -1,11 +1,14 @@
 """The `microsmtp` command: --help for every subcommand, one-line errors for bad input, an
 unknown option answered with the command's own usage, quiet output into a closed pipe."""
 
+import argparse
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from microsmtp_host import cli
@@ -182,3 +185,57 @@ def test_a_broken_pipe_that_is_not_stdout_is_not_hidden(monkeypatch):
     monkeypatch.setattr(cli, "_main", run_cmd)
     with pytest.raises(BrokenPipeError):
         cli.main(["send", "--config", "c.json"])
+
+
+# --- README §0's command table: every option, as the parsers have it -----------------------
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def readme_commands():
+    """{name: the table's command cell} from README §0, `\\|` read as |."""
+    text = README.read_text(encoding="utf-8")
+    section = text.split("\n## 0. ", 1)[1].split("\n## 1. ", 1)[0]
+    cells = {}
+    for line in section.splitlines():
+        m = re.match(r"\| `microsmtp (\w+)((?:[^`]|\\`)*)` \|", line)
+        if m:
+            assert m.group(1) not in cells, "two rows for %s" % m.group(1)
+            cells[m.group(1)] = m.group(2).replace("\\|", "|")
+    return cells
+
+
+def shown_options(cell):
+    """{option: (inside [...], the value shown after it or None)} of one command cell."""
+    shown = {}
+    for m in re.finditer(r"(--[a-z][a-z0-9-]*)(?: ([^\s\[\]]+))?", cell):
+        depth = cell[:m.start()].count("[") - cell[:m.start()].count("]")
+        value = m.group(2) if m.group(2) and not m.group(2).startswith("-") else None
+        shown[m.group(1)] = (depth > 0, value)
+    return shown
+
+
+def test_readme_table_has_a_row_for_every_command():
+    assert sorted(readme_commands()) == sorted(NAMES)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_readme_table_lists_every_option_as_the_parser_has_it(name):
+    parser = cli.build_parser().commands[name]
+    cell = readme_commands()[name]
+    shown = shown_options(cell)
+    actions = [a for a in parser._actions if not isinstance(a, argparse._HelpAction)]
+    options = {s: a for a in actions for s in a.option_strings if s.startswith("--")}
+    missing, unknown = sorted(set(options) - set(shown)), sorted(set(shown) - set(options))
+    assert not missing and not unknown, "README §0, microsmtp %s: %s missing, %s unknown" % (
+        name, missing, unknown)
+    for option, (optional, value) in shown.items():
+        action = options[option]
+        assert optional == (not action.required), "%s %s: [brackets] say optional" % (
+            name, option)
+        if value is not None and value[0].isdigit():  # a default ("P", "FILE": a name)
+            assert (action.type or str)(value) == action.default, "%s %s: the default" % (
+                name, option)
+    for action in actions:
+        if not action.option_strings:  # a positional argument, by its metavar
+            assert (action.metavar or action.dest) in cell, (name, action.dest)
