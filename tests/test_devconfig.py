@@ -330,3 +330,67 @@ def test_config_questions_cut_short_are_one_line(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert err == "microsmtp config: no answer to 'From address' (end of input)\n"
     assert not out.exists()
+
+
+def test_config_on_a_real_terminal(tmp_path):
+    # `microsmtp config` as a person runs it: on a pseudo-terminal that is its controlling
+    # terminal (getpass reads /dev/tty with echo off), answering each prompt as it appears.
+    import fcntl
+    import pty
+    import select
+    import termios
+    import time
+
+    master, slave = pty.openpty()
+    out = tmp_path / "config.json"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "microsmtp_host", "config", "--output", str(out)],
+        stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
+        preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))
+    os.close(slave)
+    seen = bytearray()  # what the terminal showed, not yet matched
+    transcript = bytearray()  # all of it
+
+    def expect(text):
+        """Read until `text` has appeared after what was matched before (10 s at most)."""
+        want = text.encode()
+        deadline = time.monotonic() + 10
+        while want not in seen:
+            left = deadline - time.monotonic()
+            assert left > 0 and select.select([master], [], [], left)[0], bytes(transcript)
+            try:
+                data = os.read(master, 4096)
+            except OSError:  # EIO: the terminal's last user has gone
+                raise AssertionError(bytes(transcript)) from None
+            seen.extend(data)
+            transcript.extend(data)
+        del seen[:seen.index(want) + len(want)]
+
+    def answer(prompt, text):
+        expect(prompt)
+        os.write(master, text.encode() + b"\n")
+
+    try:
+        answer("Wi-Fi SSID (empty: none): ", "")
+        answer("SMTP server: ", "smtp.example.com")
+        answer("SMTP port [587]: ", "")
+        answer("TLS (starttls, implicit, none; empty: by port): ", "")
+        answer("SMTP user: ", "boiler@example.com")
+        answer("SMTP password (empty: none): ", "s3cret")
+        answer("From address: ", "")
+        expect("smtp.from is missing; please answer again.")
+        answer("From address: ", "boiler@example.com")
+        assert b"s3cret" not in transcript  # the password was not echoed
+        answer("Send alerts to: ", "oncall@example.com")
+        answer("CA file on the board [/ca.pem]: ", "")
+        answer("Alert above (°C) [85.0]: ", "")
+        expect("wrote %s" % out)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+    cfg = json.loads(out.read_text())
+    assert cfg["smtp"]["from"] == "boiler@example.com" and cfg["smtp"]["password"] == "s3cret"
+    assert "wifi" not in cfg and mode(out) == 0o600
