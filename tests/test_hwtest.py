@@ -55,9 +55,20 @@ def test_hwtest_leaves_no_config_on_a_board_that_had_none(tmp_path, capsys, monk
     assert "config.json" not in left and "hwtest_app.py" not in left, left
 
 
-def test_hwtest_touches_nothing_when_it_cannot_read_the_board(tmp_path, capsys):
-    # no board on that port: one sentence, exit 1, and no deploy was tried
+def test_hwtest_touches_nothing_without_a_board(tmp_path, capsys):
+    # no such port: one sentence, exit 1, and no deploy was tried
     assert hwtest.main(["--port", str(tmp_path / "no-such-tty")]) == 1
+    assert capsys.readouterr().err == (
+        "hwtest: no such port: %s (is the board plugged in, or `microsmtp board` running?)\n"
+        % (tmp_path / "no-such-tty"))
+
+
+def test_hwtest_touches_nothing_when_it_cannot_read_the_board(tmp_path, capsys):
+    # a port that is no board: the board's config.json cannot be read, so nothing is deployed
+    not_a_board = tmp_path / "not-a-tty"
+    not_a_board.write_text("")
+    assert hwtest.main(["--port", str(not_a_board)]) == 1
     err = capsys.readouterr().err
-    assert err.startswith("hwtest: cannot look for the board's config.json: ")
+    assert err.startswith("hwtest: cannot look for the board's config.json: "), err
     assert err.count("\n") == 1, err
+    assert not_a_board.read_text() == ""

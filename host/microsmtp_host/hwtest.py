@@ -124,6 +124,10 @@ def main(argv=None):
                    help="this computer's address as the board sees it (e.g. 192.168.1.20)")
     args = p.parse_args(argv)
     wifi = devconfig.load(args.config).get("wifi") if args.config else None
+    if os.sep in args.port and not os.path.exists(args.port):
+        print("hwtest: no such port: %s (is the board plugged in, or `microsmtp board` "
+              "running?)" % args.port, file=sys.stderr)
+        return 1
     with tempfile.TemporaryDirectory(prefix="microsmtp-hwtest-") as tmp:
         tmp = Path(tmp)  # 0700: the board's config.json, passwords and all, waits here
         saved = tmp / "board-config.json"
