@@ -66,7 +66,7 @@ def test_config_output_is_its_owners_only(before, mask, tmp_path, capsys):
 
 
 def test_hwtest_writes_its_config_for_its_owner_only(tmp_path, monkeypatch):
-    from microsmtp_host import hwtest
+    from microsmtp_host import hwtest, mpremote_cmd
 
     seen = []
 
@@ -74,11 +74,11 @@ def test_hwtest_writes_its_config_for_its_owner_only(tmp_path, monkeypatch):
         seen.append(mode(argv[argv.index("--config") + 1]))
         return 1
 
-    def mpremote(port, *args, timeout=60):  # a board without a config.json of its own
-        return subprocess.CompletedProcess(args, 0, "hwtest-config none\n", "")
+    def mpremote(port, *args, **kwargs):  # a board without a config.json of its own
+        return ["hwtest-config none"]
 
     monkeypatch.setattr(cli, "main", deploy)
-    monkeypatch.setattr(hwtest, "_mpremote", mpremote)
+    monkeypatch.setattr(mpremote_cmd, "run", mpremote)
     cfg = tmp_path / "mine.json"
     cfg.write_text(json.dumps(good_config()))
     with umask(0):

@@ -7,7 +7,6 @@ are readable by their owner only (devconfig.save)."""
 
 import getpass
 import os
-import subprocess
 import sys
 import tempfile
 
@@ -83,7 +82,7 @@ def ask():
 
 
 def run(args):
-    from microsmtp_host import devconfig
+    from microsmtp_host import devconfig, mpremote_cmd
     from microsmtp_host.cli import CLIError
 
     if not args.port and not args.output:
@@ -111,20 +110,20 @@ def run(args):
     if args.port:
         with tempfile.TemporaryDirectory() as tmp:
             local = devconfig.save(os.path.join(tmp, "config.json"), cfg)
-            # `resume`: the virtual board (unix port) has no soft reset; a real board does
-            # not mind.
-            cmd = [sys.executable, "-m", "mpremote", "connect", args.port, "resume",
-                   "fs", "cp", str(local), ":config.json"]
+            cmd = ["fs", "cp", str(local), ":config.json"]
             if args.ca:  # mpremote chains commands with "+"
                 cmd += ["+", "fs", "cp", args.ca, ":ca.pem"]
             if args.dry_run:
-                shown = [("<config>" if c == str(local) else c) for c in cmd]
-                print(" ".join(shown))
+                print(mpremote_cmd.shown(args.port, *[("<config>" if c == str(local) else c)
+                                                      for c in cmd]))
                 return 0
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
-            if proc.returncode:
-                last = (proc.stderr or proc.stdout).strip().splitlines()
-                raise CLIError("mpremote failed: %s" % (last[-1] if last else proc.returncode))
+            try:
+                mpremote_cmd.run(args.port, *cmd)
+            except mpremote_cmd.MpremoteError as e:
+                # mpremote's own last line needs saying whose it is; "no such port: ..."
+                # and "no answer within ..." do not.
+                raise CLIError("mpremote failed: %s" % e if e.returncode is not None
+                               else str(e)) from None
         print("wrote config.json%s to the board on %s" % (" and ca.pem" if args.ca else "",
                                                           args.port))
     return 0

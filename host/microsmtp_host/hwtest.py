@@ -13,10 +13,11 @@ the test passed or not."""
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from microsmtp_host import mpremote_cmd
 
 # The board side: Wi-Fi (when the board has it), free heap, one send, free heap.
 APP = '''\
@@ -69,23 +70,13 @@ class HwtestError(Exception):
     """hwtest could not do a step on the board: one sentence, exit code 1."""
 
 
-def _mpremote(port, *args, timeout=60):
-    """One mpremote command on the board (`resume`: no soft reset, see deploy.py)."""
-    return subprocess.run([sys.executable, "-m", "mpremote", "connect", port, "resume", *args],
-                          capture_output=True, text=True, timeout=timeout)
-
-
 def _board(port, what, *args):
-    """_mpremote, with a failure as HwtestError naming the step and mpremote's last line."""
+    """One mpremote command on the board, its output; a failure as HwtestError naming the
+    step and what went wrong (mpremote's last line, or no answer)."""
     try:
-        proc = _mpremote(port, *args)
-    except subprocess.TimeoutExpired:
-        raise HwtestError("cannot %s: the board did not answer within 60 s" % what) from None
-    if proc.returncode:
-        last = (proc.stderr or proc.stdout).strip().splitlines()
-        raise HwtestError("cannot %s: %s" % (what, last[-1] if last else
-                                                "mpremote exited with %d" % proc.returncode))
-    return proc.stdout
+        return "\n".join(mpremote_cmd.run(port, *args))
+    except mpremote_cmd.MpremoteError as e:
+        raise HwtestError("cannot %s: %s" % (what, e)) from None
 
 
 def _save_config(port, saved):
@@ -124,9 +115,10 @@ def main(argv=None):
                    help="this computer's address as the board sees it (e.g. 192.168.1.20)")
     args = p.parse_args(argv)
     wifi = devconfig.load(args.config).get("wifi") if args.config else None
-    if os.sep in args.port and not os.path.exists(args.port):
-        print("hwtest: no such port: %s (is the board plugged in, or `microsmtp board` "
-              "running?)" % args.port, file=sys.stderr)
+    try:
+        mpremote_cmd.check_port(args.port)
+    except mpremote_cmd.MpremoteError as e:
+        print("hwtest: %s" % e, file=sys.stderr)
         return 1
     with tempfile.TemporaryDirectory(prefix="microsmtp-hwtest-") as tmp:
         tmp = Path(tmp)  # 0700: the board's config.json, passwords and all, waits here
@@ -170,16 +162,19 @@ def _test(args, tmp, wifi):
         except HwtestError as e:
             print("hwtest: %s" % e, file=sys.stderr)
             return 1
-        try:
-            run = _mpremote(args.port, "exec", "import hwtest_app", timeout=120)
-        except subprocess.TimeoutExpired:
-            print("hwtest: the test app did not end within 120 s", file=sys.stderr)
+        try:  # its output is looked at even when it ended with an exception
+            out = mpremote_cmd.run(args.port, "exec", "import hwtest_app", timeout=120,
+                                   check=False)
+        except mpremote_cmd.MpremoteError as e:
+            print("hwtest: the test app did not end within 120 s" if e.timed_out else
+                  "hwtest: cannot run the test app: %s" % e, file=sys.stderr)
             return 1
-        sys.stdout.write(run.stdout + run.stderr)
+        out = "".join(line + "\n" for line in out)
+        sys.stdout.write(out)
         got = catcher.messages()
         print("hwtest: the catcher received %d mail(s)%s" % (
             len(got), ": %s" % got[0]["subject"] if got else ""))
-        return 0 if len(got) == 1 and "hwtest: sent" in run.stdout else 1
+        return 0 if len(got) == 1 and "hwtest: sent" in out else 1
     finally:
         catcher.stop()
 
