@@ -253,6 +253,18 @@ def case_lazy_session_module_without_memory():
         check(s.alive, "the client opens a session once the heap has room")
 
 
+def case_lazy_literal_module_without_memory():
+    # literal.py (the address-literal grammar) loads the first time a value holds one: no
+    # heap for it is an SMTPError before anything is sent, not a MemoryError.
+    c = microsmtp.Client("mail.test", from_address="dev@example.org", net=object())
+    with _NoMemoryFor("literal"):
+        e = raises(microsmtp.SMTPError, c.send, "ops@[192.0.2.1]", "s", "b")
+        check(e.status == microsmtp.PACKET_ALLOCATE_ERROR, "an SMTPError, not MemoryError")
+        check(e.temporary, "temporary: no heap now may be heap later")
+    check(c.pool.available() == c.pool.count, "nothing taken")
+    message.check("ops@[192.0.2.1]", "recipient", message.ADDRESS)  # loaded now
+
+
 class _NoNetwork:
     """A net module whose resolver never finds the server."""
     SOCK_STREAM = 1
