@@ -324,7 +324,7 @@ class Session:
                         self.flags |= _F_AFTER_DOT  # a loss from here on: maybe delivered
                         self.phase = _P_DOT
                     elif n == _N_LONG:  # an AUTH answer over a line: auth.py's pieces
-                        while self.auth.piece(self):
+                        while self.auth.fill(self):
                             r = yield _OP_SEND
                             if r < 0:
                                 raise self._lost(r)
@@ -482,9 +482,9 @@ class Session:
                        b"EHLO " if ph == _P_EHLO else b"HELO ",
                        self.domain or self.local_literal or "[127.0.0.1]", b"")
         elif ph == _P_STARTTLS or ph == _P_TLS:
-            return self.secure.command(self)
+            return self.secure.start(self)
         elif _P_AUTH <= ph <= _P_AUTH_CANCEL:
-            return self.auth.command(self)  # auth.py: loaded with the credentials
+            return self.auth.next(self)  # auth.py: loaded with the credentials
         elif ph == _P_ENVELOPE:
             return self._envelope()
         elif ph == _P_BODY:
@@ -805,6 +805,6 @@ class Session:
             return self.refusal(_TIMEOUT_ERROR, "No answer from the server within %d ms"
                                 % self.wait_ms)
         if r <= _ERR_TLS:  # _ERR_TLS, _ERR_CERT: from secure.py's wrap, which says why
-            return self.secure.lost(self, r)
+            return self.secure.failed(self, r)
         return self.refusal(_CONNECTION_CLOSED, "The server closed the connection" + (
             " (%s)" % self.os_error if self.os_error else ""))

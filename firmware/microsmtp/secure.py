@@ -68,9 +68,10 @@ def ca_certs(cadata):
     return certs
 
 
-# --- the session's TLS steps (protocol.Session calls them; s is the session) -------------
+# --- the session's TLS steps (protocol.Session calls them; s is the session). Their names
+# are ones the firmware has already: a new name is heap on a board (docs/ENGINE.md).
 
-def command(s):
+def start(s):
     """protocol.Session._next's part: STARTTLS, or the wrap after its 220 (_N_TLS)."""
     if s.phase == _P_STARTTLS:
         s.line("STARTTLS", b"STARTTLS", b"", b"")
@@ -109,7 +110,7 @@ def reply(s):
     s.phase = _P_TLS
 
 
-def lost(s, r):
+def failed(s, r):
     """protocol.Session._lost's part: _ERR_TLS or _ERR_CERT as an SMTPError."""
     # The handshake finishes inside the next read or write (transport.py, under that
     # phase's deadline), but it belongs to the connection or the STARTTLS.
