@@ -16,7 +16,8 @@ from .status import SMTPError
 # transport.py (sockets), tests/scripted.py (transcripts) and an asyncio driver run the
 # engine the same way: op = engine.send(result) until it yields OP_MAIL or OP_CLOSE. The
 # I/O record is the Session's attributes: tx, tx_n, rx, rx_start, rx_end, wait_ms, io_ms,
-# os_error, local_literal (and tls, host, port, ca, timeouts for connecting).
+# os_error, local_literal (and tls, host, port, ca, timeouts for connecting; with TLS,
+# secure: the secure module, whose wrap() wraps the socket).
 #
 # | request        | what the driver does                                    | result      |
 # |----------------|---------------------------------------------------------|-------------|
