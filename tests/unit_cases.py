@@ -238,11 +238,17 @@ class _NoMemoryFor:
         self.builtins.__import__ = self.real
 
 
+# Client.mail_send as the package defines it: session.py's function takes its place at the
+# first call (this file is imported before any case runs).
+_MAIL_SEND = microsmtp.Client.mail_send
+
+
 def case_lazy_session_module_without_memory():
     # session.py loads at a client's first session() or mail_send(): no heap for it is an
     # SMTPError (mail_send: its status) like any MemoryError of a send, and the client
     # stays usable.
     c = microsmtp.Client("mail.test", from_address="dev@example.org", net=object())
+    microsmtp.Client.mail_send = _MAIL_SEND  # as before its first call
     with _NoMemoryFor("session"):
         e = raises(microsmtp.SMTPError, c.session)
         check(e.status == microsmtp.PACKET_ALLOCATE_ERROR, "an SMTPError, not MemoryError")
@@ -251,6 +257,12 @@ def case_lazy_session_module_without_memory():
     check(c.pool.available() == c.pool.count, "every buffer back")
     with c.session() as s:
         check(s.alive, "the client opens a session once the heap has room")
+    c.close()
+    check(c.mail_send("ops@example.org", 2, "s", "b") == microsmtp.CLIENT_NOT_INITIALIZED,
+          "mail_send loads it now")
+    check(microsmtp.Client.mail_send is not _MAIL_SEND, "and calls it directly from then on")
+    check(c.mail_send("ops@example.org", 2, "s", "b") == microsmtp.CLIENT_NOT_INITIALIZED,
+          "the same answer")
 
 
 def case_lazy_literal_module_without_memory():

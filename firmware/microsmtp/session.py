@@ -51,9 +51,9 @@ class ClientSession:
         c._deliver()
 
 
-def mail_send(client, recipient, priority, subject, body, body_length):
-    """Client.mail_send: NetX's nx_smtp_mail_send, SUCCESS (0) or a status code; raises
-    only on misuse."""
+def mail_send(client, recipient, priority, subject, body, body_length=None):
+    """Client.mail_send (its method, once loaded): NetX's nx_smtp_mail_send, SUCCESS (0) or
+    a status code; raises only on misuse."""
     if priority not in (PRIORITY_LOW, PRIORITY_NORMAL, PRIORITY_HIGH):
         priority = PRIORITY_NORMAL  # NetX: any other value is normal priority
     if body_length is not None and not isinstance(body_length, int):
