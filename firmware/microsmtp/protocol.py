@@ -99,7 +99,7 @@ _H_END = const(17)  # message.py: Head's parts are done
 _KEYWORDS = const(b"8BITMIME  PIPELININGSTARTTLS  SIZE      AUTH      ")
 _CAP_8BITMIME = const(1)
 _CAP_PIPELINING = const(2)
-_CAP_STARTTLS = const(4)
+_CAP_STARTTLS = const(4)  # (secure.py reads it)
 _CAP_SIZE = const(8)
 _CAP_AUTH = const(16)
 _SLOT_SIZE = const(3)
@@ -116,7 +116,7 @@ _P_STARTTLS = const(4)
 _P_TLS = const(5)  # the 220 came: wrap
 _P_AUTH = const(6)  # choose a mechanism and send AUTH
 _P_AUTH_REPLY = const(7)
-_P_AUTH_ANSWER = const(8)  # send the answer to a 334
+_P_AUTH_ANSWER = const(8)  # send the answer to a 334 (auth.py's AUTH phases: 6-9)
 _P_AUTH_CANCEL = const(9)  # send "*"
 _P_ENVELOPE = const(10)  # MAIL, RCPT..., DATA: written and answered one by one, or pipelined
 _P_BODY = const(11)  # the 354 came: headers, body, "."
@@ -528,7 +528,7 @@ class Session:
             # Without credentials there is nothing to authenticate with (documented).
             self.phase = _P_ENVELOPE if self.auth is None else _P_AUTH
             if self.tls == _TLS_STARTTLS and not self.flags & _F_SECURE:
-                self.secure.reply(self)  # STARTTLS next
+                self.secure.reply(self)  # STARTTLS next, or TLS_NOT_OFFERED (RFC 3207 §6)
         elif ph == _P_STARTTLS:
             self.secure.reply(self)
         elif ph == _P_AUTH_REPLY or ph == _P_AUTH_CANCEL:
@@ -750,8 +750,8 @@ class Session:
     def _text(self):
         """The server's reply text for an error, printable ASCII; "" when it holds any
         8-byte piece of a credential as the client sends it (raw, base64, the PLAIN or
-        XOAUTH2 string): a server that echoes must not put a secret into a log. (In AUTH
-        no text is kept at all.) Made here, on the error path: a token is 1-2 KB."""
+        XOAUTH2 string): a server that echoes must not put a secret into a log (auth.py
+        checks). In AUTH no text is kept at all."""
         t = self.text
         a = self.auth
         if not t or a is not None and not isinstance(a, tuple) and a.echoes(t):
