@@ -5,7 +5,7 @@ import time
 from micropython import const
 
 from . import message, protocol, transport
-from .message import PRIORITY_HIGH, PRIORITY_LOW, PRIORITY_NORMAL  # noqa: F401
+from .message import PRIORITY_HIGH, PRIORITY_LOW, PRIORITY_NORMAL  # noqa: F401 - public
 from .pool import BufferPool
 from .status import SMTPError
 
