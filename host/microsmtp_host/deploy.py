@@ -6,7 +6,7 @@
 The library goes to lib/microsmtp: by default as source with mpremote's mip and this
 checkout's package.json (as `mpremote mip install ./package.json` does); with --mpy as .mpy
 files that mpy-cross compiles for the bytecode version and architecture the board reports
-(sys.implementation._mpy; message.py's @micropython.viper loop is native code, so a board
+(sys.implementation._mpy; native.py's @micropython.viper loops are native code, so a board
 whose MicroPython has no native emitter is refused either way). Files that the new ones would
 shadow or leave behind are removed first: MicroPython imports foo.py before foo.mpy, so a
 stale .py beside an .mpy would run instead of it; a module gone from the package would
@@ -250,9 +250,9 @@ def run(args):
             version, platform, ver, sub, arch or "no native code"), flush=True)
         if int(mpy) and arch is None:
             # Its _mpy names the native emitter it was built with: none, so it can neither
-            # load .mpy files with native code nor compile message.py's from source.
+            # load .mpy files with native code nor compile native.py's from source.
             raise _error("the board's MicroPython (%s) has no native code emitter, and "
-                         "microsmtp's body loop is native (@micropython.viper in message.py): "
+                         "microsmtp's body loop is native (@micropython.viper in native.py): "
                          "use a MicroPython built with one (the ESP32 and RP2 ports are)"
                          % platform)
 

@@ -8,7 +8,7 @@ injection: Client(..., net=microsmtp_host.shim.net).
 Viper functions (@micropython.viper: native code on a board) run on CPython as the plain
 Python they are written in: the casts ptr8/ptr16/ptr32/ptr/uint are built-ins that hand their
 argument back, so `src: ptr8` indexes the buffer itself. A byte loop is fast as native code
-and slow as CPython bytecode (message._transform for 8bit: 150 MB/s on the unix port, 7.7
+and slow as CPython bytecode (native.transform for 8bit: 150 MB/s on the unix port, 7.7
 MB/s here, where the slice-copying Python before it managed 82), so a viper function may
 have a faster CPython twin in twins.py (that one: 59 MB/s 8bit, 7.4 quoted-printable, was
 5), giving the same bytes: the decorator hands out the twin and keeps the firmware's own

@@ -1,7 +1,7 @@
 """Faster CPython twins of firmware viper functions (see the shim's viper()).
 
 On a board these functions are native code; on CPython their own Python runs a bytecode loop
-per byte (message._transform: 7 MB/s for 8bit, 3 MB/s quoted-printable). The twins give the
+per byte (native.transform: 7 MB/s for 8bit, 3 MB/s quoted-printable). The twins give the
 same bytes and the same state with C-speed pieces: find() the next line end, a regular
 expression the end of a quoted-printable run, and slices copy. tests/test_body_properties.py
 compares each twin with the firmware's own function (shim.PURE) and with the encoder of
@@ -10,7 +10,8 @@ before the viper rewrite, on any body cut into chunks of any size.
 
 import re
 
-# message.py's state layout (_S_* there; tests/test_body_properties.py checks they agree).
+# native.py's state layout (_S_* there and in message.py; tests/test_body_properties.py
+# checks they agree).
 S_I, S_O, S_CAP, S_QP, S_CR, S_BOL, S_COL, S_LONG = range(8)
 _CR, _LF, _DOT, _EQ = 13, 10, 46, 61
 _MAX_LINE = 998  # RFC 5322 §2.1.1
@@ -23,7 +24,7 @@ _QP_RUN = re.compile(rb"(?:[\x21-\x3c\x3e-\x7e]|[ \t](?=[^\r\n]))+")
 
 
 def transform(src, n, out, st):
-    """message._transform: src[i:n] -> out[o:] with i, o and the state in st."""
+    """native.transform: src[i:n] -> out[o:] with i, o and the state in st."""
     if not isinstance(src, (bytes, bytearray)):
         src = bytes(src)  # a memoryview has no find()
     smv = memoryview(src)  # slices of it copy once, not twice
@@ -117,7 +118,7 @@ def _bytes(src):
 
 
 def copy(dst, start, src, pos, n):
-    """message.copy: dst[start:start + n] = src[pos:pos + n] (a str: its UTF-8 bytes)."""
+    """native.copy: dst[start:start + n] = src[pos:pos + n] (a str: its UTF-8 bytes)."""
     dst[start:start + n] = memoryview(_bytes(src))[pos:pos + n]
 
 
@@ -127,7 +128,7 @@ _LINE_ENDS = re.compile(rb"[\r\n]")
 
 
 def scan_body(src, n, state):
-    """message.scan_body: the flags and the open line's length after src[:n]."""
+    """native.scan_body: the flags and the open line's length after src[:n]."""
     data = bytes(memoryview(_bytes(src))[:n])
     col = state & (SCAN_8BIT - 1)
     flags = state - col
@@ -143,9 +144,9 @@ def scan_body(src, n, state):
 
 
 def clear(buf, pos, n):
-    """transport.clear: buf[pos:pos + n] = zeros."""
+    """native.clear: buf[pos:pos + n] = zeros."""
     buf[pos:pos + n] = bytes(n)
 
 
-TWINS = {"microsmtp.message._transform": transform, "microsmtp.message.copy": copy,
-         "microsmtp.message.scan_body": scan_body, "microsmtp.transport.clear": clear}
+TWINS = {"microsmtp.native.transform": transform, "microsmtp.native.copy": copy,
+         "microsmtp.native.scan_body": scan_body, "microsmtp.native.clear": clear}

@@ -30,7 +30,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[2]
 FIRMWARE = ROOT / "firmware" / "microsmtp"
 MPY_DIR = ROOT / "build" / "mpy"  # what `make mpy` fills: build/mpy/microsmtp/*.mpy
-# .mpy files holding native code (message.py's @micropython.viper loops) load only on the
+# .mpy files holding native code (native.py's @micropython.viper loops) load only on the
 # architecture they were compiled for ("ValueError: incompatible .mpy arch"), and mpy-cross
 # compiles none at all without -march ("SyntaxError: invalid arch").
 _MARCH = {"x86_64": "x64", "amd64": "x64"}

@@ -1,0 +1,188 @@
+"""`make index`: the static mip index, served over HTTP on loopback and installed onto the
+virtual board with mpremote's mip, as a user would from GitHub Pages: .mpy files only, the
+native code of the board's architecture loaded, and a mail sent. Then `microsmtp deploy`
+run over it leaves only its own files, in both orders."""
+
+import functools
+import hashlib
+import json
+import re
+import subprocess
+import threading
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import test_virtual_board as vb
+from microsmtp_host import cli, deploy, mipindex
+from microsmtp_host.virtual_board import unix_port_available
+from test_virtual_board import MPREMOTE, SOURCES, board_files, run_app
+
+ROOT = Path(__file__).resolve().parents[1]
+# The virtual board's fixtures: a board in a tmp folder, an aiosmtpd inbox, config + app.
+board, inbox, files = vb.board, vb.inbox, vb.files
+needs_board = pytest.mark.skipif(not unix_port_available(),
+                                 reason="needs the MicroPython unix port")
+
+
+@pytest.fixture(scope="module")
+def index(tmp_path_factory):
+    out = tmp_path_factory.mktemp("index") / "index"
+    made = mipindex.build(out)
+    return out, made
+
+
+@pytest.fixture(scope="module")
+def served(index):
+    """The index on http://127.0.0.1:PORT, as any static host serves it."""
+    out, made = index
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0),
+                                 functools.partial(Quiet, directory=str(out)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield "http://127.0.0.1:%d" % server.server_address[1], made
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+
+def mip_install(device, url, *extra):
+    res = subprocess.run([*MPREMOTE, "connect", device, "resume", "mip", "install", *extra,
+                          "--index", url, "microsmtp"], capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 0, res.stdout + res.stderr
+    return res.stdout
+
+
+def package(out, flavour="6", version="latest"):
+    return json.loads((out / "package" / flavour / "microsmtp" / (version + ".json"))
+                      .read_text())
+
+
+# --- the index itself -------------------------------------------------------------------
+
+def test_index_has_micropython_libs_layout(index):
+    out, made = index
+    version = mipindex.version()
+    top = json.loads((out / "index.json").read_text())
+    assert top["v"] == 2 and isinstance(top["updated"], int)
+    (entry,) = top["packages"]
+    assert (entry["name"], entry["version"], entry["license"]) == ("microsmtp", version, "MIT")
+    assert entry["versions"] == {"6": [version], "py": [version]}
+    for flavour in ("6", "py"):
+        latest = package(out, flavour)
+        assert latest == package(out, flavour, version)  # the versioned file, the same
+        assert latest["v"] == 1 and latest["version"] == version
+        assert "urls" not in latest and "deps" not in latest
+        for _, short in latest["hashes"]:  # each file where mip fetches it, unchanged
+            data = (out / "file" / short[:2] / short).read_bytes()
+            assert hashlib.sha256(data).hexdigest().startswith(short) and len(short) == 8
+    # .py: the sources as they are; 6: every module as .mpy, native.py once per architecture
+    py = package(out, "py")["hashes"]
+    assert [t for t, _ in py] == ["microsmtp/" + n for n in SOURCES]
+    mpy = dict(package(out)["hashes"])
+    natives = ["microsmtp/native_%s.mpy" % a for a in made["archs"]]
+    assert sorted(mpy) == sorted(["microsmtp/%s.mpy" % Path(n).stem for n in SOURCES]
+                                 + natives)
+    assert {"x64", "xtensawin", "armv6m", "rv32imc"} <= set(made["archs"])
+    for target, short in mpy.items():
+        data = (out / "file" / short[:2] / short).read_bytes()
+        assert data[:2] == b"M\x06"
+        arch = data[2] >> 2  # the flags byte: the architecture of any native code in it
+        m = re.fullmatch(r"microsmtp/native_(\w+)\.mpy", target)
+        assert arch == (deploy.ARCHS.index(m.group(1)) if m else 0), target
+
+
+def test_the_version_is_written_in_one_place(index):
+    """pyproject.toml's version is the index's; package.json and microsmtp.__version__ say
+    the same."""
+    version = mipindex.version()
+    assert json.loads((ROOT / "package.json").read_text())["version"] == version
+    init = (ROOT / "firmware" / "microsmtp" / "__init__.py").read_text()
+    assert re.search(r'^__version__ = "([^"]+)"', init, re.M).group(1) == version
+
+
+def test_dispatch_knows_each_architecture_as_deploy_numbers_them():
+    archs = mipindex.archs()
+    assert deploy.ARCHS[1:1 + len(archs)] == tuple(archs)
+
+
+# --- onto the virtual board ----------------------------------------------------------------
+
+@needs_board
+def test_mip_install_from_the_index_gives_mpy_only_and_sends(board, served, inbox, files):
+    url, made = served
+    out = mip_install(board.device, url)
+    assert "Installing microsmtp (latest) from %s" % url in out
+    lib = board.folder / "lib" / "microsmtp"
+    # mpremote put them in the lib folder of the board's sys.path: .mpy files only.
+    installed = sorted(p.name for p in lib.iterdir())
+    assert installed == sorted(Path(t).name for t, _ in made["mpy_files"])
+    assert not [n for n in installed if not n.endswith(".mpy")]
+    config, app = files
+    for src, dst in ((config, ":config.json"), (app, ":main.py")):
+        res = subprocess.run([*MPREMOTE, "connect", board.device, "resume", "fs", "cp",
+                              str(src), dst], capture_output=True, text=True, timeout=60)
+        assert res.returncode == 0, res.stderr
+    assert "sent with %s/__init__.mpy" % lib in run_app(board, inbox)
+    # The board's own native code (x64 on the unix port) runs the body.
+    res = subprocess.run([*MPREMOTE, "connect", board.device, "resume", "exec",
+                          "import sys; print(sorted(k for k in sys.modules "
+                          "if k.startswith('microsmtp.n')))"],
+                         capture_output=True, text=True, timeout=60)
+    assert res.stdout.strip() == "['microsmtp.native', 'microsmtp.native_x64']", res.stdout
+    # Again: mip finds every file in place (same hash) and fetches nothing.
+    again = mip_install(board.device, url)
+    assert "Installing:" not in again and again.count("Exists:") == len(installed)
+
+
+@needs_board
+def test_deploy_after_mip_leaves_only_its_own_files(board, served, capsys):
+    url, made = served
+    lib = board.folder / "lib" / "microsmtp"
+    mip_install(board.device, url)
+    assert cli.main(["deploy", "--port", board.device, "--mpy"]) == 0
+    assert "removed lib/microsmtp/native_xtensawin.mpy" in capsys.readouterr().out
+    assert sorted(p.name for p in lib.iterdir()) == sorted(
+        Path(n).stem + ".mpy" for n in SOURCES)
+    mip_install(board.device, url)  # and back: the index's native.mpy and its natives
+    assert cli.main(["deploy", "--port", board.device]) == 0  # .py with mip (package.json)
+    assert board_files(board.folder) == ["lib/microsmtp/" + n for n in SOURCES]
+
+
+@needs_board
+def test_mip_after_a_py_install_needs_the_folder_cleared_first(board, served):
+    """mip only adds files: over a .py install (`deploy`, or `mip install github:...`) the
+    .py would still be imported before the .mpy beside it. README §1 says to remove
+    lib/microsmtp first, as done here."""
+    url, made = served
+    lib = board.folder / "lib" / "microsmtp"
+    assert cli.main(["deploy", "--port", board.device]) == 0
+    mip_install(board.device, url)
+    assert (lib / "protocol.py").exists() and (lib / "protocol.mpy").exists()
+    res = subprocess.run([*MPREMOTE, "connect", board.device, "resume", "rm", "-r",
+                          ":lib/microsmtp"], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stdout + res.stderr
+    mip_install(board.device, url)
+    assert sorted(p.name for p in lib.iterdir()) == sorted(
+        Path(t).name for t, _ in made["mpy_files"])
+
+
+@needs_board
+def test_mip_no_mpy_installs_the_sources(board, served):
+    url, made = served
+    mip_install(board.device, url, "--no-mpy")
+    assert board_files(board.folder) == ["lib/microsmtp/" + n for n in SOURCES]
+
+
+def test_make_index_target_exists():
+    make = (ROOT / "Makefile").read_text()
+    assert re.search(r"^index: setup\n\t\$\(PY\) -m microsmtp_host\.mipindex build/index$",
+                     make, re.M)
