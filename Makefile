@@ -60,9 +60,11 @@ demo: setup mpy
 
 # bench: microsmtp (unix port, CPython) beside smtplib, aiosmtplib and smtp-source: times,
 #        round trips, heap; build/bench.json + .png and README's tables; never part of `make test`
-#        (make bench BENCH_FLAGS=--no-readme leaves README.md alone)
+#        (make bench BENCH_FLAGS=--no-readme leaves README.md alone); then the heap each way
+#        to install costs (bench/install_heap.py: README §1)
 bench: setup mpy
 	$(PY) bench/bench.py $(BENCH_FLAGS)
+	$(PY) bench/install_heap.py $(BENCH_FLAGS)
 
 # deploy: microsmtp (.mpy), an app and a config onto a board: make deploy PORT=/dev/ttyUSB0
 #         [APP=boards/esp32/main.py] [CONFIG=~/boiler-config.json]

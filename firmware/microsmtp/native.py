@@ -11,7 +11,7 @@ Why a module of its own: an .mpy holding native code loads on one architecture o
 (mpy-cross -march), an .mpy of bytecode on any board of its .mpy version. With the native
 code here, every other module compiles once for all boards, and only this one per
 architecture: `microsmtp deploy --mpy` compiles it for the board's own, `make index` for each
-architecture mpy-cross knows (native_<arch>.mpy, with a small native.mpy that imports the
+architecture mpy-cross knows (native_<N>.mpy, with a small native.mpy that imports the
 board's: firmware/index/native.py). Installed as source (.py), a board's own native emitter
 compiles it at import (the ESP32 and RP2 ports have one; a MicroPython without one cannot
 import microsmtp: `microsmtp deploy` refuses it). On CPython (host/microsmtp_host/shim) viper

@@ -20,9 +20,9 @@ tools/build.py layout, package JSON format 1, index.json format 2):
 mip's request names no architecture, and native code loads on one only. So every module
 but native.py is bytecode (mpy-cross -O3, no -march: loads on any board of .mpy v6), and
 native.py, the viper loops, is compiled for each architecture mpy-cross knows as
-native_<arch>.mpy, beside a native.mpy compiled from firmware/index/native.py that imports
-the one for the board's architecture. A board thus gets .mpy files only, and runs native
-code made for it, as after `microsmtp deploy --mpy`.
+native_<N>.mpy (N: the architecture's number, sys.implementation._mpy >> 10), beside a
+native.mpy compiled from firmware/index/native.py that imports the board's. A board thus
+gets .mpy files only, and runs native code made for it, as after `microsmtp deploy --mpy`.
 
 The version comes from pyproject.toml (one place: package.json and microsmtp.__version__
 are checked against it by the tests). Files are content-addressed, so the folders of
@@ -30,7 +30,6 @@ several versions can be merged on a host; each build writes this version's alone
 """
 
 import argparse
-import ast
 import hashlib
 import json
 import re
@@ -61,12 +60,11 @@ def version():
 
 
 def archs():
-    """The architectures native.mpy dispatches to (its _ARCHS), by their -march names."""
-    tree = ast.parse(DISPATCH.read_text())
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "_ARCHS":
-            return [a for a in ast.literal_eval(node.value) if a]
-    raise IndexBuildError("no _ARCHS in %s" % DISPATCH)
+    """{number: -march name} of the architectures native_<N>.mpy is built for: each that
+    mpy-cross 1.29 compiles viper code for (all but rv64imc, 12, where it fails)."""
+    from .deploy import ARCHS
+
+    return {n: ARCHS[n] for n in range(1, 12)}
 
 
 def _mpy_cross():
@@ -135,10 +133,14 @@ def build(out, mpy_cross=None):
             if stem == "native":
                 data = _compile(mpy_cross, DISPATCH, module, tmp / "native.mpy")
                 mpy_files.append(["%s/native.mpy" % NAME, _store(out, data)])
-                for arch in archs():
-                    data = _compile(mpy_cross, src, module, tmp / ("native_%s.mpy" % arch),
+                for number, arch in archs().items():
+                    data = _compile(mpy_cross, src, module, tmp / ("native_%d.mpy" % number),
                                     arch)
-                    mpy_files.append(["%s/native_%s.mpy" % (NAME, arch), _store(out, data)])
+                    if data[2] >> 2 != number:
+                        raise IndexBuildError("mpy-cross -march=%s made arch %d, not %d"
+                                              % (arch, data[2] >> 2, number))
+                    mpy_files.append(["%s/native_%d.mpy" % (NAME, number),
+                                      _store(out, data)])
             else:
                 data = _compile(mpy_cross, src, module, tmp / (stem + ".mpy"))
                 if data[2] >> 2:  # the flags byte names an architecture: native code
@@ -180,7 +182,8 @@ def main(argv=None):
     n = sum(len(p.read_bytes()) for p in Path(args.output).glob("file/*/*"))
     print("%s: microsmtp %s, .mpy v%s: %d .mpy files (native code for %s), %d .py; "
           "%d bytes in file/" % (args.output, made["version"], made["mpy"],
-                                 len(made["mpy_files"]), ", ".join(made["archs"]),
+                                 len(made["mpy_files"]),
+                                 ", ".join("%d %s" % a for a in made["archs"].items()),
                                  len(made["py_files"]), n))
     print("serve it from any static host, then: mpremote mip install --index URL microsmtp")
     return 0
