@@ -61,6 +61,15 @@ def mip_install(device, url, *extra):
     return res.stdout
 
 
+def copy_app(board, files):
+    """config.json and the app (main.py) onto the board, as `microsmtp deploy` copies them."""
+    config, app = files
+    for src, dst in ((config, ":config.json"), (app, ":main.py")):
+        res = subprocess.run([*MPREMOTE, "connect", board.device, "resume", "fs", "cp",
+                              str(src), dst], capture_output=True, text=True, timeout=60)
+        assert res.returncode == 0, res.stderr
+
+
 def package(out, flavour="6", version="latest"):
     return json.loads((out / "package" / flavour / "microsmtp" / (version + ".json"))
                       .read_text())
@@ -131,11 +140,7 @@ def test_mip_install_from_the_index_gives_mpy_only_and_sends(board, served, inbo
     installed = sorted(p.name for p in lib.iterdir())
     assert installed == sorted(Path(t).name for t, _ in made["mpy_files"])
     assert not [n for n in installed if not n.endswith(".mpy")]
-    config, app = files
-    for src, dst in ((config, ":config.json"), (app, ":main.py")):
-        res = subprocess.run([*MPREMOTE, "connect", board.device, "resume", "fs", "cp",
-                              str(src), dst], capture_output=True, text=True, timeout=60)
-        assert res.returncode == 0, res.stderr
+    copy_app(board, files)
     assert "sent with %s/__init__.mpy" % lib in run_app(board, inbox)
     # The board's own native code (x64 on the unix port) runs the body.
     res = subprocess.run([*MPREMOTE, "connect", board.device, "resume", "exec",
@@ -146,6 +151,22 @@ def test_mip_install_from_the_index_gives_mpy_only_and_sends(board, served, inbo
     # Again: mip finds every file in place (same hash) and fetches nothing.
     again = mip_install(board.device, url)
     assert "Installing:" not in again and again.count("Exists:") == len(installed)
+
+
+@needs_board
+def test_the_boards_own_mip_installs_from_the_index_and_sends(board, served, inbox, files):
+    """mip.install("microsmtp", index=URL) run on the board (the unix port has mip frozen,
+    as the ESP32 and Pico W firmware do): it fetches over its own network stack."""
+    url, made = served
+    code = 'import mip; mip.install("microsmtp", index="%s", target="lib")' % url
+    res = subprocess.run([*MPREMOTE, "connect", board.device, "resume", "exec", code],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and "Done" in res.stdout, res.stdout + res.stderr
+    lib = board.folder / "lib" / "microsmtp"
+    assert sorted(p.name for p in lib.iterdir()) == sorted(
+        Path(t).name for t, _ in made["mpy_files"])
+    copy_app(board, files)
+    assert "sent with %s/__init__.mpy" % lib in run_app(board, inbox)
 
 
 @needs_board
