@@ -1,22 +1,21 @@
 # microsmtp: the native code — the viper loops that move a body's bytes. MIT licence.
-"""Every @micropython.viper function of microsmtp, and nothing else, so that the other modules
-hold bytecode only.
-
-Native code with machine-int locals: no object per byte or per line, no heap at all (proven
-under micropython.heap_lock() in tests/unit_cases.py); ~145 MB/s 8bit, ~90 quoted-printable
-from a file on the unix port, where the Python loop before managed 36 and 3. message.py
-(transform, copy, scan_body) and transport.py (clear) import them.
-
-Why a module of its own: an .mpy holding native code loads on one architecture only
-(mpy-cross -march), an .mpy of bytecode on any board of its .mpy version. With the native
-code here, every other module compiles once for all boards, and only this one per
-architecture: `microsmtp deploy --mpy` compiles it for the board's own, `make index` for each
-architecture mpy-cross knows (native_<N>.mpy, with a small native.mpy that imports the
-board's: firmware/index/native.py). Installed as source (.py), a board's own native emitter
-compiles it at import (the ESP32 and RP2 ports have one; a MicroPython without one cannot
-import microsmtp: `microsmtp deploy` refuses it). On CPython (host/microsmtp_host/shim) viper
-is a plain decorator: these run as the Python they are, or as the shim's faster twins.
-"""
+# Every @micropython.viper function of microsmtp, and nothing else, so that the other modules
+# hold bytecode only.
+#
+# Native code with machine-int locals: no object per byte or per line, no heap at all (proven
+# under micropython.heap_lock() in tests/unit_cases.py); ~145 MB/s 8bit, ~90 quoted-printable
+# from a file on the unix port, where the Python loop before managed 36 and 3. message.py
+# (transform, copy, scan_body) and transport.py (clear) import them.
+#
+# Why a module of its own: an .mpy holding native code loads on one architecture only
+# (mpy-cross -march), an .mpy of bytecode on any board of its .mpy version. With the native
+# code here, every other module compiles once for all boards, and only this one per
+# architecture: `microsmtp deploy --mpy` compiles it for the board's own, `make index` for each
+# architecture mpy-cross knows (native_<N>.mpy, with a small native.mpy that imports the
+# board's: firmware/index/native.py). Installed as source (.py), a board's own native emitter
+# compiles it at import (the ESP32 and RP2 ports have one; a MicroPython without one cannot
+# import microsmtp: `microsmtp deploy` refuses it). On CPython (host/microsmtp_host/shim) viper
+# is a plain decorator: these run as the Python they are, or as the shim's faster twins.
 import micropython
 from micropython import const
 
