@@ -41,7 +41,8 @@ def test_status_codes_match_protocol_constants():
     """protocol.py, pool.py, status.py and the rest inline status values as private consts:
     they must equal the public ones."""
     found = []
-    for name in ("protocol", "pool", "status", "auth", "secure", "outbox", "session", "message"):
+    for name in ("protocol", "pool", "status", "auth", "secure", "outbox", "session", "message",
+                 "trace"):
         src = (runtimes.ROOT / "firmware" / "microsmtp" / (name + ".py")).read_text()
         found += re.findall(r"^_([A-Z_]+) = const\((0x[0-9A-F]+)\)", src, re.M)
     assert len(found) > 10
@@ -54,7 +55,7 @@ def test_private_constants_agree_across_modules():
     the same request, result, TLS-mode, phase, AUTH and body-scan values as private consts
     (a name kept costs heap on a board)."""
     seen = {}
-    for name in ("protocol", "transport", "secure", "auth", "__init__", "message"):
+    for name in ("protocol", "transport", "secure", "auth", "__init__", "message", "trace"):
         src = (runtimes.ROOT / "firmware" / "microsmtp" / (name + ".py")).read_text()
         pattern = r"^_?((?:OP|ERR|TLS|P|N|CAP|F|AUTH|LINE|SCAN)_[A-Z_0-9]+) = " \
                   r"const\((-?[0-9A-Fa-fx]+)\)"
