@@ -91,7 +91,7 @@ def test_unknown_option_before_the_command_is_the_top_levels(capsys):
     with pytest.raises(SystemExit):
         cli.main(["--no-such-option", "send", "--config", "c.json"])
     err = capsys.readouterr().err
-    assert err.startswith("usage: microsmtp [-h] COMMAND") and \
+    assert err.startswith("usage: microsmtp [-h] [--version] COMMAND") and \
         "microsmtp: error: unrecognized arguments: --no-such-option" in err
 
 
@@ -213,6 +213,15 @@ def shown_options(cell):
         value = m.group(2) if m.group(2) and not m.group(2).startswith("-") else None
         shown[m.group(1)] = (depth > 0, value)
     return shown
+
+
+def test_readme_table_lists_the_top_level_options():
+    section = README.read_text(encoding="utf-8").split("\n## 0. ", 1)[1].split("\n## 1. ")[0]
+    options = [s for a in cli.build_parser()._actions for s in a.option_strings
+               if s.startswith("--") and s != "--help"]
+    assert options == ["--version"]
+    for option in options:
+        assert "| `microsmtp %s` |" % option in section, option
 
 
 def test_readme_table_has_a_row_for_every_command():

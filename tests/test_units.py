@@ -41,7 +41,8 @@ def test_status_codes_match_protocol_constants():
     """protocol.py, pool.py, status.py and the rest inline status values as private consts:
     they must equal the public ones."""
     found = []
-    for name in ("protocol", "pool", "status", "auth", "secure", "outbox", "session", "message"):
+    for name in ("protocol", "pool", "status", "auth", "secure", "outbox", "session", "message",
+                 "trace"):
         src = (runtimes.ROOT / "firmware" / "microsmtp" / (name + ".py")).read_text()
         found += re.findall(r"^_([A-Z_]+) = const\((0x[0-9A-F]+)\)", src, re.M)
     assert len(found) > 10
@@ -55,7 +56,8 @@ def test_private_constants_agree_across_modules():
     (a name kept costs heap on a board); native.py the body bytes and the encoder's state
     layout of message.py's."""
     seen = {}
-    for name in ("protocol", "transport", "secure", "auth", "__init__", "message", "native"):
+    for name in ("protocol", "transport", "secure", "auth", "__init__", "message", "native",
+                 "trace"):
         src = (runtimes.ROOT / "firmware" / "microsmtp" / (name + ".py")).read_text()
         pattern = r"^_?((?:OP|ERR|TLS|P|N|CAP|F|AUTH|LINE|SCAN|S)_[A-Z_0-9]+|CR|LF|DOT|EQ) " \
                   r"= const\((-?[0-9A-Fa-fx]+)\)"

@@ -200,6 +200,8 @@ def case_client_rejects_bad_config():
     raises(ValueError, client, timeouts={"greting": 5})
     raises(ValueError, client, timeouts={"message": 0})
     raises(TypeError, client, pool=[bytearray(536)])
+    raises(TypeError, client, trace="print")  # a function, trace(direction, line), or None
+    raises(TypeError, client, trace=1)
     c = client(username="alice", password="s3cret")
     check("s3cret" not in repr(c), "repr shows no password")
     raises(ValueError, c.send, [], "s", "b")

@@ -110,7 +110,7 @@ class Client:
     def __init__(self, server, port=25, *, from_address, username=None, password=None,
                  client_domain=None, auth=AUTH_AUTO, pool=None, timeouts=None, net=None,
                  tls=None, cadata=None, insecure=False, allow_plaintext_auth=False,
-                 oauth_token=None):
+                 oauth_token=None, trace=None):
         check = message.check
         check(server, "server")
         if not server or " " in server:
@@ -162,9 +162,10 @@ class Client:
         self._net = net
         self._driver = None  # transport.Driver, made at the first mail
         self._state = _OVER
+        # (trace: checked by trace.py, which loads with it; a wrong one is a TypeError here)
         self._session = protocol.Session(server, port, from_address, username, password,
                                          client_domain, auth, _timeouts_ms(timeouts), tls, ca,
-                                         allow_plaintext_auth, oauth_token)
+                                         allow_plaintext_auth, oauth_token, trace)
 
     def __repr__(self):  # never shows the password
         s = self._session

@@ -14,7 +14,8 @@ from .status import SMTPError
 
 # --- the driver seam ----------------------------------------------------------------------
 # transport.py (sockets), tests/scripted.py (transcripts) and an asyncio driver run the
-# engine the same way: op = engine.send(result) until it yields OP_MAIL or OP_CLOSE. The
+# engine the same way: op = s.engine.send(result) until it yields OP_MAIL or OP_CLOSE (with
+# trace=, s.engine is trace.py's Tracer in front of the generator: only send() is used). The
 # I/O record is the Session's attributes: tx, tx_n, rx, rx_start, rx_end, wait_ms, io_ms,
 # os_error, local_literal (and tls, host, port, ca, timeouts for connecting; with TLS,
 # secure: the secure module, whose wrap() wraps the socket).
@@ -147,7 +148,7 @@ _N_MAIL = const(6)
 
 class Session:
     def __init__(self, host, port, from_address, username, password, domain, auth_type,
-                 timeouts, tls, ca, allow_plaintext_auth, token):
+                 timeouts, tls, ca, allow_plaintext_auth, token, trace):
         self.host = host
         self.port = port
         self.domain = domain
@@ -167,6 +168,7 @@ class Session:
         self.refused = self.error = None
         self.flags = 0
         self.secure = None  # secure.py, for TLS: the engine loads it at the first connection
+        self.trace = trace  # Client's trace=: a function, or None (then trace.py never loads)
         self._reset()
         # Every attribute exists from here on: the instance dict is sized once, now, and
         # never grows (a reallocation) in the middle of a send on a fragmented heap.
@@ -178,6 +180,13 @@ class Session:
         (MemoryError, KeyboardInterrupt) it cannot be resumed."""
         self.engine = self._engine()
         next(self.engine)  # to its first yield: OP_CLOSE, waiting for a session
+        if self.trace is not None:
+            # trace.py's Tracer takes the engine's place before the driver: it sees each
+            # request and result, and the engine itself does not change (nothing to pay
+            # per send without a trace).
+            from . import trace
+
+            self.engine = trace.wrap(self)
 
     # --- what the caller sets: buffers, then each mail -----------------------------------
 

@@ -28,10 +28,47 @@ class CLIError(Exception):
     """A problem the user can fix: printed as one line, exit code 2."""
 
 
+def versions():
+    """The host package's version (its installed metadata) and the firmware's (the
+    `__version__` of the microsmtp package these tools use, read from its source without
+    importing it: pyproject.toml takes the package's version from there too)."""
+    import ast
+    import importlib.util
+    from importlib import metadata
+
+    try:
+        host = metadata.version("microsmtp")
+    except metadata.PackageNotFoundError:
+        host = "unknown (not installed)"
+    firmware, where = "unknown", "not found"
+    spec = importlib.util.find_spec("microsmtp")
+    if spec is not None and spec.origin:
+        where = os.path.dirname(spec.origin)
+        with open(spec.origin, encoding="utf-8") as f:
+            for node in ast.parse(f.read()).body:
+                if isinstance(node, ast.Assign) and \
+                        [getattr(t, "id", None) for t in node.targets] == ["__version__"]:
+                    firmware = ast.literal_eval(node.value)
+    return "microsmtp %s (host tools)\nfirmware microsmtp %s (%s)" % (host, firmware, where)
+
+
+class _Version(argparse.Action):
+    """--version, worked out only when asked for."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(versions())
+        parser.exit()
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="microsmtp", description="Tools for microsmtp, the SMTP client for MicroPython "
         "boards: deploy, flash, configure, test-send, probe servers, catch mail.")
+    parser.add_argument("--version", action=_Version,
+                        help="print the host tools' and the firmware's versions, and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     parser.commands = {}  # name -> its parser, for its own usage line (_parse)

@@ -73,6 +73,14 @@ def add_parser(p):
                    help="seconds for the whole probe, all ports (default %(default)s)")
     p.add_argument("--implicit", action="store_true",
                    help="TLS from the first byte on a port other than 465")
+    p.add_argument("--verbose", action="store_true",
+                   help="print the SMTP transcript as it goes (server bytes escaped)")
+
+
+def transcript(direction, line):
+    """--verbose: one line of the conversation ("> " sent, "< " read, "* " what the probe
+    does), already escaped by printable() where it came from the server."""
+    print("%s %s" % (direction, line), flush=True)
 
 
 def run(args):
@@ -80,7 +88,8 @@ def run(args):
 
     host, ports = _split(args.target, CLIError)
     clock = _Clock(args.timeout, args.deadline)
-    results = [probe(host, port, args.cafile, args.timeout, args.implicit, clock)
+    trace = transcript if args.verbose else None
+    results = [probe(host, port, args.cafile, args.timeout, args.implicit, clock, trace)
                for port in ports]
     best = recommend(results)
     if best is None:
@@ -108,13 +117,15 @@ def _split(target, error):
 class _Conversation:
     """A plain line-based SMTP exchange over a (maybe TLS) socket, bounded on every side.
 
-    reply() gives (code, lines) with each line already escaped by printable()."""
+    reply() gives (code, lines) with each line already escaped by printable(); trace, when
+    given, is called with (">", command) and ("<", escaped line) as they go."""
 
-    def __init__(self, sock, clock, received=0):
+    def __init__(self, sock, clock, received=0, trace=None):
         self.sock = sock
         self.clock = clock
         self.buf = b""
         self.received = received  # bytes so far on this connection (carried over STARTTLS)
+        self.trace = trace
 
     def _line(self, deadline):
         while True:
@@ -148,6 +159,8 @@ class _Conversation:
         while True:
             line = self._line(deadline)
             lines.append(printable(line))
+            if self.trace:
+                self.trace("<", lines[-1])
             if len(line) < 4 or line[3:4] != b"-":
                 code = line[:3]
                 return int(code) if code.isdigit() and len(code) == 3 else 0, lines
@@ -155,6 +168,8 @@ class _Conversation:
                 raise ProbeError("the server sent more than %d lines in one reply" % MAX_LINES)
 
     def command(self, line):
+        if self.trace:
+            self.trace(">", line)  # the probe's own words: EHLO, STARTTLS, QUIT
         self.sock.settimeout(self.clock.step())
         self.sock.sendall(line.encode() + b"\r\n")
         return self.reply()
@@ -169,7 +184,7 @@ def _context(cafile, verify):
     return ctx
 
 
-def _certificate(sock, host, cafile, clock, implicit):
+def _certificate(sock, host, cafile, clock, implicit, trace=None):
     """Subject, issuer, expiry and the verification verdict of the server's certificate."""
     info = {}
     der = sock.getpeercert(binary_form=True)
@@ -185,17 +200,19 @@ def _certificate(sock, host, cafile, clock, implicit):
     except ImportError:
         info["subject"] = "(install cryptography to show it)"
     info["verified"], info["why"] = _verifies(host, sock.getpeername()[:2], cafile, clock,
-                                              implicit)
+                                              implicit, trace)
     return info
 
 
-def _verifies(host, addr, cafile, clock, implicit):
+def _verifies(host, addr, cafile, clock, implicit, trace=None):
     """Connect again with verification on, as the board would: (ok, reason)."""
+    if trace:
+        trace("*", "connecting again, to verify the certificate as a board would")
     try:
         with socket.create_connection(addr, timeout=clock.step()) as raw:
             ctx = _context(cafile, True)
             if not implicit:
-                talk = _Conversation(raw, clock)
+                talk = _Conversation(raw, clock, trace=trace)
                 talk.reply()
                 talk.command("EHLO probe.invalid")
                 code, _ = talk.command("STARTTLS")
@@ -208,6 +225,9 @@ def _verifies(host, addr, cafile, clock, implicit):
         return False, printable(e.verify_message)
     except (OSError, ssl.SSLError, ProbeError) as e:
         return False, printable(str(e))
+    finally:
+        if trace:
+            trace("*", "back to the first connection")
 
 
 def _tls(sock, host, cafile, clock):
@@ -215,11 +235,14 @@ def _tls(sock, host, cafile, clock):
     return _context(cafile, False).wrap_socket(sock, server_hostname=host)
 
 
-def probe(host, port, cafile=None, timeout=8, implicit=False, clock=None):
+def probe(host, port, cafile=None, timeout=8, implicit=False, clock=None, trace=None):
     """What the server on host:port offers: a dict for report() and recommend().
 
-    "greeting" stays None unless the server answered one; "error" is a one-line reason."""
+    "greeting" stays None unless the server answered one; "error" is a one-line reason;
+    trace(direction, line): the transcript as it goes (--verbose)."""
     clock = clock or _Clock(timeout, DEFAULT_DEADLINE)
+    if trace:
+        trace("*", "connecting to %s port %d" % (printable(host), port))
     res = {"host": host, "port": port, "error": None, "connected": False, "greeting": None,
            "caps": [], "tls": None, "cert": None, "auth": [], "size": None}
     try:
@@ -234,10 +257,12 @@ def probe(host, port, cafile=None, timeout=8, implicit=False, clock=None):
     sock = raw
     try:
         if implicit or port == 465:  # RFC 8314: TLS from the first byte
+            if trace:
+                trace("*", "TLS handshake")
             sock = _tls(raw, host, cafile, clock)
             res["tls"] = "implicit"
-            res["cert"] = _certificate(sock, host, cafile, clock, True)
-        talk = _Conversation(sock, clock)
+            res["cert"] = _certificate(sock, host, cafile, clock, True, trace)
+        talk = _Conversation(sock, clock, trace=trace)
         code, lines = talk.reply()
         res["greeting"] = " ".join(line[4:] for line in lines)
         if code != 220:
@@ -248,10 +273,12 @@ def probe(host, port, cafile=None, timeout=8, implicit=False, clock=None):
         if res["tls"] is None and any(c.upper() == "STARTTLS" for c in caps):
             code, _ = talk.command("STARTTLS")
             if code == 220:
+                if trace:
+                    trace("*", "TLS handshake")
                 sock = _tls(sock, host, cafile, clock)
-                talk = _Conversation(sock, clock, talk.received)
+                talk = _Conversation(sock, clock, talk.received, trace)
                 res["tls"] = "starttls"
-                res["cert"] = _certificate(sock, host, cafile, clock, False)
+                res["cert"] = _certificate(sock, host, cafile, clock, False, trace)
                 code, lines = talk.command("EHLO probe.invalid")
                 caps = [line[4:] for line in lines[1:]] if code == 250 else []
         res["caps"] = caps

@@ -9,6 +9,16 @@ def add_parser(p):
     p.add_argument("--to", action="append", help="recipient (default: the config's smtp.to)")
     p.add_argument("--subject", default="microsmtp test", help="subject")
     p.add_argument("--body", default="A test mail sent by microsmtp send.\n", help="body")
+    p.add_argument("--verbose", action="store_true", help="print the SMTP transcript: each "
+                   "command and reply line, control characters escaped, AUTH secrets masked")
+
+
+def transcript(direction, line):
+    """Client(trace=...) for --verbose: one line of the session, as the server cannot
+    abuse it (its bytes escaped: no terminal control sequence gets through)."""
+    from microsmtp_host.probe import printable
+
+    print("%s %s" % (direction, printable(line)), flush=True)
 
 
 def run(args):
@@ -33,6 +43,7 @@ def run(args):
                        % smtp["cadata"])
     try:
         client = microsmtp.Client(smtp["server"], smtp.get("port", 25), net=net,
+                                  trace=transcript if args.verbose else None,
                                   **devconfig.client_kwargs(cfg, cadata))
         to = args.to or (smtp["to"] if isinstance(smtp["to"], list) else [smtp["to"]])
         client.send(to, args.subject, args.body)
