@@ -110,12 +110,15 @@ def test_index_has_micropython_libs_layout(index):
 
 
 def test_the_version_is_written_in_one_place(index):
-    """pyproject.toml's version is the index's; package.json and microsmtp.__version__ say
-    the same."""
+    """microsmtp.__version__ is the index's and the installed host package's (pyproject.toml
+    reads it); package.json says the same."""
+    from importlib import metadata
+
     version = mipindex.version()
-    assert json.loads((ROOT / "package.json").read_text())["version"] == version
     init = (ROOT / "firmware" / "microsmtp" / "__init__.py").read_text()
     assert re.search(r'^__version__ = "([^"]+)"', init, re.M).group(1) == version
+    assert json.loads((ROOT / "package.json").read_text())["version"] == version
+    assert metadata.version("microsmtp") == version
 
 
 def test_every_board_architecture_is_in_the_index(index):

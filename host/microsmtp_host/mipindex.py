@@ -24,9 +24,10 @@ native_<N>.mpy (N: the architecture's number, sys.implementation._mpy >> 10), be
 native.mpy compiled from firmware/index/native.py that imports the board's. A board thus
 gets .mpy files only, and runs native code made for it, as after `microsmtp deploy --mpy`.
 
-The version comes from pyproject.toml (one place: package.json and microsmtp.__version__
-are checked against it by the tests). Files are content-addressed, so the folders of
-several versions can be merged on a host; each build writes this version's alone.
+The version is firmware/microsmtp/__init__.py's __version__ (one place: pyproject.toml
+reads it, package.json is checked against it by the tests). Files are content-addressed,
+so the folders of several versions can be merged on a host; each build writes this
+version's alone.
 """
 
 import argparse
@@ -43,7 +44,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 FIRMWARE = ROOT / "firmware" / "microsmtp"
 DISPATCH = ROOT / "firmware" / "index" / "native.py"
-PYPROJECT = ROOT / "pyproject.toml"
 NAME = "microsmtp"
 HASH_LEN = 8  # micropython-lib's default prefix length
 
@@ -53,10 +53,16 @@ class IndexBuildError(Exception):
 
 
 def version():
-    import tomllib
+    """firmware/microsmtp/__init__.py's __version__, read without importing it: the one
+    place the version is written (pyproject.toml takes it from there too)."""
+    import ast
 
-    with open(PYPROJECT, "rb") as f:
-        return tomllib.load(f)["project"]["version"]
+    tree = ast.parse((FIRMWARE / "__init__.py").read_text(encoding="utf-8"))
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and \
+                [getattr(t, "id", None) for t in node.targets] == ["__version__"]:
+            return ast.literal_eval(node.value)
+    raise IndexBuildError("no __version__ in %s" % (FIRMWARE / "__init__.py"))
 
 
 def archs():
