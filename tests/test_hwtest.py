@@ -1,10 +1,12 @@
 """make hwtest, run against the virtual board (a real board needs hardware): deploy, one
 send to a catcher on this computer, the board's free heap before and after."""
 
+import pytest
 from microsmtp_host import hwtest
 from microsmtp_host.virtual_board import VirtualBoard
 
 
+@pytest.mark.unixport
 def test_hwtest_on_the_virtual_board(tmp_path, capsys):
     with VirtualBoard(tmp_path / "board") as board:
         assert hwtest.main(["--port", board.device, "--host", "127.0.0.1"]) == 0
