@@ -41,7 +41,7 @@ $(STAMP): pyproject.toml Makefile
 	@touch $@
 
 # Debian packages, each installed only by the targets that need it; apt-get needs root, so
-# as another user one line says what to run instead (the tests needing it then fail, naming it).
+# as another user, one line says what to run instead (the tests that need it fail or skip).
 # $(call apt-get,COMMAND,PACKAGE,WHAT NEEDS IT): install PACKAGE unless COMMAND is there.
 APT_ENV := DEBIAN_FRONTEND=noninteractive
 define apt-get

@@ -27,6 +27,10 @@ needs_make = pytest.mark.skipif(MAKE is None, reason="no make on this machine")
 
 
 def make(*args, env=None, timeout=60):
+    """make in this checkout, as a user runs it: not as a sub-make of `make test`, whose
+    MAKEFLAGS (PYTHON=... among them) would pass down."""
+    env = {k: v for k, v in (env or os.environ).items()
+           if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
     return subprocess.run([MAKE, "--no-print-directory", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=timeout)
 
