@@ -108,6 +108,7 @@ flash: setup
 
 # hwtest: one mail through a real board to a catcher on this computer, with the board's free
 #         heap before and after: make hwtest PORT=/dev/ttyUSB0 CONFIG=~/my.json HOST=192.168.1.20
+#         (then the test app is removed and the board's own config.json put back)
 hwtest: setup mpy
 	@test -n "$(PORT)" || { echo "usage: make hwtest PORT=... CONFIG=... HOST=<this computer's LAN address>"; exit 2; }
 	$(PY) -m microsmtp_host.hwtest --port $(PORT) $(if $(CONFIG),--config $(CONFIG)) $(if $(HOST),--host $(HOST))

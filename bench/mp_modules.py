@@ -7,7 +7,8 @@ import json
 
 import microsmtp  # noqa: F401 - the empty package: no module of it is loaded yet
 
-ORDER = ("status", "pool", "message", "protocol", "transport", "auth", "secure", "outbox")
+ORDER = ("status", "pool", "message", "protocol", "transport", "auth", "secure", "session",
+         "literal", "outbox")
 held = {}
 gc.collect()
 before = gc.mem_alloc()

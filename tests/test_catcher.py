@@ -4,11 +4,13 @@ and the page in a real headless Chromium (Debian's `chromium`, installed by `mak
 the decoded subject is rendered, mail content is escaped, and the page refreshes itself
 when mail arrives while it is open."""
 
+import base64
 import email
 import email.policy
 import fcntl
 import json
 import os
+import re
 import select
 import shutil
 import signal
@@ -17,6 +19,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from email.message import EmailMessage
 from pathlib import Path
@@ -33,7 +36,8 @@ RCPT = "oncall@example.org"
 SUBJECT = "Boiler at 92 °C – Überhitzung ☃"
 INJECTION = "<img src=x onerror=alert(1)> & <script>alert(2)</script>"
 TIMEOUTS = {"connect": 5, "greeting": 5, "envelope": 5, "message": 10, "quit": 5}
-HOST_DIR = Path(__file__).resolve().parents[1] / "host"
+ROOT = Path(__file__).resolve().parents[1]
+HOST_DIR = ROOT / "host"
 
 
 def main(argv, monkeypatch):
@@ -62,11 +66,11 @@ def http_get(catcher, path):
             return e.code, e.headers, e.read()
 
 
-def firmware_send(port, subject, body, **kw):
+def firmware_send(port, subject, body, priority=microsmtp.PRIORITY_NORMAL, **kw):
     """One mail the way a board sends it: the firmware code through the CPython shim."""
     client = microsmtp.Client("127.0.0.1", port, from_address=SENDER, tls=microsmtp.TLS_NONE,
                               net=net, timeouts=TIMEOUTS, **kw)
-    client.send(RCPT, subject, body)
+    client.send(RCPT, subject, body, priority)
 
 
 def smtp_send(port, msg, **login):
@@ -146,9 +150,7 @@ def test_attachment_download_link_returns_the_bytes(catcher):
     assert m["attachments"] == [("boiler-log 2024 ä.bin", "application/octet-stream", len(data))]
     assert m["body"].strip() == "Log attached."
     [listed] = json.loads(http_get(catcher, "/messages.json")[2])
-    [att] = listed["attachments"]
-    _, _, page = http_get(catcher, "/")
-    assert att["url"].encode() in page
+    [att] = listed["attachments"]  # the page's link to it: test_chromium_views below
 
     status, headers, body = http_get(catcher, att["url"])
     assert status == 200 and body == data
@@ -160,23 +162,58 @@ def test_attachment_download_link_returns_the_bytes(catcher):
     assert http_get(catcher, "/attachment/..%2F..%2Fetc%2Fpasswd/0")[0] == 404
 
 
-def test_page_escapes_mail_content_and_sets_a_csp(catcher):
+def hostile_mail():
     msg = EmailMessage()
     msg["From"] = '"<b>Mallory</b>" <mallory@example.org>'
     msg["To"] = RCPT
     msg["Subject"] = INJECTION
     msg.set_content("</pre><script>alert(3)</script>\n")
-    smtp_send(catcher.smtp_port, msg)
+    return msg
+
+
+def test_page_is_a_static_shell_with_a_strict_csp(catcher):
+    # One renderer: the server sends a fixed shell and JSON; the page's own script draws the
+    # mail with textContent (checked in Chromium below). No mail content is in the HTML at all.
+    smtp_send(catcher.smtp_port, hostile_mail())
 
     status, headers, body = http_get(catcher, "/")
     page = body.decode()
     assert status == 200 and headers["Content-Type"] == "text/html; charset=utf-8"
-    assert "&lt;img src=x onerror=alert(1)&gt; &amp; &lt;script&gt;alert(2)&lt;/script&gt;" in page
-    assert "<img" not in page and "alert(2)</script>" not in page and "<b>" not in page
-    assert "&lt;/pre&gt;&lt;script&gt;alert(3)" in page
+    assert "alert" not in page and "Mallory" not in page and "mallory" not in page
+    assert page == (HOST_DIR / "microsmtp_host/catcher/static/index.html").read_text()
+    # Nothing inline for the CSP to allow: one script and one stylesheet, both files.
+    assert re.findall(r"<script[^>]*>", page) == ['<script src="/static/catcher.js" defer>']
+    assert re.findall(r"<link[^>]*>", page) == [
+        '<link rel="stylesheet" href="/static/catcher.css">']
+    assert "<style" not in page and " style=" not in page and not re.search(r" on\w+=", page)
     csp = headers["Content-Security-Policy"]
-    assert "default-src 'none'" in csp and "unsafe-inline" not in csp
-    assert "http:" not in page.replace(catcher.web_url, "")  # no external resources
+    for directive in ("default-src 'none'", "script-src 'self'", "style-src 'self'",
+                      "connect-src 'self'", "form-action 'none'", "frame-ancestors 'none'",
+                      "require-trusted-types-for 'script'", "trusted-types 'none'"):
+        assert directive in csp.split("; "), directive
+    assert "unsafe" not in csp and "http:" not in csp and "*" not in csp
+    assert headers["X-Content-Type-Options"] == "nosniff"
+
+    for path, ctype in (("/static/catcher.js", "text/javascript; charset=utf-8"),
+                        ("/static/catcher.css", "text/css; charset=utf-8")):
+        status, headers, asset = http_get(catcher, path)
+        assert status == 200 and headers["Content-Type"] == ctype
+        assert headers["Content-Security-Policy"] == csp
+        assert b"http:" not in asset and b"https:" not in asset  # no external resources
+    script = re.sub(r"//[^\n]*", "", http_get(catcher, "/static/catcher.js")[2].decode())
+    assert "innerHTML" not in script and "insertAdjacentHTML" not in script
+    assert "document.write" not in script and "eval(" not in script
+    assert http_get(catcher, "/static/../store.py")[0] == 404
+    assert http_get(catcher, "/static/store.py")[0] == 404
+
+    # The mail itself only as JSON data (and text/plain for the raw source), never as HTML.
+    status, headers, body = http_get(catcher, "/messages.json")
+    assert headers["Content-Type"] == "application/json; charset=utf-8"
+    [m] = json.loads(body)
+    assert m["subject"] == INJECTION and "<b>Mallory</b>" in m["from"]
+    status, headers, raw = http_get(catcher, m["raw_url"])
+    assert status == 200 and headers["Content-Type"] == "text/plain; charset=utf-8"
+    assert headers["X-Content-Type-Options"] == "nosniff"
 
 
 def test_web_server_refuses_foreign_host_headers(catcher):
@@ -187,6 +224,185 @@ def test_web_server_refuses_foreign_host_headers(catcher):
         urllib.request.urlopen(req, timeout=10)
     e.value.close()
     assert e.value.code == 421
+
+
+# --- the JSON API: priority, search, one message, delete ----------------------------------
+
+def http_post(catcher, path, body=b"", headers=None):
+    """(status, headers, body) of a POST on the catcher's web server."""
+    req = urllib.request.Request(catcher.web_url.rstrip("/") + path, data=body,
+                                 headers=headers or {}, method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, r.headers, r.read()
+    except urllib.error.HTTPError as e:
+        with e:
+            return e.code, e.headers, e.read()
+
+
+def listed(catcher, query=None):
+    path = "/messages.json" + ("?q=" + urllib.parse.quote(query) if query is not None else "")
+    status, _, body = http_get(catcher, path)
+    assert status == 200
+    return [m["subject"] for m in json.loads(body)]
+
+
+def test_priority_is_read_from_x_priority_importance_and_priority(catcher):
+    firmware_send(catcher.smtp_port, "high", "x", priority=microsmtp.PRIORITY_HIGH)
+    firmware_send(catcher.smtp_port, "low", "x", priority=microsmtp.PRIORITY_LOW)
+    firmware_send(catcher.smtp_port, "normal", "x")
+    for subject, name, value in (("importance", "Importance", "High"),
+                                 ("x-priority 2", "X-Priority", "2 (High)"),
+                                 ("urgent", "Priority", "urgent"),
+                                 ("nonsense", "X-Priority", "<b>9</b>")):
+        msg = attachment_mail(subject=subject)
+        msg[name] = value
+        smtp_send(catcher.smtp_port, msg)
+    got = {m["subject"]: m["priority"] for m in json.loads(http_get(catcher, "/messages.json")[2])}
+    assert got == {"high": "high", "low": "low", "normal": "normal", "importance": "high",
+                   "x-priority 2": "high", "urgent": "high", "nonsense": "normal"}
+
+
+def test_search_over_subject_sender_and_recipients(catcher):
+    firmware_send(catcher.smtp_port, SUBJECT, "hot")
+    msg = attachment_mail(subject="Daily log")
+    msg.replace_header("From", "Logger <logger@example.net>")
+    msg.replace_header("To", "ops@example.com")
+    smtp_send(catcher.smtp_port, msg)
+    smtp_send(catcher.smtp_port, hostile_mail())
+
+    assert len(listed(catcher)) == len(listed(catcher, "")) == 3
+    assert listed(catcher, "überhitzung") == [SUBJECT]  # the decoded subject, any case
+    assert listed(catcher, "LOGGER@example") == ["Daily log"]  # the sender
+    assert listed(catcher, "ops@example.com") == ["Daily log"]  # a recipient (envelope)
+    assert listed(catcher, "oncall@example.org") == [INJECTION, SUBJECT]
+    assert listed(catcher, "boiler 92") == [SUBJECT]  # every word, anywhere
+    assert listed(catcher, "boiler log") == []
+    assert listed(catcher, "<script>") == [INJECTION]
+    assert listed(catcher, "Temperature") == []  # bodies are not searched
+    assert listed(catcher, "x" * 10_000) == []  # a long query is cut, not an error
+
+
+def test_one_message_with_headers_and_raw_source(catcher):
+    firmware_send(catcher.smtp_port, SUBJECT, "Boiler temperature: 92 °C\n",
+                  priority=microsmtp.PRIORITY_HIGH)
+    [m] = json.loads(http_get(catcher, "/messages.json")[2])
+    assert m["url"] == "/message/" + urllib.parse.quote(m["key"], "")
+    [path] = stored_files(catcher.maildir)
+
+    status, headers, body = http_get(catcher, m["json_url"])
+    assert status == 200 and headers["Content-Type"] == "application/json; charset=utf-8"
+    one = json.loads(body)
+    assert one["key"] == m["key"] and one["subject"] == SUBJECT and one["priority"] == "high"
+    names = [name for name, _ in one["headers"]]
+    assert names[:3] == ["Received", "X-microsmtp-Mail-From", "X-microsmtp-Rcpt-To"]
+    fields = dict(one["headers"])
+    assert fields["Subject"] == SUBJECT  # decoded from RFC 2047
+    assert fields["X-Priority"] == "1 (Highest)" and fields["Importance"] == "high"
+    assert one["headers_total"] == len(one["headers"])
+    raw = path.read_bytes()
+    assert one["raw_size"] == len(raw) and one["raw_complete"] is True
+    assert one["raw"] == raw.decode() and "X-Priority: 1 (Highest)\r\n" in one["raw"]
+
+    status, headers, body = http_get(catcher, one["raw_url"])
+    assert status == 200 and body == raw
+    assert headers["Content-Type"] == "text/plain; charset=utf-8"
+
+    # The page for one mail is the same shell (its script draws the view); 404 if unknown.
+    status, _, page = http_get(catcher, m["url"])
+    assert status == 200 and page == http_get(catcher, "/")[2]
+    for path in ("/message/no-such-key", "/messages/no-such-key.json", "/raw/no-such-key",
+                 "/raw/..%2F..%2Fetc%2Fpasswd", "/messages/..%2Fnew.json"):
+        assert http_get(catcher, path)[0] == 404, path
+
+
+def test_one_message_view_is_bounded(catcher):
+    msg = EmailMessage()
+    msg["From"], msg["To"], msg["Subject"] = SENDER, RCPT, "many headers"
+    for i in range(150):
+        msg["X-Sensor-%03d" % i] = "reading %d \x1b[2J" % i
+    msg.set_content("".join("line %06d\n" % i for i in range(20_000)))  # 240 KB
+    smtp_send(catcher.smtp_port, msg)
+    [m] = json.loads(http_get(catcher, "/messages.json")[2])
+    one = json.loads(http_get(catcher, m["json_url"])[2])
+    assert len(one["headers"]) == catcher_module.MAX_LISTED < one["headers_total"]
+    assert all("\x1b" not in value for _, value in one["headers"])  # one printable line each
+    assert one["raw_complete"] is False and len(one["raw"]) == catcher_module.VIEW_CHARS
+    assert one["raw_size"] > 240_000
+    assert len(http_get(catcher, one["raw_url"])[2]) == one["raw_size"]
+
+
+def test_delete_one_and_clear_all_take_a_post(catcher, tmp_path):
+    for i in range(3):
+        firmware_send(catcher.smtp_port, "alert %d" % i, "x")
+    keys = [m["key"] for m in catcher.messages()]
+    urls = [m["delete_url"] for m in json.loads(http_get(catcher, "/messages.json")[2])]
+
+    # A GET (a link, a prefetch, an <img src>) never deletes.
+    assert http_get(catcher, urls[0])[0] == 405 and http_get(catcher, "/clear")[0] == 405
+    assert len(stored_files(catcher.maildir)) == 3
+
+    status, headers, body = http_post(catcher, urls[0])
+    assert status == 200 and json.loads(body) == {"deleted": 1}
+    assert [m["key"] for m in catcher.messages()] == keys[1:]
+    assert len(stored_files(catcher.maildir)) == 2
+    assert http_post(catcher, urls[0])[0] == 404  # already gone
+
+    # Keys are looked up among the Maildir's names, never joined into a path; a symbolic
+    # link in new/ is no mail: neither listed nor deleted, nor the file it points to.
+    outside = tmp_path / "precious.txt"
+    outside.write_text("keep me")
+    (catcher.maildir / "new" / "link").symlink_to(outside)
+    for path in ("/delete/..%2F..%2Fprecious.txt", "/delete/..", "/delete/", "/delete/link",
+                 "/delete/" + urllib.parse.quote(str(outside), ""), "/delete/a/b"):
+        assert http_post(catcher, path)[0] in (404, 405), path
+    assert outside.read_text() == "keep me"
+
+    # Another site's page cannot make the browser delete: its Origin is refused.
+    for headers in ({"Origin": "http://evil.example"}, {"Origin": "null"},
+                    {"Sec-Fetch-Site": "cross-site"}):
+        assert http_post(catcher, "/clear", headers=headers)[0] == 403
+    assert len(catcher.messages()) == 2
+    # The body of a POST is not needed, and bounded.
+    assert http_post(catcher, "/clear", body=b"x" * 5000)[0] == 413
+    assert len(catcher.messages()) == 2
+
+    (catcher.maildir / "tmp" / "under-way").write_bytes(b"a delivery in progress")
+    same_origin = {"Origin": catcher.web_url.rstrip("/"), "Sec-Fetch-Site": "same-origin"}
+    status, _, body = http_post(catcher, "/clear", headers=same_origin)
+    assert status == 200 and json.loads(body) == {"deleted": 2}
+    assert stored_files(catcher.maildir) == [catcher.maildir / "new" / "link"]
+    assert outside.read_text() == "keep me" and catcher.messages() == []
+    assert (catcher.maildir / "tmp" / "under-way").exists()
+    assert json.loads(http_get(catcher, "/status.json")[2])["messages"] == 0
+
+
+def test_status_json(tmp_path):
+    c = Catcher(tmp_path / "md", smtp_port=0, http_port=0, auth=("alerts", "pw"),
+                max_messages=7, max_bytes=12345)
+    with c:
+        firmware_send(c.smtp_port, "one", "x", username="alerts", password="pw",
+                      allow_plaintext_auth=True)
+        status = json.loads(http_get(c, "/status.json")[2])
+    assert status == {"smtp": c.smtp_address, "web": c.web_url, "maildir": str(c.maildir),
+                      "messages": 1, "max_messages": 7, "max_bytes": 12345,
+                      "auth_required": True, "starttls": False}
+
+
+def test_the_package_ships_the_page():
+    # A wheel holds only the packages pyproject.toml lists and the data files it names.
+    import glob
+    import tomllib
+
+    root = HOST_DIR.parent
+    config = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+    packages = {str(p.parent.relative_to(HOST_DIR)).replace("/", ".")
+                for p in (HOST_DIR / "microsmtp_host").rglob("__init__.py")}
+    assert packages <= set(config["packages"])
+    static = HOST_DIR / "microsmtp_host" / "catcher"
+    shipped = {Path(f) for pattern in config["package-data"]["microsmtp_host.catcher"]
+               for f in glob.glob(str(static / pattern))}
+    assert shipped == set((static / "static").iterdir()) and len(shipped) == 3
 
 
 # --- AUTH and host checks -----------------------------------------------------------------
@@ -348,7 +564,10 @@ def test_summaries_hold_a_bounded_preview_and_bodies_come_from_the_maildir(catch
     assert status == 200 and headers["Content-Type"] == "text/plain; charset=utf-8"
     assert full.decode().replace("\r\n", "\n") == body
     assert http_get(catcher, "/body/no-such-key")[0] == 404
-    assert ('href="%s">whole body' % listed["body_url"]).encode() in http_get(catcher, "/")[2]
+    # One message's view: 64K characters of the body, the rest still behind body_url.
+    one = json.loads(http_get(catcher, listed["json_url"])[2])
+    assert one["body"].startswith(stored[:catcher_module.VIEW_CHARS])
+    assert one["body_url"] == listed["body_url"] and one["body_chars"] == len(stored)
 
 
 def test_oldest_mails_are_evicted_beyond_max_messages(tmp_path):
@@ -358,7 +577,7 @@ def test_oldest_mails_are_evicted_beyond_max_messages(tmp_path):
             firmware_send(c.smtp_port, "alert %d" % i, "body %d" % i)
             assert len(stored_files(c.maildir)) == min(i + 1, 3)
         assert [m["subject"] for m in c.messages()] == ["alert 4", "alert 3", "alert 2"]
-        assert sorted(c._cache) == sorted(m["key"] for m in c.messages())  # index too
+        assert sorted(c.store._cache) == sorted(m["key"] for m in c.messages())  # index too
 
 
 def test_max_bytes_evicts_the_oldest_and_refuses_a_mail_that_cannot_fit(tmp_path):
@@ -439,14 +658,14 @@ def test_chromium_renders_the_subject_escaped(catcher, tmp_path):
     smtp_send(catcher.smtp_port, attachment_mail(subject=INJECTION))
 
     # --virtual-time-budget lets the page's script run (its first poll of /messages.json
-    # re-renders the list with DOM calls) before the DOM is dumped.
+    # renders the list with DOM calls: the server sent none of it) before the DOM is dumped.
     result = subprocess.run(
         [chromium(), *CHROMIUM_FLAGS, "--user-data-dir=%s" % (tmp_path / "profile"),
          "--virtual-time-budget=3000", "--dump-dom", catcher.web_url],
         capture_output=True, timeout=60)
     dom = result.stdout.decode()
     assert result.returncode == 0, result.stderr.decode()[-2000:]
-    assert 'data-live="yes"' in dom  # the script ran: the CSP hash matches, the poll worked
+    assert 'data-live="yes"' in dom  # the script ran: the CSP allows it, the poll worked
     assert SUBJECT in dom
     assert "&lt;img src=x onerror=alert(1)&gt; &amp; &lt;script&gt;alert(2)&lt;/script&gt;" in dom
     assert "<img" not in dom and "alert(2)</script>" not in dom
@@ -475,6 +694,7 @@ class DevTools:
         os.close(from_browser_w)
         self.buf = b""
         self.last_id = 0
+        self.events = []  # events that came while waiting for replies
 
     @staticmethod
     def _high(fd):
@@ -504,6 +724,8 @@ class DevTools:
         deadline = time.monotonic() + timeout
         while True:
             reply = self._receive(deadline)
+            if "method" in reply:
+                self.events.append(reply)
             if reply.get("id") == self.last_id:
                 if "error" in reply:
                     raise RuntimeError("%s: %s" % (method, reply["error"]))
@@ -558,5 +780,178 @@ def test_chromium_page_refreshes_as_mail_arrives(catcher, tmp_path):
         assert time.monotonic() - sent < 5  # one poll a second
         assert "Boiler temperature: 92 °C" in text and "1 message" in text
         assert "No mail yet." not in text
+    finally:
+        browser.close()
+
+
+class Page:
+    """One tab of a DevTools browser: evaluate JavaScript, navigate, take a screenshot."""
+
+    def __init__(self, browser, url, width=1100, height=820):
+        self.browser = browser
+        target = browser.call("Target.createTarget", url="about:blank")["targetId"]
+        self.session = browser.call("Target.attachToTarget", targetId=target,
+                                    flatten=True)["sessionId"]
+        self.call("Page.enable")
+        self.call("Emulation.setDeviceMetricsOverride", width=width, height=height,
+                  deviceScaleFactor=1, mobile=False)
+        # Runs before the page's own script in every document (DevTools scripts are not
+        # subject to the page's CSP): a record of CSP violations and of alert() calls.
+        self.call("Page.addScriptToEvaluateOnNewDocument", source=(
+            "window.__violations = []; window.__alerts = [];"
+            "document.addEventListener('securitypolicyviolation', function (e) {"
+            "  window.__violations.push(e.violatedDirective + ' ' + e.blockedURI); });"
+            "window.alert = function (m) { window.__alerts.push(String(m)); };"))
+        self.goto(url)
+
+    def call(self, method, **params):
+        return self.browser.call(method, self.session, **params)
+
+    def js(self, expression):
+        """The value of a JavaScript expression in the page (an exception raises)."""
+        reply = self.call("Runtime.evaluate", expression=expression, returnByValue=True,
+                          awaitPromise=True)
+        if "exceptionDetails" in reply:
+            raise RuntimeError(reply["exceptionDetails"].get("exception", {})
+                               .get("description", reply["exceptionDetails"]))
+        return reply["result"].get("value")
+
+    def goto(self, url):
+        self.call("Page.navigate", url=url)
+        wait_for(lambda: self.js("location.href") == url
+                 and self.js("document.readyState") == "complete"
+                 and self.js("document.body.dataset.live || ''") == "yes", 15,
+                 "%s to load and draw" % url)
+
+    def screenshot(self, path):
+        data = self.call("Page.captureScreenshot", format="png")["data"]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(base64.b64decode(data))
+        return path
+
+    def subjects(self):
+        return self.js("Array.from(document.querySelectorAll('article h2'),"
+                       " function (h) { return h.textContent; })")
+
+    def type_search(self, text):
+        # As a person types: focus, select all, insert (fires the input event).
+        self.js("document.getElementById('search').focus(),"
+                " document.getElementById('search').select(), true")
+        if text:
+            self.call("Input.insertText", text=text)
+        else:
+            self.call("Input.dispatchKeyEvent", type="keyDown", key="Backspace",
+                      code="Backspace", windowsVirtualKeyCode=8)
+            self.call("Input.dispatchKeyEvent", type="keyUp", key="Backspace",
+                      code="Backspace", windowsVirtualKeyCode=8)
+
+
+def test_chromium_views(catcher, tmp_path):
+    """The views a person uses, in the real browser: the list with its priority marker,
+    search, one message with headers and raw source, delete one, clear all; hostile mail
+    stays text throughout. Screenshots: build/catcher.png (list), build/catcher-message.png."""
+    firmware_send(catcher.smtp_port, "Daily report: boiler fine", "All good.\n")
+    msg = attachment_mail(subject="Weekly log")
+    msg.replace_header("To", "ops@example.com")
+    smtp_send(catcher.smtp_port, msg)
+    smtp_send(catcher.smtp_port, hostile_mail())
+    firmware_send(catcher.smtp_port, SUBJECT, "Boiler temperature: 92 °C\nstill rising\n",
+                  priority=microsmtp.PRIORITY_HIGH)
+    keys = {m["subject"]: m["key"] for m in catcher.messages()}
+    all_subjects = [SUBJECT, INJECTION, "Weekly log", "Daily report: boiler fine"]
+
+    browser = DevTools(tmp_path / "profile")
+    try:
+        page = Page(browser, catcher.web_url)
+        wait_for(lambda: page.subjects() == all_subjects, 10, "the list, newest first")
+        # The marker: on the high-priority alert only, as a badge and a coloured edge.
+        marks = page.js("Array.from(document.querySelectorAll('article'), function (a) {"
+                        " var p = a.querySelector('.prio');"
+                        " return [a.dataset.key, a.className, p ? p.textContent : ''];})")
+        assert marks[0] == [keys[SUBJECT], "msg prio-high", "high"]
+        assert all(mark == "" and cls == "msg prio-normal" for _, cls, mark in marks[1:])
+        # Hostile mail is text: its tags are not elements, its script never ran.
+        assert page.js("document.querySelectorAll('img, b, main script').length") == 0
+        assert page.js("document.scripts.length") == 1
+        assert INJECTION in page.js("document.querySelector('main').innerText")
+        assert '"<b>Mallory</b>" <mallory@example.org>' in page.js(
+            "document.querySelector('main').innerText")
+        att = page.js("(function (a) { return [a.getAttribute('href'), a.hasAttribute"
+                      "('download'), a.textContent]; })(document.querySelector"
+                      "('.attachments a'))")
+        assert att == ["/attachment/%s/0" % urllib.parse.quote(keys["Weekly log"], ""),
+                       True, "boiler-log 2024 ä.bin"]
+        assert "SMTP %s" % catcher.smtp_address in page.js("document.getElementById('info')"
+                                                           ".textContent")
+        page.screenshot(ROOT / "build" / "catcher.png")
+
+        # Search: subject, sender, recipient; the query is kept in the address.
+        for query, expected in (("überhitzung", [SUBJECT]), ("MALLORY", [INJECTION]),
+                                ("ops@example.com", ["Weekly log"]),
+                                ("fine REPORT", ["Daily report: boiler fine"]),
+                                ("nothing-like-this", [])):
+            page.type_search(query)
+            wait_for(lambda e=expected: page.subjects() == e, 10, "the search %r" % query)
+            assert page.js("location.search") == "?q=" + urllib.parse.quote(query)
+        assert "No mail matches" in page.js("document.querySelector('main').innerText")
+        page.type_search("")
+        wait_for(lambda: page.subjects() == all_subjects, 10, "the whole list again")
+        assert page.js("location.search") == ""
+
+        # One message: clicking its subject opens its view with headers and raw source.
+        page.js("document.querySelector('article[data-key=\"%s\"] h2 a').click(), true"
+                % keys[SUBJECT])
+        wait_for(lambda: page.js("document.querySelector('table.headers') !== null"), 15,
+                 "the message view")
+        assert page.js("location.pathname") == "/message/" + urllib.parse.quote(
+            keys[SUBJECT], "")
+        assert page.js("document.getElementById('tools').hidden") is True
+        assert page.js("document.querySelector('h2 .prio.high').textContent") == "high"
+        headers = dict(page.js("Array.from(document.querySelectorAll('table.headers tr'),"
+                               " function (r) { return [r.cells[0].textContent,"
+                               " r.cells[1].textContent]; })"))
+        assert headers["Subject"] == SUBJECT and headers["X-Priority"] == "1 (Highest)"
+        assert headers["Importance"] == "high" and headers["X-microsmtp-Rcpt-To"] == RCPT
+        raw = page.js("document.querySelector('pre.raw').textContent")
+        assert raw.startswith("Received: from ") and "X-Priority: 1 (Highest)\r\n" in raw
+        assert "Boiler temperature: 92 °C" in page.js("document.querySelector('pre.body')"
+                                                      ".textContent")
+        page.screenshot(ROOT / "build" / "catcher-message.png")
+
+        # The hostile one's view: its raw source is text too, its headers cells are text.
+        page.goto(catcher.web_url + "message/" + urllib.parse.quote(keys[INJECTION], ""))
+        wait_for(lambda: page.js("document.querySelector('pre.raw') !== null"), 15,
+                 "the hostile message's view")
+        assert "</pre><script>alert(3)</script>" in page.js(
+            "document.querySelector('pre.raw').textContent")
+        assert page.js("document.querySelectorAll('img, b, main script').length") == 0
+        # Trusted Types are enforced: even the page itself cannot put a string into HTML.
+        with pytest.raises(RuntimeError, match="TrustedHTML"):
+            page.js("document.body.innerHTML = '<b>x</b>'")
+
+        # Delete one, from its view: back to the list, the file gone from the Maildir.
+        page.js("document.querySelector('button.delete').click(), true")
+        wait_for(lambda: page.js("location.pathname") == "/"
+                 and page.subjects() == [SUBJECT, "Weekly log", "Daily report: boiler fine"],
+                 15, "the list without the deleted mail")
+        assert len(stored_files(catcher.maildir)) == 3 and catcher.message(
+            keys[INJECTION]) is None
+
+        # Clear all: the first click only arms the button.
+        page.js("document.getElementById('clear').click(), true")
+        assert page.js("document.getElementById('clear').textContent").startswith("Click again")
+        assert len(stored_files(catcher.maildir)) == 3
+        page.js("document.getElementById('clear').click(), true")
+        wait_for(lambda: "No mail yet." in page.js("document.querySelector('main').innerText"),
+                 15, "the empty list")
+        assert stored_files(catcher.maildir) == []
+        assert page.js("document.getElementById('count').textContent") == "0 messages"
+
+        # An unknown message's view says so (and the server answered 404).
+        page.goto(catcher.web_url + "message/" + urllib.parse.quote(keys[SUBJECT], ""))
+        assert "No such mail" in page.js("document.querySelector('main').innerText")
+
+        assert page.js("window.__violations") == [] and page.js("window.__alerts") == []
+        assert not [e for e in browser.events if e["method"] == "Page.javascriptDialogOpening"]
     finally:
         browser.close()

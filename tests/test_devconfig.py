@@ -2,10 +2,13 @@
 `microsmtp config` refuses whatever the firmware's Client would refuse on the board."""
 
 import contextlib
+import io
 import json
 import os
 import re
 import stat
+import subprocess
+import sys
 
 import pytest
 from microsmtp_host import cli, devconfig
@@ -63,7 +66,7 @@ def test_config_output_is_its_owners_only(before, mask, tmp_path, capsys):
 
 
 def test_hwtest_writes_its_config_for_its_owner_only(tmp_path, monkeypatch):
-    from microsmtp_host import hwtest
+    from microsmtp_host import hwtest, mpremote_cmd
 
     seen = []
 
@@ -71,7 +74,11 @@ def test_hwtest_writes_its_config_for_its_owner_only(tmp_path, monkeypatch):
         seen.append(mode(argv[argv.index("--config") + 1]))
         return 1
 
+    def mpremote(port, *args, **kwargs):  # a board without a config.json of its own
+        return ["hwtest-config none"]
+
     monkeypatch.setattr(cli, "main", deploy)
+    monkeypatch.setattr(mpremote_cmd, "run", mpremote)
     cfg = tmp_path / "mine.json"
     cfg.write_text(json.dumps(good_config()))
     with umask(0):
@@ -230,3 +237,160 @@ def test_deploy_refuses_a_config_the_board_would_refuse(tmp_path, capsys):
     path.write_text(json.dumps(good_config()))
     assert cli.main(["deploy", "--port", "/dev/ttyUSB0", "--dry-run", "--config",
                      str(path)]) == 0
+
+
+# --- `microsmtp config` by questions: each answer checked as it is given ------------------
+
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def answer_with(monkeypatch, answers):
+    """input() and getpass() answer from `answers` in turn (EOFError when they run out, as
+    at Ctrl-D); the prompts asked, in order, are returned."""
+    import builtins
+    import getpass
+
+    answers = list(answers)
+    prompts = []
+
+    def reply(prompt=""):
+        prompts.append(prompt)
+        if not answers:
+            raise EOFError
+        return answers.pop(0)
+
+    monkeypatch.setattr(sys, "stdin", Terminal())
+    monkeypatch.setattr(builtins, "input", reply)
+    monkeypatch.setattr(getpass, "getpass", reply)
+    return prompts
+
+
+def file_error(tmp_path, capsys, changes):
+    """What `microsmtp config --file` says of good_config() with these changes."""
+    assert config_main(tmp_path, edited(changes), "--output", str(tmp_path / "f.json")) == 2
+    return capsys.readouterr().err.split("microsmtp config: ", 1)[1].strip()
+
+
+def test_config_asks_again_for_a_refused_answer_and_keeps_the_others(tmp_path, monkeypatch,
+                                                                    capsys):
+    bad_from = file_error(tmp_path, capsys, {"smtp.from": "boiler"})
+    bad_to = file_error(tmp_path, capsys, {"smtp.to": ["no-at-sign"]})
+    bad_password = file_error(tmp_path, capsys, {"smtp.password": "s3\ncret"})
+    prompts = answer_with(monkeypatch, [
+        "home", "wifi-pass",
+        "", "smtp.example.com",        # server: empty, then a name
+        "abc", "70000", "",            # port: not a number, too big, then the default
+        "maybe", "STARTTLS",           # tls
+        "boiler@example.com",          # user
+        "s3\ncret", "s3cret",          # password: a control character, then a good one
+        "", "boiler", "boiler@example.com",  # from: empty (the bug of issue 11), then bad
+        "", "no-at-sign", "oncall@example.com",
+        "",                            # CA file: the default
+        "hot", "85",                   # threshold
+    ])
+    out = tmp_path / "out" / "config.json"
+    out.parent.mkdir()
+    assert cli.main(["config", "--output", str(out)]) == 0
+    expected = good_config()
+    expected["smtp"]["allow_plaintext_auth"] = False
+    assert json.loads(out.read_text()) == expected
+    err = capsys.readouterr().err.splitlines()
+    assert err == [e + "; please answer again." for e in (
+        "smtp.server is missing",
+        "smtp.port must be an int from 1 to 65535", "smtp.port must be an int from 1 to 65535",
+        'smtp.tls must be "starttls", "implicit", "none" or null',
+        bad_password,
+        "smtp.from is missing", bad_from,
+        "smtp.to is missing", bad_to,
+        "alert.threshold must be a number")], err
+    # each refused question asked again at once, the earlier answers not asked again
+    assert prompts.count("From address: ") == 3
+    assert prompts[prompts.index("From address: ") - 1] == "SMTP password (empty: none): "
+    assert prompts.count("Wi-Fi SSID (empty: none): ") == 1
+    assert prompts[-1] == "Alert above (°C) [85.0]: "
+
+
+def test_config_without_wifi_asks_no_wifi_password(tmp_path, monkeypatch, capsys):
+    prompts = answer_with(monkeypatch, ["", "192.0.2.25", "25", "none", "", "",
+                                        "door@example.org", "ops@example.org", "", ""])
+    out = tmp_path / "config.json"
+    assert cli.main(["config", "--output", str(out)]) == 0, capsys.readouterr().err
+    cfg = json.loads(out.read_text())
+    assert "wifi" not in cfg and not any("Wi-Fi password" in p for p in prompts)
+    assert cfg["smtp"]["port"] == 25 and cfg["smtp"]["tls"] == "none"
+    assert cfg["smtp"]["username"] is None and cfg["smtp"]["password"] is None
+
+
+def test_config_questions_cut_short_are_one_line(tmp_path, monkeypatch, capsys):
+    answer_with(monkeypatch, ["home", "wifi-pass", "smtp.example.com", "", "", "", ""])
+    out = tmp_path / "config.json"
+    assert cli.main(["config", "--output", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err == "microsmtp config: no answer to 'From address' (end of input)\n"
+    assert not out.exists()
+
+
+def test_config_on_a_real_terminal(tmp_path):
+    # `microsmtp config` as a person runs it: on a pseudo-terminal that is its controlling
+    # terminal (getpass reads /dev/tty with echo off), answering each prompt as it appears.
+    import fcntl
+    import pty
+    import select
+    import termios
+    import time
+
+    master, slave = pty.openpty()
+    out = tmp_path / "config.json"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "microsmtp_host", "config", "--output", str(out)],
+        stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
+        preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))
+    os.close(slave)
+    seen = bytearray()  # what the terminal showed, not yet matched
+    transcript = bytearray()  # all of it
+
+    def expect(text):
+        """Read until `text` has appeared after what was matched before (10 s at most)."""
+        want = text.encode()
+        deadline = time.monotonic() + 10
+        while want not in seen:
+            left = deadline - time.monotonic()
+            assert left > 0 and select.select([master], [], [], left)[0], bytes(transcript)
+            try:
+                data = os.read(master, 4096)
+            except OSError:  # EIO: the terminal's last user has gone
+                raise AssertionError(bytes(transcript)) from None
+            seen.extend(data)
+            transcript.extend(data)
+        del seen[:seen.index(want) + len(want)]
+
+    def answer(prompt, text):
+        expect(prompt)
+        os.write(master, text.encode() + b"\n")
+
+    try:
+        answer("Wi-Fi SSID (empty: none): ", "")
+        answer("SMTP server: ", "smtp.example.com")
+        answer("SMTP port [587]: ", "")
+        answer("TLS (starttls, implicit, none; empty: by port): ", "")
+        answer("SMTP user: ", "boiler@example.com")
+        answer("SMTP password (empty: none): ", "s3cret")
+        answer("From address: ", "")
+        expect("smtp.from is missing; please answer again.")
+        answer("From address: ", "boiler@example.com")
+        assert b"s3cret" not in transcript  # the password was not echoed
+        answer("Send alerts to: ", "oncall@example.com")
+        answer("CA file on the board [/ca.pem]: ", "")
+        answer("Alert above (°C) [85.0]: ", "")
+        expect("wrote %s" % out)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+    cfg = json.loads(out.read_text())
+    assert cfg["smtp"]["from"] == "boiler@example.com" and cfg["smtp"]["password"] == "s3cret"
+    assert "wifi" not in cfg and mode(out) == 0o600

@@ -93,7 +93,7 @@ def test_deploy_refuses_a_board_without_native_emitter(mpy, refused, monkeypatch
 
     calls = []
 
-    def fake_run(cmd, what):
+    def fake_run(port, what, *commands):
         calls.append(what)
         if what == "reading the board":
             return ["microsmtp-probe testport %d 1.29.0" % mpy]

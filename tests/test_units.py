@@ -39,10 +39,10 @@ def test_micropython(name, micropython_units):
 
 
 def test_status_codes_match_protocol_constants():
-    """protocol.py, pool.py and status.py inline status values as private consts: they must
-    equal the public ones."""
+    """protocol.py, pool.py, status.py and the rest inline status values as private consts:
+    they must equal the public ones."""
     found = []
-    for name in ("protocol", "pool", "status", "auth", "outbox"):
+    for name in ("protocol", "pool", "status", "auth", "secure", "outbox", "session", "message"):
         src = (runtimes.ROOT / "firmware" / "microsmtp" / (name + ".py")).read_text()
         found += re.findall(r"^_([A-Z_]+) = const\((0x[0-9A-F]+)\)", src, re.M)
     assert len(found) > 10

@@ -213,6 +213,94 @@ def case_client_rejects_bad_config():
           "mail_send returns the status")
 
 
+class _NoMemoryFor:
+    """builtins.__import__ raising MemoryError for one of microsmtp's lazily loaded modules
+    (a heap too full for its bytecode), while the `with` lasts."""
+
+    def __init__(self, module):
+        import builtins
+
+        self.builtins = builtins
+        self.module = module
+        self.real = builtins.__import__
+
+    def fake(self, name, globals=None, locals=None, fromlist=None, level=0):
+        # `from .x import y` names x; `from . import x` names "" and lists x.
+        if name == self.module or name.endswith("." + self.module) or \
+                fromlist and self.module in fromlist:
+            raise MemoryError
+        return self.real(name, globals, locals, fromlist, level)
+
+    def __enter__(self):
+        self.builtins.__import__ = self.fake
+
+    def __exit__(self, *exc):
+        self.builtins.__import__ = self.real
+
+
+# Client.mail_send as the package defines it: session.py's function takes its place at the
+# first call (this file is imported before any case runs).
+_MAIL_SEND = microsmtp.Client.mail_send
+
+
+def case_lazy_session_module_without_memory():
+    # session.py loads at a client's first session() or mail_send(): no heap for it is an
+    # SMTPError (mail_send: its status) like any MemoryError of a send, and the client
+    # stays usable.
+    c = microsmtp.Client("mail.test", from_address="dev@example.org", net=object())
+    microsmtp.Client.mail_send = _MAIL_SEND  # as before its first call
+    with _NoMemoryFor("session"):
+        e = raises(microsmtp.SMTPError, c.session)
+        check(e.status == microsmtp.PACKET_ALLOCATE_ERROR, "an SMTPError, not MemoryError")
+        check(c.mail_send("ops@example.org", 2, "s", "b") == microsmtp.PACKET_ALLOCATE_ERROR,
+              "mail_send returns the status")
+    check(c.pool.available() == c.pool.count, "every buffer back")
+    with c.session() as s:
+        check(s.alive, "the client opens a session once the heap has room")
+    c.close()
+    check(c.mail_send("ops@example.org", 2, "s", "b") == microsmtp.CLIENT_NOT_INITIALIZED,
+          "mail_send loads it now")
+    check(microsmtp.Client.mail_send is not _MAIL_SEND, "and calls it directly from then on")
+    check(c.mail_send("ops@example.org", 2, "s", "b") == microsmtp.CLIENT_NOT_INITIALIZED,
+          "the same answer")
+
+
+def case_lazy_literal_module_without_memory():
+    # literal.py (the address-literal grammar) loads the first time a value holds one: no
+    # heap for it is an SMTPError before anything is sent, not a MemoryError.
+    c = microsmtp.Client("mail.test", from_address="dev@example.org", net=object())
+    with _NoMemoryFor("literal"):
+        e = raises(microsmtp.SMTPError, c.send, "ops@[192.0.2.1]", "s", "b")
+        check(e.status == microsmtp.PACKET_ALLOCATE_ERROR, "an SMTPError, not MemoryError")
+        check(e.temporary, "temporary: no heap now may be heap later")
+    check(c.pool.available() == c.pool.count, "nothing taken")
+    message.check("ops@[192.0.2.1]", "recipient", message.ADDRESS)  # loaded now
+
+
+class _NoNetwork:
+    """A net module whose resolver never finds the server."""
+    SOCK_STREAM = 1
+
+    def getaddrinfo(self, *args):
+        raise OSError(-2)
+
+
+def case_lazy_secure_module_without_memory():
+    # secure.py (the session's TLS steps) loads at a TLS client's first connection: no heap
+    # for it ends that send with an SMTPError, every buffer back, and the next send loads it.
+    c = microsmtp.Client("mail.test", from_address="dev@example.org", net=_NoNetwork(),
+                         tls=microsmtp.TLS_STARTTLS, insecure=True)
+    with _NoMemoryFor("secure"):
+        e = raises(microsmtp.SMTPError, c.send, "ops@example.org", "s", "b")
+        check(e.status == microsmtp.PACKET_ALLOCATE_ERROR, "an SMTPError, not MemoryError")
+    check(c.pool.available() == c.pool.count, "every buffer back")
+    check(c._session.secure is None, "not loaded")
+    e = raises(microsmtp.SMTPError, c.send, "ops@example.org", "s", "b")
+    check(e.status == microsmtp.RESOLVE_ERROR, "the next send goes on to connect")
+    check(c._session.secure is not None, "loaded")
+    check(c.pool.available() == c.pool.count, "every buffer back")
+
+
 def case_buffer_pool():
     raises(ValueError, microsmtp.BufferPool, 0)
     raises(ValueError, microsmtp.BufferPool, 2, 100)

@@ -16,6 +16,7 @@ _P_ENVELOPE = const(10)
 _CAP_AUTH = const(16)
 _F_SECURE = const(2)
 _N_SEND = const(1)
+_N_LONG = const(5)
 _AUTH_REPLY_ERROR = const(0xAD)
 _PLAINTEXT_AUTH_REFUSED = const(0xD6)
 _LINE_MAX = const(512)
@@ -133,25 +134,71 @@ class Login:
         self.answer = None  # PLAIN's or XOAUTH2's response: made once a client (a token:
         self.answer_for = 0  # 1-2 KB), for this mechanism
         self.line = None  # the line that answers a 334
+        self.pos = 0  # bytes of a line longer than tx already in the buffers before
         self.mech = self.tried = self.rounds = 0
         self.mechs = 0  # _MECH_* bits of what the server's EHLO lists (protocol.py sets them)
         self.ir = False  # the AUTH line carried the initial response
 
-    def secrets(self):
-        """Every form of the credentials the client sends, to keep out of error text."""
-        out = []
+    def echoes(self, text):
+        """True when a server's reply text holds any 8-byte piece of a credential as the
+        client sends it (raw, base64, the PLAIN or XOAUTH2 string): protocol.py keeps no such
+        text, so a server that echoes cannot put a secret into a log. The forms are made
+        here, on the error path: a token is 1-2 KB."""
+        secrets = []
         if self.token is not None:
             from . import secure
 
-            out += [bytes(self.token), secure.xoauth2_response(self.username, self.token)]
+            secrets += [bytes(self.token), secure.xoauth2_response(self.username, self.token)]
         if self.password is not None:
-            out += [bytes(self.password), b64(self.password),
-                    plain_response(self.username, self.password)]
-        return out
+            secrets += [bytes(self.password), b64(self.password),
+                        plain_response(self.username, self.password)]
+        for secret in secrets:
+            if 0 < len(secret) < 8 and text.find(secret) >= 0:
+                return True
+        for i in range(len(text) - 7):
+            piece = text[i:i + 8]
+            for secret in secrets:
+                if secret.find(piece) >= 0:
+                    return True
+        return False
 
     # --- the exchange, on protocol.Session's state (its phases _P_AUTH ... _P_AUTH_CANCEL).
     # Methods, so the session reaches them through its `auth` (a `from . import auth` in
-    # the engine costs 24 B each time it runs).
+    # the engine costs 24 B each time it runs); here, not in protocol.py, so a client
+    # without credentials never holds their bytecode. Their names are ones the firmware
+    # has already (next, fill, pos): a new name is heap on a board (docs/ENGINE.md).
+
+    def next(self, s):
+        """What the engine does next in an AUTH phase (protocol.Session._next's part): the
+        AUTH line, the answer to a 334, or "*"."""
+        if s.phase == _P_AUTH:
+            return self.start(s)
+        if s.phase == _P_AUTH_ANSWER:
+            s.phase = _P_AUTH_REPLY
+            if len(self.line) > _LINE_MAX - 2:
+                self.pos = 0
+                return _N_LONG
+            s.line("AUTH", self.line, b"", b"")
+        else:
+            s.line("AUTH", b"*", b"", b"")  # _P_AUTH_CANCEL: RFC 4954 §4
+        return _N_SEND
+
+    def fill(self, s):
+        """The next piece of an answer longer than a line (RFC 4954 §4: a token of KB) into
+        tx, buffer by buffer: True while more follow, False once tx holds the last with its
+        CRLF. Rare: slices allowed."""
+        p = self.line
+        m = len(p) - self.pos
+        last = m <= len(s.tx) - 2
+        if not last:
+            m = len(s.tx)
+        s.tx[:m] = memoryview(p)[self.pos:self.pos + m]
+        self.pos += m
+        s.tx_n = m
+        if last:
+            s.tx[m:m + 2] = b"\r\n"
+            s.tx_n = m + 2
+        return not last
 
     def start(self, s):
         """Choose the next mechanism and write its AUTH line into tx; what the engine does."""

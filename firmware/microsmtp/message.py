@@ -6,6 +6,8 @@ import os
 import micropython
 from micropython import const
 
+from .status import SMTPError
+
 _CR = const(13)
 _LF = const(10)
 _DOT = const(46)
@@ -13,6 +15,7 @@ _EQ = const(61)
 _MAX_LINE = const(998)  # RFC 5322 §2.1.1: at most 998 octets before CRLF
 _MAX_RECIPIENTS = const(100)  # RFC 5321 §4.5.3.1.8: a server must take 100 in one mail
 _QP_LINE = const(76)  # RFC 2045 §6.7 rule 5
+_PACKET_ALLOCATE_ERROR = const(0xA6)  # the package's status code
 
 # Content-Transfer-Encoding chosen per message (RFC 6152: 8bit only when 8BITMIME is offered).
 CTE_7BIT = const(0)
@@ -159,42 +162,14 @@ def _domain(data, sep, end):
 
 
 def _literal(data, sep, end):
-    """[IPv4] or [IPv6:...] with "::" and an IPv4 tail."""
-    if data[end - 1] != 93:
-        return False
-    # Bytes, not str: a short str literal would cost a name on a board's heap.
-    v4 = bytes(data[sep + 2:end - 1])
-    if v4[:5].upper() == b"IPV6:":
-        halves = v4[5:].split(b"::")
-        if len(halves) > 2:
-            return False
-        v4 = None
-        groups = 0
-        for h in range(len(halves)):
-            parts = halves[h].split(b":") if halves[h] else ()
-            for k in range(len(parts)):
-                p = parts[k]
-                if p.find(b".") >= 0 and h == len(halves) - 1 and k == len(parts) - 1:
-                    v4 = p  # the last 32 bits as an IPv4 address
-                    groups += 2
-                elif 0 < len(p) < 5:
-                    for c in p:
-                        if not (48 <= c <= 57 or 65 <= c <= 70 or 97 <= c <= 102):
-                            return False
-                    groups += 1
-                else:
-                    return False
-        if groups != 8 if len(halves) == 1 else groups > 6:
-            return False
-        if v4 is None:
-            return True
-    parts = v4.split(b".")
-    if len(parts) != 4:
-        return False
-    for p in parts:
-        if not 0 < len(p) < 4 or not p.isdigit() or int(p) > 255:
-            return False
-    return True
+    """[IPv4] or [IPv6:...]: literal.py's grammar, loaded the first time a value holds an
+    address literal (a host name is the usual form: most boards never load it)."""
+    try:
+        from .literal import valid
+    except MemoryError:  # as for any send: an SMTPError, temporary
+        raise SMTPError(_PACKET_ALLOCATE_ERROR, "Out of memory while checking an address "
+                        "literal; nothing was sent.") from None
+    return valid(data, sep, end)
 
 
 # What BodySource.scan() finds in a body (RFC 2045 §2.7-2.8, RFC 5322 §2.1.1): bytes over

@@ -16,7 +16,8 @@ from .status import SMTPError
 # transport.py (sockets), tests/scripted.py (transcripts) and an asyncio driver run the
 # engine the same way: op = engine.send(result) until it yields OP_MAIL or OP_CLOSE. The
 # I/O record is the Session's attributes: tx, tx_n, rx, rx_start, rx_end, wait_ms, io_ms,
-# os_error, local_literal (and tls, host, port, ca, timeouts for connecting).
+# os_error, local_literal (and tls, host, port, ca, timeouts for connecting; with TLS,
+# secure: the secure module, whose wrap() wraps the socket).
 #
 # | request        | what the driver does                                    | result      |
 # |----------------|---------------------------------------------------------|-------------|
@@ -78,11 +79,6 @@ _TIMEOUT_ERROR = const(0xC2)
 _CONNECTION_CLOSED = const(0xC3)
 _DELIVERY_UNKNOWN = const(0xC4)
 _MESSAGE_FORMAT_ERROR = const(0xC5)
-_TLS_NOT_OFFERED = const(0xD0)
-_TLS_REFUSED = const(0xD1)
-_TLS_HANDSHAKE_ERROR = const(0xD2)
-_TLS_CERT_ERROR = const(0xD3)
-_TLS_INJECTION = const(0xD5)
 
 # Index in Session.timeouts (Client passes them in this order).
 _T_GREETING = const(1)
@@ -103,7 +99,7 @@ _H_END = const(17)  # message.py: Head's parts are done
 _KEYWORDS = const(b"8BITMIME  PIPELININGSTARTTLS  SIZE      AUTH      ")
 _CAP_8BITMIME = const(1)
 _CAP_PIPELINING = const(2)
-_CAP_STARTTLS = const(4)
+_CAP_STARTTLS = const(4)  # (secure.py reads it)
 _CAP_SIZE = const(8)
 _CAP_AUTH = const(16)
 _SLOT_SIZE = const(3)
@@ -120,7 +116,7 @@ _P_STARTTLS = const(4)
 _P_TLS = const(5)  # the 220 came: wrap
 _P_AUTH = const(6)  # choose a mechanism and send AUTH
 _P_AUTH_REPLY = const(7)
-_P_AUTH_ANSWER = const(8)  # send the answer to a 334
+_P_AUTH_ANSWER = const(8)  # send the answer to a 334 (auth.py's AUTH phases: 6-9)
 _P_AUTH_CANCEL = const(9)  # send "*"
 _P_ENVELOPE = const(10)  # MAIL, RCPT..., DATA: written and answered one by one, or pipelined
 _P_BODY = const(11)  # the 354 came: headers, body, "."
@@ -170,6 +166,7 @@ class Session:
         self.rx_start = self.rx_end = self.tx_n = self.wait_ms = self.io_ms = 0
         self.refused = self.error = None
         self.flags = 0
+        self.secure = None  # secure.py, for TLS: the engine loads it at the first connection
         self._reset()
         # Every attribute exists from here on: the instance dict is sized once, now, and
         # never grows (a reallocation) in the middle of a send on a fragmented heap.
@@ -245,6 +242,10 @@ class Session:
                 from . import auth
 
                 self.auth = auth.Login(a[0], a[1], a[2], a[3], a[4])
+            if self.tls and self.secure is None:  # TLS: secure.py's part of the session
+                from . import secure
+
+                self.secure = secure
             self._reset()
             try:
                 r = yield _OP_CONNECT  # with implicit TLS the driver also wraps
@@ -265,16 +266,10 @@ class Session:
                         self.phase = (_P_RSET if self.flags & _F_RSET else _P_ENVELOPE) if more \
                             else _P_QUIT if self.flags & _F_CAN_QUIT else 0
                         continue
-                    if n == _N_TLS:
+                    if n == _N_TLS:  # secure.py set the session up for EHLO over TLS
                         r = yield _OP_STARTTLS
                         if r < 0:
                             raise self._lost(r)
-                        # RFC 3207 §4.2: forget what was learned in clear, ask again.
-                        self.flags |= _F_SECURE
-                        self.caps = self.max_size = 0
-                        if self.auth is not None:
-                            self.auth.mechs = 0
-                        self.phase = _P_EHLO
                         continue
                     if n == _N_BODY:
                         self.io_ms = self.timeouts[_T_MESSAGE]
@@ -329,23 +324,8 @@ class Session:
                         self.wait_ms = self.timeouts[_T_MESSAGE]
                         self.flags |= _F_AFTER_DOT  # a loss from here on: maybe delivered
                         self.phase = _P_DOT
-                    elif n == _N_LONG:
-                        # An AUTH answer over a line (RFC 4954 §4: a token of KB): its
-                        # pieces, buffer by buffer. Rare: slices allowed.
-                        p = self.auth.line
-                        k = 0
-                        while True:
-                            m = len(p) - k
-                            last = m <= len(self.tx) - 2
-                            if not last:
-                                m = len(self.tx)
-                            self.tx[:m] = memoryview(p)[k:k + m]
-                            k += m
-                            self.tx_n = m
-                            if last:
-                                self.tx[m:m + 2] = b"\r\n"
-                                self.tx_n = m + 2
-                                break
+                    elif n == _N_LONG:  # an AUTH answer over a line: auth.py's pieces
+                        while self.auth.fill(self):
                             r = yield _OP_SEND
                             if r < 0:
                                 raise self._lost(r)
@@ -477,17 +457,11 @@ class Session:
                     # Bytes after a whole reply. Pipelined replies may follow; after "." the
                     # 250 counts (QUIT lets the rest go). Otherwise they answer nothing and
                     # would be read as the next reply (desynchronisation), so they end the
-                    # session; after STARTTLS's 220 they would pass for data sent over TLS
-                    # (RFC 3207 §4: response injection).
+                    # session (after STARTTLS's 220: secure.py, response injection).
                     ph = self.phase
-                    if self.rx_start < self.rx_end and ph != _P_QUIT and ph != _P_DOT and (
-                            ph != _P_ENVELOPE or self.got + 1 >= self.queued):
-                        if ph == _P_STARTTLS:
-                            self.flags &= ~_F_CAN_QUIT
-                            self.code = 0
-                            raise self.refusal(_TLS_INJECTION, "The server sent data after its "
-                                               "220 to STARTTLS (response injection); the "
-                                               "session was ended")
+                    if self.rx_start < self.rx_end and ph != _P_QUIT and ph != _P_DOT and \
+                            ph != _P_STARTTLS and (ph != _P_ENVELOPE or
+                                                   self.got + 1 >= self.queued):
                         raise self._bad(_INVALID_SERVER_REPLY, "data that answers nothing")
                     self._handle()
                 except SMTPError as e:
@@ -508,19 +482,10 @@ class Session:
             self.line("EHLO" if ph == _P_EHLO else "HELO",
                        b"EHLO " if ph == _P_EHLO else b"HELO ",
                        self.domain or self.local_literal or "[127.0.0.1]", b"")
-        elif ph == _P_STARTTLS:
-            self.line("STARTTLS", b"STARTTLS", b"", b"")
-        elif ph == _P_TLS:
-            return _N_TLS
-        elif ph == _P_AUTH:
-            return self.auth.start(self)  # auth.py: loaded with the credentials
-        elif ph == _P_AUTH_ANSWER:
-            self.phase = _P_AUTH_REPLY
-            if len(self.auth.line) > _LINE_MAX - 2:
-                return _N_LONG
-            self.line("AUTH", self.auth.line, b"", b"")
-        elif ph == _P_AUTH_CANCEL:
-            self.line("AUTH", b"*", b"", b"")  # RFC 4954 §4
+        elif ph == _P_STARTTLS or ph == _P_TLS:
+            return self.secure.start(self)
+        elif _P_AUTH <= ph <= _P_AUTH_CANCEL:
+            return self.auth.next(self)  # auth.py: loaded with the credentials
         elif ph == _P_ENVELOPE:
             return self._envelope()
         elif ph == _P_BODY:
@@ -563,17 +528,9 @@ class Session:
             # Without credentials there is nothing to authenticate with (documented).
             self.phase = _P_ENVELOPE if self.auth is None else _P_AUTH
             if self.tls == _TLS_STARTTLS and not self.flags & _F_SECURE:
-                # RFC 3207 §6: a STARTTLS stripped from EHLO by a man in the middle is an
-                # attack: never go on in clear.
-                if not self.caps & _CAP_STARTTLS:
-                    raise self.refusal(_TLS_NOT_OFFERED, "TLS is required but the server does "
-                                       "not offer STARTTLS; nothing else was sent (tls="
-                                       "TLS_NONE for a plaintext relay)")
-                self.phase = _P_STARTTLS
+                self.secure.reply(self)  # STARTTLS next, or TLS_NOT_OFFERED (RFC 3207 §6)
         elif ph == _P_STARTTLS:
-            if c != 220:
-                raise self.refusal(_TLS_REFUSED, "STARTTLS refused; nothing else was sent")
-            self.phase = _P_TLS
+            self.secure.reply(self)
         elif ph == _P_AUTH_REPLY or ph == _P_AUTH_CANCEL:
             self.auth.reply(self)
         elif ph == _P_ENVELOPE:
@@ -793,21 +750,12 @@ class Session:
     def _text(self):
         """The server's reply text for an error, printable ASCII; "" when it holds any
         8-byte piece of a credential as the client sends it (raw, base64, the PLAIN or
-        XOAUTH2 string): a server that echoes must not put a secret into a log. (In AUTH
-        no text is kept at all.) Made here, on the error path: a token is 1-2 KB."""
+        XOAUTH2 string): a server that echoes must not put a secret into a log (auth.py
+        checks). In AUTH no text is kept at all."""
         t = self.text
-        if not t:
-            return ""
         a = self.auth
-        secrets = () if a is None or isinstance(a, tuple) else a.secrets()
-        for secret in secrets:
-            if 0 < len(secret) < 8 and t.find(secret) >= 0:
-                return ""
-        for i in range(len(t) - 7):
-            piece = t[i:i + 8]
-            for secret in secrets:
-                if secret.find(piece) >= 0:
-                    return ""
+        if not t or a is not None and not isinstance(a, tuple) and a.echoes(t):
+            return ""
         out = bytearray(t)
         for i in range(len(out)):
             if not 32 <= out[i] <= 126:  # control or non-ASCII bytes shown as "?"
@@ -857,16 +805,7 @@ class Session:
         if r == _ERR_TIMEOUT:
             return self.refusal(_TIMEOUT_ERROR, "No answer from the server within %d ms"
                                 % self.wait_ms)
-        if r == _ERR_CERT or r == _ERR_TLS:
-            # The handshake finishes inside the next read or write (transport.py, under
-            # that phase's deadline), but it belongs to the connection or the STARTTLS.
-            self.step = "CONNECT" if self.tls == _TLS_IMPLICIT else "STARTTLS"
-        if r == _ERR_CERT:
-            return self.refusal(_TLS_CERT_ERROR, "The certificate of %s was rejected: %s; "
-                                "check cadata and the server name" % (self.host, self.os_error))
-        if r == _ERR_TLS:
-            return self.refusal(_TLS_HANDSHAKE_ERROR, "TLS handshake with %s failed (%s); is "
-                                "TLS on this port (465: implicit, 587: STARTTLS)?" % (
-                                    self.host, self.os_error))
+        if r <= _ERR_TLS:  # _ERR_TLS, _ERR_CERT: from secure.py's wrap, which says why
+            return self.secure.failed(self, r)
         return self.refusal(_CONNECTION_CLOSED, "The server closed the connection" + (
             " (%s)" % self.os_error if self.os_error else ""))

@@ -1,15 +1,32 @@
 # microsmtp: TLS and the stronger AUTH mechanisms, imported only by clients that use them
 # (a plaintext LAN-relay client never loads this: RAM is the budget on a board). MIT licence.
+# The session's TLS steps live here too, reached through protocol.Session.secure (set at a
+# TLS client's first connection): STARTTLS, and what a failed handshake says.
 import binascii
 import hashlib
 
 from micropython import const
 
-from . import auth, transport
+from . import transport
 
-# protocol.py's values (tests/test_units.py checks they match).
+# protocol.py's values (tests/test_units.py checks they match): results, TLS modes, phases,
+# capability and flag bits, what _next() returns, status codes.
 _ERR_TLS = const(-5)
 _ERR_CERT = const(-6)
+_TLS_IMPLICIT = const(2)
+_P_EHLO = const(2)
+_P_STARTTLS = const(4)
+_P_TLS = const(5)
+_CAP_STARTTLS = const(4)
+_F_CAN_QUIT = const(1)
+_F_SECURE = const(2)
+_N_SEND = const(1)
+_N_TLS = const(3)
+_TLS_NOT_OFFERED = const(0xD0)
+_TLS_REFUSED = const(0xD1)
+_TLS_HANDSHAKE_ERROR = const(0xD2)
+_TLS_CERT_ERROR = const(0xD3)
+_TLS_INJECTION = const(0xD5)
 # A PEM certificate's two marker lines (RFC 7468 §2); the base64 between them is the DER.
 _PEM_BEGIN = const(b"-----BEGIN CERTIFICATE-----")
 _PEM_END = const(b"-----END CERTIFICATE-----")
@@ -49,6 +66,60 @@ def ca_certs(cadata):
     if not certs:
         raise ValueError("cadata holds no certificate")
     return certs
+
+
+# --- the session's TLS steps (protocol.Session calls them; s is the session). Their names
+# are ones the firmware has already: a new name is heap on a board (docs/ENGINE.md).
+
+def start(s):
+    """protocol.Session._next's part: STARTTLS, or the wrap after its 220 (_N_TLS)."""
+    if s.phase == _P_STARTTLS:
+        s.line("STARTTLS", b"STARTTLS", b"", b"")
+        return _N_SEND
+    # RFC 3207 §4.2: forget what was learned in clear, ask again. Set before the wrap: one
+    # that fails ends the session.
+    s.flags |= _F_SECURE
+    s.caps = s.max_size = 0
+    if s.auth is not None:
+        s.auth.mechs = 0
+    s.phase = _P_EHLO
+    return _N_TLS
+
+
+def reply(s):
+    """protocol.Session._handle's part: after EHLO in clear, STARTTLS is next; the reply to
+    STARTTLS."""
+    if s.phase != _P_STARTTLS:
+        # RFC 3207 §6: a STARTTLS stripped from EHLO by a man in the middle is an attack:
+        # never go on in clear.
+        if not s.caps & _CAP_STARTTLS:
+            raise s.refusal(_TLS_NOT_OFFERED, "TLS is required but the server does not offer "
+                            "STARTTLS; nothing else was sent (tls=TLS_NONE for a plaintext "
+                            "relay)")
+        s.phase = _P_STARTTLS
+        return
+    if s.rx_start < s.rx_end:
+        # Bytes after the 220 would pass for data sent over TLS (RFC 3207 §4: response
+        # injection).
+        s.flags &= ~_F_CAN_QUIT
+        s.code = 0
+        raise s.refusal(_TLS_INJECTION, "The server sent data after its 220 to STARTTLS "
+                        "(response injection); the session was ended")
+    if s.code != 220:
+        raise s.refusal(_TLS_REFUSED, "STARTTLS refused; nothing else was sent")
+    s.phase = _P_TLS
+
+
+def failed(s, r):
+    """protocol.Session._lost's part: _ERR_TLS or _ERR_CERT as an SMTPError."""
+    # The handshake finishes inside the next read or write (transport.py, under that
+    # phase's deadline), but it belongs to the connection or the STARTTLS.
+    s.step = "CONNECT" if s.tls == _TLS_IMPLICIT else "STARTTLS"
+    if r == _ERR_CERT:
+        return s.refusal(_TLS_CERT_ERROR, "The certificate of %s was rejected: %s; check "
+                         "cadata and the server name" % (s.host, s.os_error))
+    return s.refusal(_TLS_HANDSHAKE_ERROR, "TLS handshake with %s failed (%s); is TLS on "
+                     "this port (465: implicit, 587: STARTTLS)?" % (s.host, s.os_error))
 
 
 def wrap(net, sock, s):
@@ -93,8 +164,9 @@ def wrap(net, sock, s):
 def xoauth2_response(username, token):
     # Google's and Microsoft's XOAUTH2: base64("user=U^Aauth=Bearer T^A^A").
     # One join, not a chain of copies: a real token is 1-2 KB.
-    return auth.b64(b"".join((b"user=", bytes(username), b"\x01auth=Bearer ", bytes(token),
-                              b"\x01\x01")))
+    # (binascii here, not auth.b64: a TLS client without credentials never loads auth.py.)
+    return binascii.b2a_base64(b"".join((b"user=", bytes(username), b"\x01auth=Bearer ",
+                                         bytes(token), b"\x01\x01")))[:-1]
 
 
 def cram_md5_answer(challenge, username, password):
@@ -111,4 +183,4 @@ def cram_md5_answer(challenge, username, password):
         opad[i] = k ^ 0x5C
     inner = hashlib.md5(bytes(ipad) + challenge).digest()
     digest = hashlib.md5(bytes(opad) + inner).digest()
-    return auth.b64(bytes(username) + b" " + binascii.hexlify(digest))
+    return binascii.b2a_base64(bytes(username) + b" " + binascii.hexlify(digest))[:-1]

@@ -152,9 +152,7 @@ class Driver:
                         self.poller.unregister(sock)
                         self.sock = None
                     if op == _OP_STARTTLS or s.tls == _TLS_IMPLICIT:
-                        from .secure import wrap  # only when TLS is used
-
-                        result = wrap(net, sock, s)
+                        result = s.secure.wrap(net, sock, s)  # secure.py: TLS clients only
                         if isinstance(result, int):
                             continue  # the plain socket is closed with the session
                         sock = result

@@ -1,12 +1,12 @@
 """microsmtp config: write the device configuration to a board (or a local file).
 
-From a local JSON file (--file) or by asking (passwords without echo); checked with the
-firmware's own input checks; written to the board as /config.json with mpremote. Never
-into the repository; local copies are readable by their owner only (devconfig.save)."""
+From a local JSON file (--file) or by asking (passwords without echo; each answer checked
+as it is given, and asked again when refused); checked with the firmware's own input checks;
+written to the board as /config.json with mpremote. Never into the repository; local copies
+are readable by their owner only (devconfig.save)."""
 
 import getpass
 import os
-import subprocess
 import sys
 import tempfile
 
@@ -20,31 +20,69 @@ def add_parser(p):
     p.add_argument("--dry-run", action="store_true", help="print the mpremote command only")
 
 
-def ask():
-    """The config by questions; passwords are not echoed."""
-    def q(prompt, default=None):
-        answer = input("%s%s: " % (prompt, " [%s]" % default if default else "")).strip()
-        return answer or default
+# Stand-ins for the answers not given yet while one answer is checked: each passes the
+# checks, so whatever devconfig.check refuses is the answer just given (or its clash with an
+# earlier one, such as a password without a user).
+_PENDING = {"server": "smtp.example.org", "port": 587, "from": "board@example.org",
+            "to": ["alerts@example.org"]}
 
-    cfg = {"wifi": {"ssid": q("Wi-Fi SSID"),
-                    "password": getpass.getpass("Wi-Fi password: ")},
-           "smtp": {"server": q("SMTP server"), "port": int(q("SMTP port", "587")),
-                    "tls": q("TLS (starttls, implicit, none; empty: by port)") or None,
-                    "username": q("SMTP user") or None,
-                    "password": getpass.getpass("SMTP password (empty: none): ") or None,
-                    "from": q("From address"), "to": [q("Send alerts to")],
-                    "cadata": q("CA file on the board", "/ca.pem"),
-                    "allow_plaintext_auth": False},
-           "alert": {"threshold": float(q("Alert above (°C)", "85")), "hysteresis": 5.0,
-                     "min_interval": 600, "subject": "Boiler at {value:.1f} °C",
-                     "sensor": "internal"}}
-    if not cfg["wifi"]["ssid"]:
-        cfg.pop("wifi")
+
+def _number(text, kind):
+    """kind(text), or the text itself when it is not one: the check then words the error."""
+    try:
+        return kind(text)
+    except ValueError:
+        return text
+
+
+def ask():
+    """The config by questions, each answer checked as it is given with the firmware's own
+    rules (devconfig.check) and asked again when refused; passwords are not echoed."""
+    from microsmtp_host import devconfig
+    from microsmtp_host.cli import CLIError
+
+    smtp = dict(_PENDING, tls=None, username=None, password=None, cadata="/ca.pem",
+                allow_plaintext_auth=False)
+    alert = {"threshold": 85.0, "hysteresis": 5.0, "min_interval": 600,
+             "subject": "Boiler at {value:.1f} °C", "sensor": "internal"}
+    cfg = {"smtp": smtp, "alert": alert}
+
+    def q(section, key, prompt, default=None, convert=None, secret=False):
+        shown = "%s%s: " % (prompt, " [%s]" % default if default is not None else "")
+        while True:
+            try:
+                text = getpass.getpass(shown) if secret else input(shown).strip()
+            except EOFError:
+                raise CLIError("no answer to %r (end of input)" % prompt) from None
+            value = (convert(text) if convert else text) if text else default
+            before = section.get(key)
+            section[key] = value
+            try:
+                devconfig.check(cfg, board=True)
+                return value
+            except devconfig.ConfigError as e:
+                section[key] = before
+                print("%s; please answer again." % e, file=sys.stderr)
+
+    wifi = {"ssid": "", "password": None}
+    ssid = q(wifi, "ssid", "Wi-Fi SSID (empty: none)")
+    if ssid:
+        cfg["wifi"] = wifi
+        q(wifi, "password", "Wi-Fi password", secret=True)
+    q(smtp, "server", "SMTP server")
+    q(smtp, "port", "SMTP port", 587, lambda t: _number(t, int))
+    q(smtp, "tls", "TLS (starttls, implicit, none; empty: by port)", convert=str.lower)
+    q(smtp, "username", "SMTP user")
+    q(smtp, "password", "SMTP password (empty: none)", secret=True)
+    q(smtp, "from", "From address")
+    q(smtp, "to", "Send alerts to", convert=lambda t: [t])
+    q(smtp, "cadata", "CA file on the board", "/ca.pem")
+    q(alert, "threshold", "Alert above (°C)", 85.0, lambda t: _number(t, float))
     return cfg
 
 
 def run(args):
-    from microsmtp_host import devconfig
+    from microsmtp_host import devconfig, mpremote_cmd
     from microsmtp_host.cli import CLIError
 
     if not args.port and not args.output:
@@ -56,7 +94,6 @@ def run(args):
             if not sys.stdin.isatty():
                 raise CLIError("no --file and no terminal to ask on")
             cfg = ask()
-            devconfig.check(cfg, board=True)
         output = devconfig.outside_repo(args.output) if args.output else None
     except devconfig.ConfigError as e:
         raise CLIError(str(e)) from None
@@ -73,20 +110,20 @@ def run(args):
     if args.port:
         with tempfile.TemporaryDirectory() as tmp:
             local = devconfig.save(os.path.join(tmp, "config.json"), cfg)
-            # `resume`: the virtual board (unix port) has no soft reset; a real board does
-            # not mind.
-            cmd = [sys.executable, "-m", "mpremote", "connect", args.port, "resume",
-                   "fs", "cp", str(local), ":config.json"]
+            cmd = ["fs", "cp", str(local), ":config.json"]
             if args.ca:  # mpremote chains commands with "+"
                 cmd += ["+", "fs", "cp", args.ca, ":ca.pem"]
             if args.dry_run:
-                shown = [("<config>" if c == str(local) else c) for c in cmd]
-                print(" ".join(shown))
+                print(mpremote_cmd.shown(args.port, *[("<config>" if c == str(local) else c)
+                                                      for c in cmd]))
                 return 0
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
-            if proc.returncode:
-                last = (proc.stderr or proc.stdout).strip().splitlines()
-                raise CLIError("mpremote failed: %s" % (last[-1] if last else proc.returncode))
+            try:
+                mpremote_cmd.run(args.port, *cmd)
+            except mpremote_cmd.MpremoteError as e:
+                # mpremote's own last line needs saying whose it is; "no such port: ..."
+                # and "no answer within ..." do not.
+                raise CLIError("mpremote failed: %s" % e if e.returncode is not None
+                               else str(e)) from None
         print("wrote config.json%s to the board on %s" % (" and ca.pem" if args.ca else "",
                                                           args.port))
     return 0

@@ -23,7 +23,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from microsmtp_host import devconfig, unixport
+from microsmtp_host import devconfig, mpremote_cmd, unixport
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = ROOT / "boards" / "esp32" / "main.py"
@@ -37,16 +37,6 @@ class DemoFailed(Exception):
 
 def section(title):
     print("\n== %s %s" % (title, "=" * max(3, 72 - len(title))), flush=True)
-
-
-def mpremote_cmd(device, *args):
-    # `resume`: the unix port has no soft reset (a real board would not mind either).
-    return [sys.executable, "-m", "mpremote", "connect", device, "resume", *args]
-
-
-def mpremote(device, *args, timeout=60):
-    return subprocess.run(mpremote_cmd(device, *args), capture_output=True, text=True,
-                          timeout=timeout)
 
 
 def config_for(catcher, user, password):
@@ -69,27 +59,22 @@ def config_for(catcher, user, password):
 def run_app(device, on_line):
     """`import main` on the board, its output printed as it comes; on_line(line) for each
     line. The board's whole output."""
-    import threading
 
-    proc = subprocess.Popen(mpremote_cmd(device, "exec", "import main"),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    timer = threading.Timer(RUN_TIMEOUT, proc.kill)
-    timer.start()
-    lines = []
+    def show(line):
+        print("  board | %s" % line, flush=True)
+        on_line(line)
+
     try:
-        for line in proc.stdout:
-            line = line.rstrip("\r\n")
-            print("  board | %s" % line, flush=True)
-            lines.append(line)
-            on_line(line)
-    finally:
-        timer.cancel()
-        proc.stdout.close()
-        code = proc.wait()
-    if code:
-        raise DemoFailed("the app on the board did not finish (exit code %d, %s)"
-                         % (code, "killed after %d s" % RUN_TIMEOUT if code < 0 else
-                            "see its output above"))
+        lines = mpremote_cmd.run(device, "exec", "import main", timeout=RUN_TIMEOUT,
+                                 on_line=show)
+    except mpremote_cmd.MpremoteError as e:
+        if e.timed_out:
+            why = "killed after %d s" % RUN_TIMEOUT
+        elif e.returncode is not None:
+            why = "exit code %d, see its output above" % e.returncode
+        else:
+            why = str(e)
+        raise DemoFailed("the app on the board did not finish (%s)" % why) from None
     return "\n".join(lines)
 
 
@@ -140,9 +125,10 @@ def main():
                 raise DemoFailed("deploy failed (exit code %d)" % code)
             ca_file = tmp / "ca.pem"
             ca.cert_pem.write_to_path(str(ca_file))
-            res = mpremote(device, "fs", "cp", str(ca_file), ":ca.pem")
-            if res.returncode:
-                raise DemoFailed("copying the CA to the board failed: %s" % res.stderr)
+            try:
+                mpremote_cmd.run(device, "fs", "cp", str(ca_file), ":ca.pem")
+            except mpremote_cmd.MpremoteError as e:
+                raise DemoFailed("copying the CA to the board failed: %s" % e) from None
             print("ca.pem copied to the board (cadata in config.json)")
 
             section("5. The mail server goes down")

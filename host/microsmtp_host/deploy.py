@@ -16,16 +16,16 @@ just deployed.
 --config copies a local config.json (docs/CONFIG.md; it holds secrets, so it never comes
 from the repository) to config.json; --app copies the board's app to main.py (run at boot).
 
-Every mpremote command is `mpremote connect PORT resume ...`: `resume` skips mpremote's soft
-reset, which a board survives but the unix port (the virtual board) does not do; it costs a
-board nothing (mpremote's Ctrl-C still stops a running program). Board paths are relative
-(":lib/...", ":config.json"): the board's working directory, / on a board, the board's
-folder on the virtual board. --dry-run prints the commands and touches nothing.
+Every mpremote command is `mpremote connect PORT resume ...` (mpremote_cmd.py: why `resume`).
+Board paths are relative (":lib/...", ":config.json"): the board's working directory, / on a
+board, the board's folder on the virtual board. --dry-run prints the commands and touches
+nothing.
 """
 
-import os
 import sys
 from pathlib import Path
+
+from . import mpremote_cmd
 
 ROOT = Path(__file__).resolve().parents[2]
 FIRMWARE = ROOT / "firmware" / "microsmtp"
@@ -83,10 +83,6 @@ def _error(text):
     return CLIError(text)
 
 
-def _mpremote(port, *args):
-    return ["mpremote", "connect", port, "resume", *args]
-
-
 def _show(cmd):
     import shlex
 
@@ -101,43 +97,20 @@ def _tool(name):
     return str(here) if here.exists() else shutil.which(name)
 
 
-def _run(cmd, what):
+def _run(port, what, *commands):
     """Run one mpremote command, its output streamed as indented progress lines; return
-    those lines. Failure: CLIError with mpremote's last line."""
-    import subprocess
-    import threading
+    those lines (blank ones left out). Failure: CLIError naming the step, with mpremote's
+    last line."""
 
-    argv = [sys.executable, "-m", "mpremote", *cmd[1:]] if cmd[0] == "mpremote" else cmd
+    def show(line):
+        if line.strip() and not line.startswith(("microsmtp-probe ", "microsmtp-files ")):
+            print("      " + line.rstrip(), flush=True)
+
     try:
-        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, text=True, errors="replace")
-    except OSError as e:
-        raise _error("cannot run %s: %s" % (cmd[0], e.strerror))
-    expired = []
-    timer = threading.Timer(STEP_TIMEOUT, lambda: (expired.append(1), proc.kill()))
-    timer.start()
-    lines = []
-    try:
-        for line in proc.stdout:
-            line = line.rstrip()
-            if line:
-                lines.append(line)
-                if not line.startswith(("microsmtp-probe ", "microsmtp-files ")):
-                    print("      " + line, flush=True)
-        code = proc.wait()
-    finally:
-        timer.cancel()
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        proc.stdout.close()
-    if code != 0:
-        if expired:
-            raise _error("%s: no answer within %d s (is the port a MicroPython board?)"
-                         % (what, STEP_TIMEOUT))
-        last = lines[-1] if lines else "%s exited with code %d" % (cmd[0], code)
-        raise _error("%s failed: %s" % (what, last))
-    return lines
+        lines = mpremote_cmd.run(port, *commands, timeout=STEP_TIMEOUT, on_line=show)
+    except mpremote_cmd.MpremoteError as e:
+        raise _error("%s failed: %s" % (what, e)) from None
+    return [ln.rstrip() for ln in lines if ln.strip()]
 
 
 def _package_files():
@@ -183,10 +156,11 @@ def _check_inputs(args):
             raise _error("no such app file: %s" % args.app)
         if args.app.suffix != ".py":
             raise _error("the app must be a .py file: %s" % args.app)
-    port = args.port
-    if not args.dry_run and os.sep in port and not os.path.exists(port):
-        raise _error("no such port: %s (is the board plugged in, or `microsmtp board` "
-                     "running?)" % port)
+    if not args.dry_run:
+        try:
+            mpremote_cmd.check_port(args.port)
+        except mpremote_cmd.MpremoteError as e:
+            raise _error(str(e)) from None
 
 
 def decode_mpy(mpy):
@@ -253,11 +227,10 @@ def run(args):
             print("[%d/%d] %s" % (next(step), steps, text), flush=True)
 
     def mpremote(what, *cmd):
-        cmd = _mpremote(port, *cmd)
         if dry:
-            print(_show(cmd))
+            print(mpremote_cmd.shown(port, *cmd))
             return []
-        return _run(cmd, what)
+        return _run(port, what, *cmd)
 
     if dry:
         print("# microsmtp deploy --dry-run: the commands, in order (nothing is run)")

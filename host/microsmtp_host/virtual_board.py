@@ -86,7 +86,7 @@ class VirtualBoard:
     """The MicroPython unix port on a pty, its filesystem the folder `folder`.
 
         with VirtualBoard(tmp) as board:       # or board.start() ... board.stop()
-            subprocess.run(["mpremote", "connect", board.device, "resume", "exec", "..."])
+            mpremote_cmd.run(board.device, "exec", "...")   # mpremote connect DEV resume
 
     log: a callable given one-line notices (the board restarted, ...), or None."""
 
@@ -419,6 +419,7 @@ def add_parser(parser):
 def run(args):
     import re
 
+    from . import mpremote_cmd
     from .cli import CLIError
 
     folder = args.dir if args.dir is not None else default_dir()
@@ -444,7 +445,7 @@ def run(args):
         print("Virtual board (MicroPython unix port, heap %s) on %s" % (args.heap, device))
         print("Its filesystem: %s" % board.folder)
         print("Deploy:  microsmtp deploy --port %s --config CONFIG.json --app APP.py" % device)
-        print("Run:     mpremote connect %s resume exec \"import main\"" % device)
+        print("Run:     %s" % mpremote_cmd.shown(device, "exec", "import main"))
         print("Ctrl-C stops the board.", flush=True)
         while not stop.is_set() and board.alive:
             stop.wait(0.5)
