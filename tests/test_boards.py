@@ -342,6 +342,7 @@ def test_alert_logic_on_cpython(board):
         assert got == case[-1], case[0]
 
 
+@pytest.mark.unixport
 @pytest.mark.parametrize("board", APPS)
 def test_alert_logic_on_micropython(board, tmp_path):
     (tmp_path / "cases.json").write_text(json.dumps(CASES))
@@ -639,6 +640,7 @@ def run_virtual_board(board, tmp_path, port, readings, min_interval,
                         cwd=tmp_path, timeout=60)
 
 
+@pytest.mark.unixport
 @pytest.mark.parametrize("board", APPS)
 @pytest.mark.parametrize("readings, min_interval, alerts", [
     (30, 600, 1),  # up across 85 and down past 80: one crossing
@@ -667,6 +669,7 @@ def queued(folder):
     return sorted(p.name for p in (folder / "outbox").iterdir() if p.is_file())
 
 
+@pytest.mark.unixport
 @pytest.mark.parametrize("board", APPS)
 def test_virtual_board_keeps_an_alert_through_an_outage_and_a_reboot(board, catcher,
                                                                      tmp_path):
@@ -693,6 +696,7 @@ def test_virtual_board_keeps_an_alert_through_an_outage_and_a_reboot(board, catc
     assert queued(tmp_path) == []
 
 
+@pytest.mark.unixport
 @pytest.mark.parametrize("board", APPS)
 def test_virtual_board_moves_a_refused_alert_to_dead(board, catcher, tmp_path):
     handler, port = catcher
@@ -785,6 +789,7 @@ def test_an_alert_raised_while_wifi_is_down_goes_out_when_it_is_back(board, catc
     assert sorted(os.listdir(tmp_path / "outbox")) == ["dead", "tmp"]  # nothing left
 
 
+@pytest.mark.unixport
 @pytest.mark.parametrize("board", APPS)
 def test_virtual_board_without_a_usable_outbox_sends_directly(board, catcher, tmp_path):
     # The outbox folder cannot be made (its path is a file): the app says so and mails
@@ -816,6 +821,7 @@ BAD_CONFIGS = [
 ]
 
 
+@pytest.mark.unixport
 @pytest.mark.parametrize("board", APPS)
 @pytest.mark.parametrize("changes, words", BAD_CONFIGS,
                          ids=[re.sub(r"\W+", "-", words)[:32] for _, words in BAD_CONFIGS])

@@ -1,6 +1,6 @@
 """The catcher (`microsmtp catch`): SMTP in, a Maildir file out, /messages.json and the page,
 attachments as downloads, AUTH, the command itself (start, a log line per mail, SIGTERM),
-and the page in a real headless Chromium (Debian's `chromium`, installed by `make setup`):
+and the page in a real headless Chromium (Debian's `chromium`, installed by `make test`):
 the decoded subject is rendered, mail content is escaped, and the page refreshes itself
 when mail arrives while it is open."""
 
@@ -648,7 +648,8 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-
 def chromium():
     path = shutil.which("chromium")
     if path is None:
-        pytest.fail("chromium not found: run make setup (as root it installs Debian's chromium)")
+        pytest.fail("chromium not found: make test installs Debian's chromium as root; "
+                    "otherwise run: sudo apt-get install chromium")
     return path
 
 

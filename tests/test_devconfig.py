@@ -12,7 +12,7 @@ import sys
 
 import pytest
 from microsmtp_host import cli, devconfig
-from microsmtp_host.virtual_board import VirtualBoard, unix_port_available
+from microsmtp_host.virtual_board import VirtualBoard
 
 
 def good_config():
@@ -86,7 +86,7 @@ def test_hwtest_writes_its_config_for_its_owner_only(tmp_path, monkeypatch):
     assert seen == [0o600]
 
 
-@pytest.mark.skipif(not unix_port_available(), reason="needs the MicroPython unix port")
+@pytest.mark.unixport
 def test_demo_writes_its_config_for_its_owner_only(monkeypatch):
     from microsmtp_host import demo
 
@@ -102,7 +102,7 @@ def test_demo_writes_its_config_for_its_owner_only(monkeypatch):
     assert seen == [0o600]
 
 
-@pytest.mark.skipif(not unix_port_available(), reason="needs the MicroPython unix port")
+@pytest.mark.unixport
 @pytest.mark.parametrize("existing", [False, True], ids=["new-folder", "old-0755-folder"])
 def test_virtual_board_keeps_config_json_private(existing, tmp_path, capsys):
     # `microsmtp config --port` onto the virtual board, started under umask 000: its folder

@@ -215,6 +215,7 @@ def heap_sends(srv, sends, tmp_path, mp_dir):
     return results
 
 
+@pytest.mark.unixport
 def test_body_streams_with_the_heap_locked(server, tmp_path, mp_heap_dir):
     # MicroPython only (heap_lock, mem_total). Send 1 warms the client up; send 2 reads its
     # 100 KB body under heap_lock() from the first byte to the last, so its success means
@@ -233,6 +234,7 @@ def test_body_streams_with_the_heap_locked(server, tmp_path, mp_heap_dir):
         assert BODY_100K.replace(b"\n", b"\r\n") in m["content"]
 
 
+@pytest.mark.unixport
 def test_second_alert_allocation(server, tmp_path, mp_heap_dir):
     # What a whole send of a 1 KB alert allocates (mem_total() delta, freed garbage
     # included) once its client has sent one, on the 64-bit unix port with the code in

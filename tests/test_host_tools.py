@@ -404,6 +404,7 @@ def test_config_dry_run_shows_the_mpremote_command(tmp_path, capsys):
     assert "mpremote connect /dev/ttyUSB0 resume fs cp <config> :config.json" in out
 
 
+@pytest.mark.unixport
 def test_config_to_the_virtual_board_with_its_ca(tmp_path, ca, capsys):
     """microsmtp config --port: mpremote puts config.json (and the CA) on the board."""
     from microsmtp_host.virtual_board import VirtualBoard

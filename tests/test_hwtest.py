@@ -7,10 +7,9 @@ import os
 
 import pytest
 from microsmtp_host import hwtest
-from microsmtp_host.virtual_board import VirtualBoard, unix_port_available
+from microsmtp_host.virtual_board import VirtualBoard
 
-pytestmark = pytest.mark.skipif(not unix_port_available(),
-                                reason="needs the MicroPython unix port")
+pytestmark = pytest.mark.unixport  # skipped, with the reason, where it cannot run
 
 # A config.json of the board's own, as `microsmtp config` would have put there.
 BOARD_CONFIG = {"smtp": {"server": "smtp.example.com", "port": 587, "password": "s3cret",

@@ -289,6 +289,7 @@ def mp_send_dir(tmp_path_factory):
                                 tmp_path_factory.mktemp("mp_send_inj"))
 
 
+@pytest.mark.unixport
 @pytest.mark.parametrize("body", CASE3, ids=[repr(b) for b in CASE3])
 def test_smuggling_bodies_micropython(smtp_proxy, mp_send_dir, tmp_path, body):
     srv, proxy = smtp_proxy
@@ -463,6 +464,7 @@ def test_client_domain_with_a_command_refused():
         _client(RecordingNet([]), client_domain="[1.2.3.4] MAIL FROM:<a@b>]")
 
 
+@pytest.mark.unixport
 def test_micropython_checks_addresses_as_cpython_does(tmp_path):
     """The same check on the unix port (code as on a board): 600 addresses generated with a
     fixed seed, hostile and valid, get the same verdict on both runtimes."""

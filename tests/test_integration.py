@@ -697,6 +697,7 @@ def test_long_ehlo_reply_fits_a_small_heap(runtime, server, send):
     assert len(server.handler.messages) == 2
 
 
+@pytest.mark.unixport
 @pytest.mark.parametrize("mech", ["PLAIN", "LOGIN"])
 def test_mpy_imported_into_ram(mech, server, send):
     """.mpy files on a board's filesystem are loaded into the heap: runtimes.RAM_HEAP."""
@@ -705,6 +706,7 @@ def test_mpy_imported_into_ram(mech, server, send):
     assert got["auth"] is True and got["rcpt_tos"] == [RCPT]
 
 
+@pytest.mark.unixport
 def test_library_sends_in_the_board_heap(server, send, tmp_path, monkeypatch):
     """The bar: an AUTH send of a 100 KB body (from a file, as a board would) in
     runtimes.BOARD_HEAP (33K; 32K before the engine of issue 10), code in flash. Tests that

@@ -56,6 +56,7 @@ def test_boards_have_native_emitters():
     assert {"xtensawin", "armv6m", "rv32imc"} <= set(ARCHS), ARCHS
 
 
+@pytest.mark.unixport
 def test_viper_needs_march(tmp_path):
     """Without -march mpy-cross refuses native code: every build of the firmware names one.
     The .mpy records it in its header (byte 2, bits 2-7: py/persistentcode.h), and the unix

@@ -69,7 +69,11 @@ def server():
 
 
 @pytest.fixture
-def mp_dir(tmp_path_factory):
+def mp_dir(runtime, tmp_path_factory):
+    """The MicroPython side's modules, compiled for the unix port; none for CPython (so its
+    runs need no mpy-cross, nor the x86-64 the unix port's .mpy files are built for)."""
+    if runtime != "micropython":
+        return None
     return runtimes.compile_mpy([runtimes.ROOT / "tests" / "outbox_ops.py",
                                  runtimes.ROOT / "tests" / "mp_outbox.py"],
                                 tmp_path_factory.mktemp("mp_outbox"))

@@ -12,9 +12,12 @@ import subprocess
 import sys
 import time
 
+import pytest
 import runtimes
 from microsmtp_host import unixport
 from test_integration import LoopbackController
+
+pytestmark = pytest.mark.unixport
 
 TRIALS = 200
 SEED = 20261128

@@ -215,6 +215,7 @@ def test_seeded_batch_cpython():
         assert outcomes.get(step), outcomes
 
 
+@pytest.mark.unixport
 @pytest.mark.timeout(300)
 def test_seeded_batch_micropython(tmp_path):
     batch = _mp_batch()

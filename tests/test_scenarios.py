@@ -118,6 +118,7 @@ def test_cpython(sc, tmp_path):
     _check(sc, res)
 
 
+@pytest.mark.unixport
 @pytest.mark.parametrize("sc", SCENARIOS, ids=IDS)
 def test_micropython(sc, micropython_results):
     results, proc = micropython_results

@@ -1,5 +1,5 @@
 """The scripted fault matrix (tests/scenarios.py) again, from a real server: Postfix's smtp-sink
-(Debian package postfix; `make setup` installs it when run as root), on both runtimes.
+(Debian package postfix; `make test` installs it when run as root), on both runtimes.
 
 Each fault option of smtp-sink maps onto one outcome of the scripted matrix, each of its
 command names onto one of the client's steps, and every send must end as the scripted scenario
@@ -37,7 +37,7 @@ DELAY = 4  # seconds smtp-sink waits before a -W reply: above every timeout in T
 
 pytestmark = [
     pytest.mark.skipif(not os.access(SINK, os.X_OK),
-                       reason="no smtp-sink (Debian package postfix; `make setup` as root)"),
+                       reason="no smtp-sink (Debian package postfix; `make test` as root)"),
     pytest.mark.timeout(60),
 ]
 both = pytest.mark.parametrize("runtime", RUNTIMES)
@@ -351,6 +351,7 @@ print(json.dumps(out))
 """
 
 
+@pytest.mark.unixport
 def test_a_send_allocates_little_more_than_the_platform_makes(sink, tmp_path):
     """micropython.mem_total() over a send on the unix port (64-bit), once a client has
     sent one. On a new connection, the platform's: the resolver's answer (168 B), the

@@ -30,6 +30,7 @@ def micropython_units(tmp_path_factory):
     return results, proc
 
 
+@pytest.mark.unixport
 @pytest.mark.parametrize("name", unit_cases.CASES)
 def test_micropython(name, micropython_units):
     results, proc = micropython_units

