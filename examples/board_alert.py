@@ -17,7 +17,7 @@ while not wlan.isconnected() and time.ticks_diff(time.ticks_ms(), start) < 20000
 smtp = cfg["smtp"]
 client = microsmtp.Client(smtp["server"], smtp["port"], from_address=smtp["from"],
                           username=smtp.get("username"), password=smtp.get("password"),
-                          cadata=smtp.get("cadata"))  # the CA file on the board: "/ca.pem"
+                          cadata=smtp.get("cadata"))  # the CA file's path on the board
 try:
     client.send(smtp["to"], "Boiler at 92 °C", "Burner still on.\n", microsmtp.PRIORITY_HIGH)
     print("sent")

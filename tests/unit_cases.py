@@ -215,30 +215,27 @@ def case_client_rejects_bad_config():
           "mail_send returns the status")
 
 
-class _StreamlessSocket:
-    """A socket class without MicroPython's stream methods (readinto, write): CPython's."""
-
-    def recv_into(self, buf):
-        return 0
-
-
-class _StreamlessNet:
-    SOCK_STREAM = 1
-    socket = _StreamlessSocket
-
-    def getaddrinfo(self, *args):
-        return []
-
-
 def case_client_checks_net_before_anything_is_sent():
     # A wrong net= is a TypeError at Client(), naming the fix; not an AttributeError about
-    # `write` from deep inside the first send.
+    # `write` from deep inside the first send. (The fakes are local: a module global more
+    # can grow this file's globals table in the unix port's shared units heap.)
     import sys
+
+    class StreamlessSocket:  # a socket class without readinto and write: CPython's
+        def recv_into(self, buf):
+            return 0
+
+    class StreamlessNet:
+        SOCK_STREAM = 1
+        socket = StreamlessSocket
+
+        def getaddrinfo(self, *args):
+            return []
 
     def client(net):
         return microsmtp.Client("mail.test", from_address="dev@example.org", net=net)
 
-    for net in (object(), "socket", _StreamlessNet()):
+    for net in (object(), "socket", StreamlessNet()):
         e = raises(TypeError, client, net)
         check(str(e) == "net must be a MicroPython socket module (on CPython: "
                         "microsmtp_host.Client)", "the sentence: %s" % e)

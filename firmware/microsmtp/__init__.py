@@ -153,10 +153,6 @@ class Client:
                 from .secure import ca_certs  # only for clients that use TLS
 
                 ca = ca_certs(cadata)
-        if pool is None:
-            pool = BufferPool()
-        elif not isinstance(pool, BufferPool):
-            raise TypeError("pool must be a BufferPool")
         if net is None:
             import socket as net
         # Checked here, not met at the first write deep in a send: a module without a
@@ -165,6 +161,10 @@ class Client:
         if not hasattr(net, "getaddrinfo") or k is None or \
                 isinstance(k, type) and not hasattr(k, "readinto"):
             raise TypeError(_NET)
+        if pool is None:
+            pool = BufferPool()
+        elif not isinstance(pool, BufferPool):
+            raise TypeError("pool must be a BufferPool")
         self.pool = pool
         self._net = net
         self._driver = None  # transport.Driver, made at the first mail
