@@ -126,7 +126,7 @@ fuzz: setup mpy
 
 # lint: ruff over every Python tree (bench/ only once it exists)
 lint: setup
-	$(VENV)/bin/ruff check firmware host tests boards $(wildcard bench)
+	$(VENV)/bin/ruff check firmware host tests boards examples $(wildcard bench)
 
 # clean: everything the targets above made
 clean:

@@ -1,20 +1,21 @@
 """The heap `import microsmtp` costs after each way to install it, on the MicroPython unix port.
 
 Run by `make bench` after bench.py (or alone: .venv/bin/python bench/install_heap.py
-[--no-readme]). Writes build/install_heap.json and README §1's table between the
-bench:install markers. The three installs, each laid out as it lands in a board's lib/:
+[--no-readme]). Writes build/install_heap.json, README §1's table between the
+bench:install markers and docs/DESIGN.md's between the bench:install-design markers.
+The three installs, each laid out as it lands in a board's lib/:
 - index: what `mpremote mip install --index URL microsmtp` installs from `make index`
   (bytecode .mpy, native.mpy and the native_<N>.mpy of every architecture);
 - mpy: what `microsmtp deploy --mpy` installs (.mpy, native code for the board's arch:
   x64 here, as `make mpy` builds them);
 - py: the sources (`mpremote mip install github:...`, `./package.json`, `microsmtp deploy`,
   `mip install --no-mpy`), compiled by the board at import;
-- and, for the design's sake (README §10), the index's other possible shape: bytecode .mpy
-  with native.py shipped as source, compiled by the board at import.
+- and, for the design's sake (docs/DESIGN.md), the index's other possible shape: bytecode
+  .mpy with native.py shipped as source, compiled by the board at import.
 Figures: the heap held once imported (gc.mem_alloc() after gc.collect(), bench/mp_install.py)
 and the smallest -X heapsize (1 KB steps) in which the import succeeds, which also pays for
 compiling .py source at import. The send after it costs the same for all three: the same
-code is loaded (README §6)."""
+code is loaded (README §4)."""
 
 import argparse
 import datetime
@@ -33,6 +34,8 @@ import report  # noqa: E402
 from microsmtp_host import mipindex, unixport  # noqa: E402
 
 OUT = ROOT / "build" / "install_heap.json"
+# Where each block goes: {file: [(begin, end, the function of the data that renders it)]}.
+README, DESIGN = ROOT / "README.md", ROOT / "docs" / "DESIGN.md"
 BEGIN, END = "<!-- bench:install:begin -->", "<!-- bench:install:end -->"
 DESIGN_BEGIN, DESIGN_END = ("<!-- bench:install-design:begin -->",
                             "<!-- bench:install-design:end -->")
@@ -42,7 +45,7 @@ LABELS = {
     "mpy": "`microsmtp deploy --mpy`",
     "py": "`.py` source: `mip install github:…`, `./package.json`, `microsmtp deploy`",
 }
-# Not an install anyone gets: the index as it could have been (README §10 says why not).
+# Not an install anyone gets: the index as it could have been (docs/DESIGN.md says why not).
 OTHER = {"index_native_py": "an index with `native.py` as source (not built)"}
 
 
@@ -144,7 +147,7 @@ def block(data):
 
 
 def design_block(data):
-    """README §10: the index with native code per architecture against native.py as source."""
+    """docs/DESIGN.md: the index with native code per architecture against native.py as source."""
     rows = HEAD + [_row(LABELS["index"], data["installs"]["index"])]
     rows += [_row(label, data["installs"][name]) for name, label in OTHER.items()]
     rows += ["", "| `microsmtp.native` (the viper loops) imported alone | heap held "
@@ -158,11 +161,21 @@ def design_block(data):
     return "\n".join(rows + ["", _measured(data)])
 
 
+def write_blocks(data, readme=README, design=DESIGN):
+    """README §1's table and docs/DESIGN.md's, each between its markers (each file must
+    hold its markers exactly once: report.replace_block)."""
+    for path, begin, end, render in ((readme, BEGIN, END, block),
+                                     (design, DESIGN_BEGIN, DESIGN_END, design_block)):
+        path.write_text(report.replace_block(path.read_text(encoding="utf-8"), begin, end,
+                                             render(data)), encoding="utf-8")
+
+
 def main(argv=None):
     import subprocess
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--no-readme", action="store_true", help="leave README.md alone")
+    parser.add_argument("--no-readme", action="store_true",
+                        help="leave README.md and docs/DESIGN.md alone")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="microsmtp-install-heap-") as tmp:
         installs = measure(Path(tmp))
@@ -180,11 +193,8 @@ def main(argv=None):
     print()
     print(design_block(data))
     if not args.no_readme:
-        readme = ROOT / "README.md"
-        text = report.replace_block(readme.read_text(), BEGIN, END, block(data))
-        text = report.replace_block(text, DESIGN_BEGIN, DESIGN_END, design_block(data))
-        readme.write_text(text)
-    print("\nwrote %s%s" % (OUT, "" if args.no_readme else ", README.md"))
+        write_blocks(data)
+    print("\nwrote %s%s" % (OUT, "" if args.no_readme else ", README.md, docs/DESIGN.md"))
 
 
 if __name__ == "__main__":

@@ -118,14 +118,14 @@ def machine_line(data):
 
 
 def bench_block(data):
-    """What goes between README's bench markers in section 8."""
+    """What goes between README's bench markers in section 6."""
     prose = ("Measured " + machine_line(data) + " How each figure is made: "
              "`build/bench.json`, key `methods`.")
     return "\n".join([table(data), "", textwrap.fill(prose, 92, break_on_hyphens=False)])
 
 
 def memory_block(data):
-    """What goes between the memory markers in section 6: the smallest heaps."""
+    """What goes between the memory markers in section 4: the smallest heaps."""
     clients = data["clients"]
     lines = ["| smallest `-X heapsize` (1 KB steps) | .mpy in RAM | code in flash (ROMFS) |",
              "|---|---|---|"]

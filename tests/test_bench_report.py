@@ -174,3 +174,34 @@ def test_ratios_are_over_smtp_source_and_romfs():
     assert mem["import heap\nRAM ÷ ROMFS"] == {"mp_ram": pytest.approx(38976 / 18560),
                                                 "mp_rom": 1}
     assert mem["alloc 1 MB\n÷ alloc 1 KB"]["mp_rom"] == pytest.approx(2261968 / 20744)
+
+
+# --- bench/install_heap.py: README §1's table and docs/DESIGN.md's ------------------------
+
+def _install(files, held, kb):
+    return {"files": files, "file_bytes": files * 1000, "held_bytes": held,
+            "smallest_heap_kb": kb, "native_alone": {"held_bytes": 1000, "smallest_heap_kb": 9}}
+
+
+INSTALLS = {"date": "2026-11-30", "micropython": "1.29.0", "commit": "abc1234",
+            "installs": {"index": _install(23, 39000, 50), "mpy": _install(12, 38000, 49),
+                         "py": _install(12, 45000, 136),
+                         "index_native_py": _install(12, 38700, 51)}}
+
+
+def test_install_heap_writes_each_block_into_its_own_file(tmp_path):
+    import install_heap
+
+    readme, design = tmp_path / "README.md", tmp_path / "DESIGN.md"
+    readme.write_text((ROOT / "README.md").read_text(encoding="utf-8"), encoding="utf-8")
+    design.write_text((ROOT / "docs" / "DESIGN.md").read_text(encoding="utf-8"),
+                      encoding="utf-8")
+    install_heap.write_blocks(INSTALLS, readme, design)
+    once = readme.read_text(encoding="utf-8"), design.read_text(encoding="utf-8")
+    install_heap.write_blocks(INSTALLS, readme, design)
+    assert (readme.read_text(encoding="utf-8"), design.read_text(encoding="utf-8")) == once
+    assert "\n| `microsmtp deploy --mpy` | 12, 12 000 B | 38 000 B | 49K |" in once[0]
+    assert "install-design" not in once[0]  # the design's table lives in docs/DESIGN.md
+    assert "\n| an index with `native.py` as source (not built) | 12, 12 000 B | 38 700 B " \
+           "| 51K |" in once[1]
+    assert install_heap.BEGIN not in once[1]

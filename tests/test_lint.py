@@ -10,6 +10,6 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_ruff_clean():
     ruff = Path(sys.executable).parent / "ruff"
     proc = subprocess.run([str(ruff), "check", "--output-format", "concise", "firmware", "host",
-                           "tests", "bench", "boards"], cwd=ROOT, capture_output=True, text=True,
-                          timeout=120)
+                           "tests", "bench", "boards", "examples"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -354,7 +354,11 @@ def test_a_second_refusal_does_not_overwrite_the_first_in_dead(runtime, server, 
 
 LAZY = """import sys
 import microsmtp
-client = microsmtp.Client("127.0.0.1", 25, from_address="boiler@example.org")
+try:
+    from microsmtp_host.shim import net  # CPython: sockets with MicroPython's methods
+except ImportError:
+    net = None  # MicroPython: its own socket module
+client = microsmtp.Client("127.0.0.1", 25, from_address="boiler@example.org", net=net)
 print(sorted(m for m in ("microsmtp.outbox", "microsmtp.secure", "json") if m in sys.modules))
 """
 

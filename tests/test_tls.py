@@ -1116,6 +1116,6 @@ def test_bad_tls_value():
 
 def test_client_repr_keeps_secrets():
     client = microsmtp.Client("mail.example.com", 587, from_address=SENDER, username=USER,
-                              password=PASSWORD, oauth_token=TOKEN, insecure=True)
+                              password=PASSWORD, oauth_token=TOKEN, insecure=True, net=net)
     for secret in secrets_of():
         assert secret not in repr(client)

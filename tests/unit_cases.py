@@ -138,7 +138,7 @@ def _parse_reply(reply):
     if c is None:  # one client for every parse: this harness shares a small heap
         # Credentials: the mechanisms a server lists are kept for AUTH only (s.auth.mechs).
         c = _PARSER[0] = microsmtp.Client("mail.test", from_address="dev@example.org",
-                                          client_domain="dev.example.org", net=object(),
+                                          client_domain="dev.example.org", net=_NoNetwork(),
                                           username="dev", password="pw",
                                           allow_plaintext_auth=True,
                                           auth=microsmtp.AUTH_NONE)
@@ -185,7 +185,7 @@ def case_input_checks():
 
 def case_client_rejects_bad_config():
     def client(**kw):
-        args = {"from_address": "dev@example.org"}
+        args = {"from_address": "dev@example.org", "net": _NoNetwork()}
         args.update(kw)
         return microsmtp.Client(args.pop("server", "mail.test"), args.pop("port", 25), **args)
 
@@ -213,6 +213,38 @@ def case_client_rejects_bad_config():
     check(e.status == microsmtp.CLIENT_NOT_INITIALIZED, "closed client")
     check(c.mail_send("ops@example.org", 2, "s", "b") == microsmtp.CLIENT_NOT_INITIALIZED,
           "mail_send returns the status")
+
+
+def case_client_checks_net_before_anything_is_sent():
+    # A wrong net= is a TypeError at Client(), naming the fix; not an AttributeError about
+    # `write` from deep inside the first send. (The fakes are local: a module global more
+    # can grow this file's globals table in the unix port's shared units heap.)
+    import sys
+
+    class StreamlessSocket:  # a socket class without readinto and write: CPython's
+        def recv_into(self, buf):
+            return 0
+
+    class StreamlessNet:
+        SOCK_STREAM = 1
+        socket = StreamlessSocket
+
+        def getaddrinfo(self, *args):
+            return []
+
+    def client(net):
+        return microsmtp.Client("mail.test", from_address="dev@example.org", net=net)
+
+    for net in (object(), "socket", StreamlessNet()):
+        e = raises(TypeError, client, net)
+        check(str(e) == "net must be a MicroPython socket module (on CPython: "
+                        "microsmtp_host.Client)", "the sentence: %s" % e)
+    check(client(_NoNetwork()).pool.available() == 4, "a module with a resolver and sockets")
+    if sys.implementation.name == "micropython":
+        client(None).close()  # the board's own socket module, the default
+    else:
+        e = raises(TypeError, client, None)  # CPython's socket module: no readinto, no write
+        check("microsmtp_host.Client" in str(e), "names the fix: %s" % e)
 
 
 class _NoMemoryFor:
@@ -249,7 +281,7 @@ def case_lazy_session_module_without_memory():
     # session.py loads at a client's first session() or mail_send(): no heap for it is an
     # SMTPError (mail_send: its status) like any MemoryError of a send, and the client
     # stays usable.
-    c = microsmtp.Client("mail.test", from_address="dev@example.org", net=object())
+    c = microsmtp.Client("mail.test", from_address="dev@example.org", net=_NoNetwork())
     microsmtp.Client.mail_send = _MAIL_SEND  # as before its first call
     with _NoMemoryFor("session"):
         e = raises(microsmtp.SMTPError, c.session)
@@ -270,7 +302,7 @@ def case_lazy_session_module_without_memory():
 def case_lazy_literal_module_without_memory():
     # literal.py (the address-literal grammar) loads the first time a value holds one: no
     # heap for it is an SMTPError before anything is sent, not a MemoryError.
-    c = microsmtp.Client("mail.test", from_address="dev@example.org", net=object())
+    c = microsmtp.Client("mail.test", from_address="dev@example.org", net=_NoNetwork())
     with _NoMemoryFor("literal"):
         e = raises(microsmtp.SMTPError, c.send, "ops@[192.0.2.1]", "s", "b")
         check(e.status == microsmtp.PACKET_ALLOCATE_ERROR, "an SMTPError, not MemoryError")
@@ -285,6 +317,9 @@ class _NoNetwork:
 
     def getaddrinfo(self, *args):
         raise OSError(-2)
+
+    def socket(self, *args):
+        raise OSError(-1)
 
 
 def case_lazy_secure_module_without_memory():

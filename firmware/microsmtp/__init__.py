@@ -78,6 +78,7 @@ _OPEN = const(2)
 _MAIL = const(6)  # protocol.py's OP_MAIL: what Driver.loop yields between mails
 _F_SINGLE = const(64)  # protocol.py's Session.flags bit: one mail, QUIT may go with its "."
 _OUT_OF_MEMORY = const("Out of memory during the session; the connection was closed (SESSION).")
+_NET = const("net must be a MicroPython socket module (on CPython: microsmtp_host.Client)")
 
 # NetX Duo's defaults, seconds (NX_SMTP_CLIENT_*_TIMEOUT); QUIT waits at most "quit".
 TIMEOUTS = {"connect": 10, "greeting": 10, "envelope": 10, "message": 30, "quit": 5}
@@ -152,12 +153,18 @@ class Client:
                 from .secure import ca_certs  # only for clients that use TLS
 
                 ca = ca_certs(cadata)
+        if net is None:
+            import socket as net
+        # Checked here, not met at the first write deep in a send: a module without a
+        # resolver, or one whose socket class lacks MicroPython's stream methods (CPython's).
+        k = getattr(net, "socket", None)
+        if not hasattr(net, "getaddrinfo") or k is None or \
+                isinstance(k, type) and not hasattr(k, "readinto"):
+            raise TypeError(_NET)
         if pool is None:
             pool = BufferPool()
         elif not isinstance(pool, BufferPool):
             raise TypeError("pool must be a BufferPool")
-        if net is None:
-            import socket as net
         self.pool = pool
         self._net = net
         self._driver = None  # transport.Driver, made at the first mail

@@ -41,6 +41,10 @@ class _Offline:
     def getaddrinfo(*args):
         raise OSError(-2, "offline: checking the config only")
 
+    @staticmethod
+    def socket(*args):
+        raise OSError(-1, "offline: checking the config only")
+
 
 # Client's parameter names that start its error messages, as the config names them.
 _FIELDS = {"server": "server", "port": "port", "from_address": "from", "username": "username",
