@@ -520,6 +520,78 @@ def tls_scenarios():
     ]
 
 
+# --- issue 12: a pinned CRAM-MD5 or XOAUTH2 the server does not offer ----------------------
+# Refused before any AUTH line (no blind "AUTH CRAM-MD5" -> 504): AUTHENTICATION_ERROR, the
+# session QUITs, and the same client then sends through a server that offers it ("next").
+XOAUTH2_CREDS = dict(CREDS, password=None, oauth_token=TOKEN)
+CRAM_CAPS = "250-mail.test\r\n250-8BITMIME\r\n250 AUTH PLAIN LOGIN CRAM-MD5\r\n"
+
+
+def cram_ok():
+    return [C("AUTH CRAM-MD5\r\n"),
+            S("334 %s\r\n" % base64.b64encode(CRAM_CHALLENGE.encode()).decode()),
+            C(cram_answer() + "\r\n"), S("235 2.7.0 ok\r\n")]
+
+
+XOAUTH2_OK = [C("AUTH XOAUTH2 %s\r\n" % XOAUTH2_IR), S("235 2.7.0 ok\r\n")]
+OK_SCRIPTS["cram_md5"] = session(caps=CRAM_CAPS, auth=cram_ok())
+OK_SCRIPTS["xoauth2"] = session(caps="250-mail.test\r\n250 AUTH PLAIN XOAUTH2\r\n",
+                                auth=XOAUTH2_OK)
+
+
+def pinned_scenarios():
+    refused = [S(GREETING), C(EHLO)]
+    tls_start = [S(GREETING), C(EHLO), S(CAPS_TLS), C("STARTTLS\r\n"), S("220 go ahead\r\n"),
+                 ["tls"], C(EHLO)]
+    fix = "; set auth=AUTH_AUTO or a mechanism it offers (AUTH)."
+    return [
+        {"name": "pinned_cram_md5_not_offered", "client": dict(CREDS, auth="CRAM_MD5"),
+         "script": refused + [S(CAPS)] + QUIT, "expect": "AUTHENTICATION_ERROR",
+         "step": "AUTH", "reply_code": None, "temporary": False, "next": "cram_md5",
+         "error_contains": "The server does not offer AUTH CRAM-MD5 (it offers PLAIN LOGIN)"
+         + fix, "wire_excludes": ["AUTH"]},
+        {"name": "pinned_xoauth2_not_offered", "client": dict(XOAUTH2_CREDS, auth="XOAUTH2"),
+         "script": refused + [S(CRAM_CAPS)] + QUIT, "expect": "AUTHENTICATION_ERROR",
+         "step": "AUTH", "temporary": False, "next": "xoauth2",
+         "error_contains": "does not offer AUTH XOAUTH2 (it offers CRAM-MD5 PLAIN LOGIN)",
+         "wire_excludes": ["AUTH"]},
+        # No AUTH at all: not offered (PLAIN and LOGIN keep guide rule 1 and try PLAIN).
+        {"name": "pinned_cram_md5_no_auth_listed", "client": dict(CREDS, auth="CRAM_MD5"),
+         "script": refused + [S(CAPS_NOAUTH)] + QUIT, "expect": "AUTHENTICATION_ERROR",
+         "next": "cram_md5", "wire_excludes": ["AUTH"],
+         "error_contains": "(its EHLO reply lists no AUTH; some servers offer it only over "
+         "TLS)"},
+        # A bare "AUTH" (RFC 4954 wants a mechanism after it) or only unknown names.
+        {"name": "pinned_xoauth2_bare_auth", "client": dict(XOAUTH2_CREDS, auth="XOAUTH2"),
+         "script": refused + [S("250-mail.test\r\n250-AUTH\r\n250 DSN\r\n")] + QUIT,
+         "expect": "AUTHENTICATION_ERROR", "next": "xoauth2", "wire_excludes": ["AUTH"],
+         "error_contains": "(its AUTH line names no mechanism microsmtp knows)"},
+        {"name": "pinned_cram_md5_unknown_names", "client": dict(CREDS, auth="CRAM_MD5"),
+         "script": refused + [S("250-mail.test\r\n250 AUTH GSSAPI NTLM\r\n")] + QUIT,
+         "expect": "AUTHENTICATION_ERROR", "next": "cram_md5", "wire_excludes": ["AUTH"],
+         "error_contains": "(its AUTH line names no mechanism microsmtp knows)"},
+        # After STARTTLS only the new EHLO counts (RFC 3207 §4.2); no TLS hint then.
+        {"name": "starttls_pinned_cram_md5_not_offered", "client": dict(TLS, auth="CRAM_MD5"),
+         "script": tls_start + [S("250-mail.test\r\n250 AUTH PLAIN\r\n")] + QUIT,
+         "expect": "AUTHENTICATION_ERROR", "secure": True, "reusable": False,
+         "error_contains": "(it offers PLAIN)" + fix, "error_excludes": ["only over TLS"]},
+        {"name": "starttls_pinned_xoauth2_no_auth", "client": dict(TLS, auth="XOAUTH2",
+                                                                   password=None,
+                                                                   oauth_token=TOKEN),
+         "script": tls_start + [S("250-mail.test\r\n250 DSN\r\n")] + QUIT,
+         "expect": "AUTHENTICATION_ERROR", "reusable": False,
+         "error_contains": "(its EHLO reply lists no AUTH)" + fix},
+        # Pinned and offered: used as before, whatever else is listed.
+        {"name": "pinned_cram_md5_offered", "client": dict(CREDS, auth="CRAM_MD5"),
+         "script": OK_SCRIPTS["cram_md5"], "expect": "SUCCESS", "next": "cram_md5"},
+        {"name": "pinned_xoauth2_offered", "client": dict(XOAUTH2_CREDS, auth="XOAUTH2"),
+         "script": OK_SCRIPTS["xoauth2"], "expect": "SUCCESS", "next": "xoauth2"},
+        # PLAIN pinned against the same server keeps the guide's rules: it is offered.
+        {"name": "pinned_plain_with_cram_listed", "client": dict(CREDS, auth="PLAIN"),
+         "script": session(caps=CRAM_CAPS, auth=PLAIN_OK), "expect": "SUCCESS"},
+    ]
+
+
 OK_SCRIPTS["starttls"] = [
     S(GREETING), C(EHLO), S(CAPS_TLS), C("STARTTLS\r\n"), S("220 go ahead\r\n"), ["tls"],
     C(EHLO), S("250-mail.test\r\n250 AUTH PLAIN\r\n")] + PLAIN_OK + envelope() + QUIT
@@ -588,10 +660,11 @@ def hardening():
         TOKEN.encode(), XOAUTH2_IR.encode())).decode()
     out.append({"name": "xoauth2_echo_in_json_and_reply",
                 "client": dict(CREDS, auth="XOAUTH2", password=None, oauth_token=TOKEN),
-                "script": ehlo + [C("AUTH XOAUTH2 %s\r\n" % XOAUTH2_IR),
-                                  S("334 %s\r\n" % json_echo), C("\r\n"),
-                                  S(reply(535, ["5.7.8 " + XOAUTH2_IR[:20],
-                                                XOAUTH2_IR[20:]]))]
+                "script": ehlo[:2] + [S("250-mail.test\r\n250 AUTH PLAIN XOAUTH2\r\n"),
+                                      C("AUTH XOAUTH2 %s\r\n" % XOAUTH2_IR),
+                                      S("334 %s\r\n" % json_echo), C("\r\n"),
+                                      S(reply(535, ["5.7.8 " + XOAUTH2_IR[:20],
+                                                    XOAUTH2_IR[20:]]))]
                 + QUIT, "expect": "AUTH_REPLY_ERROR", "reply_code": 535,
                 "error_contains": "token is expired", "secrets": secret_forms(token=TOKEN),
                 "reply": "", "reusable": False})
@@ -862,4 +935,5 @@ def sizes():
 
 
 def all_scenarios():
-    return matrix() + netx() + more() + tls_scenarios() + hardening() + pipelining() + sizes()
+    return (matrix() + netx() + more() + tls_scenarios() + pinned_scenarios() + hardening()
+            + pipelining() + sizes())

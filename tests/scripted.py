@@ -314,6 +314,7 @@ def run(microsmtp, sc, ok_script, wire=None):
     # The same client must be reusable at once: a new connection, EHLO again, success.
     auth = cfg.get("username") and cfg.get("auth") != "NONE"
     kind = {1: "starttls", 2: "implicit"}.get(cfg.get("tls"), "auth" if auth else "noauth")
+    kind = sc.get("next", kind)  # a follow-up script of its own (OK_SCRIPTS' keys)
     net2 = ScriptedNet(ok_script(kind))
     client._net = net2
     try:

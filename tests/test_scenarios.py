@@ -11,7 +11,7 @@ import scripted
 
 SCENARIOS = scenarios.all_scenarios()
 IDS = [sc["name"] for sc in SCENARIOS]
-RUNNER_KEYS = ("name", "script", "client", "send", "connect")
+RUNNER_KEYS = ("name", "script", "client", "send", "connect", "next")
 
 
 def test_scenario_names_unique():

@@ -581,6 +581,28 @@ def test_pinned_mechanism_over_tls(runtime, kind, mech, aio_server, send):
 
 @both
 @pytest.mark.parametrize("kind", list(TLS_KINDS))
+@pytest.mark.parametrize("mech, offered, listed", [
+    ("CRAM_MD5", ("PLAIN", "LOGIN"), "PLAIN LOGIN"),
+    ("XOAUTH2", ("PLAIN", "LOGIN", "CRAM-MD5"), "CRAM-MD5 PLAIN LOGIN"),
+], ids=["cram-md5", "xoauth2"])
+def test_pinned_mechanism_not_offered(runtime, kind, mech, offered, listed, aio_server, send):
+    """Issue 12: a pinned mechanism the server's EHLO does not list is refused before any
+    AUTH line (no blind "AUTH CRAM-MD5" -> 504): AUTHENTICATION_ERROR, then QUIT."""
+    srv = aio_server(kind, mechs=offered)
+    creds = {"token": TOKEN, "password": None} if mech == "XOAUTH2" else {}
+    res = send(runtime, srv.port, tls=TLS_KINDS[kind], auth=mech, timeouts=SHORT, **creds)
+    assert res["status"] == microsmtp.AUTHENTICATION_ERROR == 0xA0, res
+    assert res["step"] == "AUTH" and res["reply_code"] is None, res
+    assert "The server does not offer AUTH %s (it offers %s); set auth=AUTH_AUTO" % (
+        mech.replace("_", "-"), listed) in res["error"], res
+    srv.settle()
+    assert srv.handler.auth_commands() == [] and srv.handler.auth_log == []
+    assert srv.handler.commands(secure=True) == ["EHLO", "QUIT"]
+    assert srv.handler.messages == []
+
+
+@both
+@pytest.mark.parametrize("kind", list(TLS_KINDS))
 @pytest.mark.parametrize("offered, creds, expected", [
     (None, {}, "CRAM-MD5"),  # all four offered, a password: CRAM-MD5 is the strongest
     (None, {"token": TOKEN}, "XOAUTH2"),  # a token as well: XOAUTH2 first

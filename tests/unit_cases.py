@@ -369,8 +369,9 @@ def case_error_classification():
 
 
 def case_auth_fallback_rules():
-    P, L, N = microsmtp.AUTH_PLAIN, microsmtp.AUTH_LOGIN, microsmtp.AUTH_NONE
-    mp, ml, mc = _MECH[P], _MECH[L], _MECH[microsmtp.AUTH_CRAM_MD5]
+    P, L, N, C = (microsmtp.AUTH_PLAIN, microsmtp.AUTH_LOGIN, microsmtp.AUTH_NONE,
+                  microsmtp.AUTH_CRAM_MD5)
+    mp, ml, mc = _MECH[P], _MECH[L], _MECH[C]
     rules = (  # configured, AUTH listed, mechanisms offered, credentials -> used
         (P, False, 0, True, P),  # guide 1: nothing listed -> PLAIN
         (L, False, 0, True, P),
@@ -384,6 +385,9 @@ def case_auth_fallback_rules():
         (L, True, mc, True, P),  # NetX regression 3: only unknown names -> PLAIN
         (L, True, mp | ml, True, L),
         (P, True, mp | ml, True, P),
+        (P, True, 0, True, P),  # a bare "AUTH": guide rule 1 still tries PLAIN ...
+        (C, True, 0, True, -C),  # ... a pinned CRAM-MD5 is not offered (issue 12)
+        (C, True, mp | ml, True, -C),
     )
     for configured, listed, offered, creds, want in rules:
         got = auth.choose(configured, listed, offered, creds)
@@ -408,8 +412,12 @@ def case_auth_strongest_first():
         (A, every, 1, mc | mp, L),
         (A, mc | mp | ml, 1, mc | mp | ml, N),  # all too weak: give up
         (A, every, 0, 0, N),  # nothing to authenticate with
-        (C, mp, 1, 0, C),  # pinned: used as asked
-        (X, mp, 2, 0, X),
+        (C, mp | mc, 1, 0, C),  # pinned and offered: used as asked
+        (X, mp | mx, 2, 0, X),
+        (C, mp | ml, 1, 0, -C),  # pinned, not offered: minus it, refused before AUTH
+        (X, mp | ml | mc, 3, 0, -X),  # (issue 12: no blind "AUTH X" -> 504)
+        (C, 0, 1, 0, -C),  # no AUTH listed, or none microsmtp knows: not offered either
+        (X, 0, 2, 0, -X),
         (C, every, 1, mc, N),  # a pinned mechanism is not swapped after 534
     )
     for configured, offered, creds, tried, want in rules:

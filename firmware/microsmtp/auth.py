@@ -17,6 +17,7 @@ _CAP_AUTH = const(16)
 _F_SECURE = const(2)
 _N_SEND = const(1)
 _N_LONG = const(5)
+_AUTHENTICATION_ERROR = const(0xA0)
 _AUTH_REPLY_ERROR = const(0xAD)
 _PLAINTEXT_AUTH_REFUSED = const(0xD6)
 _LINE_MAX = const(512)
@@ -54,7 +55,8 @@ def b64(data):
 
 
 def choose(configured, listed, offered, creds, tried=0):
-    """The mechanism to use next (an AUTH_* value), or AUTH_NONE.
+    """The mechanism to use next (an AUTH_* value), AUTH_NONE, or minus a pinned
+    mechanism the server does not offer.
 
     listed: the server's EHLO had an AUTH line; offered: the _MECH_* bits it named;
     creds: 1 a password, 2 a token, 3 both; tried: _MECH_* bits already refused with 534
@@ -78,7 +80,11 @@ def choose(configured, listed, offered, creds, tried=0):
     if tried:
         return _AUTH_NONE  # a pinned mechanism is not swapped for another after 534
     if configured == _AUTH_CRAM_MD5 or configured == _AUTH_XOAUTH2:
-        return configured
+        # Pinned: microsmtp's own mechanisms (NetX has no rule for them), sent only when
+        # the server names them; a blind "AUTH CRAM-MD5" earns a 504 (issue 12). No AUTH
+        # listed, or one naming nothing microsmtp knows (a bare "AUTH" breaks RFC 4954's
+        # grammar) counts as not offered too.
+        return configured if offered & (1 << (configured - 1)) else -configured
     # The NetX Duo user guide's rules for PLAIN, LOGIN and NONE.
     if configured == _AUTH_NONE:
         if not listed:
@@ -204,6 +210,11 @@ class Login:
         """Choose the next mechanism and write its AUTH line into tx; what the engine does."""
         mech = choose(self.configured, s.caps & _CAP_AUTH, self.mechs,
                       (self.password is not None) | (self.token is not None) << 1, self.tried)
+        if mech < 0:
+            # Pinned and not offered (choose): said before any AUTH line goes out; the
+            # engine then QUITs. (A method: its locals here would take start()'s frame off
+            # the C stack, 152 B every AUTH; named as Session's, an interned name.)
+            raise self.refusal(s, -mech)
         if mech == _AUTH_NONE:
             if self.tried:
                 raise s.refusal(_AUTH_REPLY_ERROR, "Every AUTH mechanism was refused as too "
@@ -241,6 +252,25 @@ class Login:
             s.put(self.answer)
             s.put(b"\r\n")
         return _N_SEND
+
+    def refusal(self, s, mech):
+        """The SMTPError for a pinned mechanism the server's EHLO does not list. Only the
+        names microsmtp knows can be given; a server lists others too (GSSAPI, NTLM)."""
+        s.step = "AUTH"
+        s.code = 0
+        why = b""
+        for m in _STRENGTH:
+            if self.mechs & 1 << (m - 1):
+                why += b" " + name(m)
+        if why:
+            why = "it offers%s" % why.decode()
+        elif s.caps & _CAP_AUTH:
+            why = "its AUTH line names no mechanism microsmtp knows"
+        else:
+            why = "its EHLO reply lists no AUTH" + (
+                "" if s.flags & _F_SECURE else "; some servers offer it only over TLS")
+        return s.refusal(_AUTHENTICATION_ERROR, "The server does not offer AUTH %s (%s); set "
+                         "auth=AUTH_AUTO or a mechanism it offers" % (name(mech).decode(), why))
 
     def reply(self, s):
         """What the reply to an AUTH line, an answer or a "*" means."""
