@@ -54,7 +54,7 @@ define apt-get
 	fi
 endef
 
-.PHONY: chromium smtp-sink
+.PHONY: chromium smtp-sink sasl
 # chromium: Debian's chromium, for the catcher's browser tests (tests/test_catcher.py) only
 chromium:
 	$(call apt-get,chromium,chromium,the browser tests of tests/test_catcher.py)
@@ -66,6 +66,12 @@ smtp-sink:
 	@[ "$$(id -u)" != 0 ] || command -v smtp-sink >/dev/null || [ -x /usr/sbin/smtp-sink ] || \
 		echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
 	$(call apt-get,smtp-sink,postfix,tests/test_smtp_sink.py and make bench)
+
+# sasl: Cyrus SASL's saslpasswd2 and its PLAIN, LOGIN and CRAM-MD5 modules, for the private
+# Postfix of tests/test_postfix.py (tests/postfix_server.py: its own config, queue and log;
+# the system's Postfix stays unconfigured and stopped)
+sasl: smtp-sink
+	$(call apt-get,saslpasswd2,sasl2-bin libsasl2-modules,tests/test_postfix.py)
 
 # mpy: firmware/microsmtp/*.py -> build/mpy/microsmtp/*.mpy (MICROPYPATH=build/mpy for the unix port)
 mpy: setup $(MPY_OUT)
@@ -87,7 +93,7 @@ index: setup
 	$(PY) -m microsmtp_host.mipindex build/index
 
 # test: the whole pytest suite (CPython through the shim and the MicroPython unix port)
-test: setup mpy chromium smtp-sink
+test: setup mpy chromium smtp-sink sasl
 	$(PY) -m pytest
 
 # demo: a mail sent by the firmware code to a local catcher

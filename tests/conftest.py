@@ -1,4 +1,7 @@
+import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "host"))
@@ -24,3 +27,43 @@ def pytest_collection_modifyitems(config, items):
         if item.get_closest_marker("unixport") or (
                 params is not None and params.params.get("runtime") == "micropython"):
             item.add_marker(skip)
+
+
+# --- a private Postfix (tests/postfix_server.py), one for the whole run ----------------------
+
+def in_ci():
+    """CI (the CI variable most CI services set, or .ci/run's MICROSMTP_CI): servers that
+    cannot start there fail their tests instead of skipping them (issue 12, item 7)."""
+    return bool(os.environ.get("CI") or os.environ.get("MICROSMTP_CI"))
+
+
+@pytest.fixture(scope="session")
+def postfix():
+    """A started postfix_server.Postfix with SASL user alice (password postfix_server.
+    PASSWORD) and .ca_pem, the path of the trustme CA its certificate comes from; stopped,
+    and its folder removed, at the end of the run. Skipped where Postfix cannot run, except
+    in CI, where that fails."""
+    import postfix_server
+    import trustme
+
+    why = postfix_server.missing()
+    if why:
+        if in_ci():
+            pytest.fail("CI must run the Postfix tests: " + why)
+        pytest.skip(why)
+    # Not under pytest's 0700 temporary tree: Postfix's daemons (user postfix) write the
+    # Maildir and read the sasldb here.
+    root = tempfile.mkdtemp(prefix="microsmtp-postfix-")
+    ca = trustme.CA()
+    cert = ca.issue_cert("localhost", "127.0.0.1")
+    srv = postfix_server.Postfix(root, b"".join(p.bytes() for p in cert.cert_chain_pems),
+                                 cert.private_key_pem.bytes(),
+                                 {postfix_server.USER: postfix_server.PASSWORD})
+    srv.ca_pem = os.path.join(root, "ca.pem")
+    ca.cert_pem.write_to_path(srv.ca_pem)
+    try:
+        srv.start()
+        yield srv
+    finally:
+        srv.stop()
+        shutil.rmtree(root, ignore_errors=True)

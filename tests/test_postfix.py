@@ -1,0 +1,334 @@
+"""Real Postfix (3.7, Debian) as the server, on both runtimes (issue 12, item 3's Postfix
+half): the private instance of tests/postfix_server.py (the session fixture `postfix` in
+conftest.py), strict settings on every port (bare LF rejected with no exclusions,
+unauthorised pipelining forbidden, SIZE 200000), delivery into a virtual Maildir read here.
+
+After every test Postfix's log is read: a "bare <LF>" or "improper command pipelining"
+line fails it, whatever the client reported."""
+
+import email
+import email.policy
+import json
+import os
+import re
+import socket
+
+import microsmtp
+import postfix_server
+import pytest
+import runtimes
+import trustme
+from microsmtp_host.shim import net
+
+TLS_HEAP = os.environ.get("MICROSMTP_TLS_HEAP", "64K")  # as tests/test_tls.py
+RUNTIMES = ("cpython", "micropython")
+SENDER = "boiler@example.com"
+RCPT = "ops@example.org"
+HOST = "localhost"  # the name in the certificate
+
+pytestmark = pytest.mark.timeout(90)
+both = pytest.mark.parametrize("runtime", RUNTIMES)
+
+
+# --- every test: an empty Maildir before, a clean log after ----------------------------------
+
+@pytest.fixture
+def pf(postfix):
+    postfix.clear()
+    postfix.mark_log()  # what earlier tests logged is not this test's
+    yield postfix
+    log = postfix.settled_log()
+    bad = [line for line in log.splitlines()
+           if any(word in line for word in postfix_server.BAD_LOG)]
+    assert not bad, "Postfix warned:\n" + "\n".join(bad)
+
+
+# --- the two runtimes ------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def mp_send_dir(tmp_path_factory):
+    return runtimes.compile_mpy([runtimes.ROOT / "tests" / "mp_send.py"],
+                                tmp_path_factory.mktemp("mp_send_postfix"))
+
+
+@pytest.fixture
+def send(request, tmp_path, pf):
+    """send(runtime, port, **options) -> the result dict of one send (status 0: success).
+
+    options: tls (TLS_*), auth ("NONE", "PLAIN", "LOGIN", "CRAM_MD5", "AUTO"), password,
+    cadata (a CA file; default the one Postfix's certificate comes from), body (text),
+    body_file (a path: the body streamed from a file), to."""
+
+    def run(runtime, port, **options):
+        cfg = {"server": HOST, "port": pf.ports[port], "from": SENDER,
+               "to": options.get("to", [RCPT]), "subject": "Boiler alert",
+               "body": options.get("body", "Pressure low.\n"),
+               "body_file": options.get("body_file"), "repeat": 1,
+               "client_domain": "boiler.example.com", "username": postfix_server.USER,
+               "password": options.get("password", postfix_server.PASSWORD),
+               "auth": options.get("auth", "NONE"),
+               "tls": options.get("tls", microsmtp.TLS_STARTTLS),
+               "cadata": options.get("cadata", pf.ca_pem),
+               "timeouts": {"connect": 5, "greeting": 10, "envelope": 10, "message": 20,
+                            "quit": 5}}
+        if runtime == "cpython":
+            res = _send_cpython(cfg)
+        else:
+            res = _send_micropython(cfg, request.getfixturevalue("mp_send_dir"), tmp_path)
+        assert res["pool_full"], "a pool buffer leaked: %r" % res
+        return res
+
+    return run
+
+
+def _send_cpython(cfg):
+    client = microsmtp.Client(
+        cfg["server"], cfg["port"], from_address=cfg["from"], username=cfg["username"],
+        password=cfg["password"], client_domain=cfg["client_domain"],
+        auth=getattr(microsmtp, "AUTH_" + cfg["auth"]), timeouts=cfg["timeouts"], net=net,
+        tls=cfg["tls"], cadata=cfg["cadata"])
+    res = {"status": 0, "step": None, "reply_code": None, "error": None, "reply": None}
+    f = open(cfg["body_file"], "rb") if cfg["body_file"] else None
+    try:
+        client.send(cfg["to"], cfg["subject"], f or cfg["body"])
+    except microsmtp.SMTPError as e:
+        res = {"status": e.status, "step": e.step, "reply_code": e.reply_code,
+               "error": str(e), "reply": e.reply}
+    finally:
+        if f:
+            f.close()
+    res["pool_full"] = client.pool.available() == client.pool.count
+    return res
+
+
+def _send_micropython(cfg, mp_dir, tmp_path):
+    # The body through a file (the unix port's argv and a small heap's JSON stay small).
+    text = tmp_path / "body.txt"
+    text.write_bytes(cfg["body"].encode())
+    cfg = dict(cfg, body="", body_text_file=str(text))
+    path = tmp_path / "mp_send.json"
+    path.write_text(json.dumps(cfg))
+    proc = runtimes.run_micropython("mp_send", [str(path)], [mp_dir, runtimes.firmware_mpy()],
+                                    timeout=60, heap=TLS_HEAP)
+    results = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert len(results) == 1, "MicroPython (heap %s) exit %d: %s" % (
+        TLS_HEAP, proc.returncode, (proc.stderr or proc.stdout)[-2000:])
+    return results[0]
+
+
+# --- what Postfix delivered ------------------------------------------------------------------
+
+def delivered_one(pf, mailbox="ops"):
+    """The one message Postfix delivered (parsed), once its log says it was delivered, and
+    there is exactly one in the Maildir."""
+    log = pf.wait_log("status=sent")
+    assert log.count("status=sent (delivered to maildir)") == 1, log
+    files = pf.wait_messages(1, mailbox)
+    assert len(files) == 1, files
+    raw = files[0].read_bytes()
+    return raw, email.message_from_bytes(raw, policy=email.policy.default)
+
+
+def normalised(body):
+    """The body as it must arrive: every CR, LF and CRLF one line end, a last one added."""
+    body = body.encode().replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    return body if body.endswith(b"\n") else body + b"\n"
+
+
+def check_body(msg, body):
+    """The decoded body is `body`, byte for byte (the Maildir keeps LF line ends)."""
+    got = msg.get_payload(decode=True).replace(b"\r\n", b"\n")
+    assert got == normalised(body)
+
+
+def ok(res):
+    assert res["status"] == 0, res
+
+
+# --- every port, every mechanism -------------------------------------------------------------
+
+MECHS = {"PLAIN": "PLAIN", "LOGIN": "LOGIN", "CRAM_MD5": "CRAM-MD5"}
+# The strongest of what Postfix offers here (PLAIN LOGIN CRAM-MD5): the one that never
+# sends the password.
+AUTO_PICKS = "CRAM-MD5"
+PORT_TLS = {"submission": microsmtp.TLS_STARTTLS, "implicit": microsmtp.TLS_IMPLICIT}
+
+
+@both
+@pytest.mark.parametrize("port", ["plain", "discard"])
+def test_plain_port_starttls_no_auth(runtime, port, pf, send):
+    ok(send(runtime, port, tls=microsmtp.TLS_STARTTLS, auth="NONE"))
+    raw, msg = delivered_one(pf)
+    assert msg["Subject"] == "Boiler alert"
+    check_body(msg, "Pressure low.\n")
+    log = pf.log()
+    assert "TLS connection established" in log and "sasl_method" not in log
+
+
+@both
+@pytest.mark.parametrize("port", list(PORT_TLS))
+@pytest.mark.parametrize("mech", list(MECHS) + ["AUTO"])
+def test_auth_port_mechanism(runtime, port, mech, pf, send):
+    ok(send(runtime, port, tls=PORT_TLS[port], auth=mech))
+    delivered_one(pf)
+    used = re.findall(r"sasl_method=([\w-]+), sasl_username=(\S+)", pf.log())
+    want = AUTO_PICKS if mech == "AUTO" else MECHS[mech]
+    assert used[-1] == (want, "%s@%s" % (postfix_server.USER, postfix_server.SASL_REALM))
+
+
+# --- bodies, byte-exact ----------------------------------------------------------------------
+
+LONG_LINE = "y" * 1500  # over 998 octets: only quoted-printable can carry it
+BODIES = {
+    "dot-lines": ".\n..\n.x\nmiddle\n.\n..\n.x\nend\n..\n.x\n.\n",
+    "smuggling": "before\n.\r\nMAIL FROM:<evil@example.net>\r\nafter\r\n.\nx\n.\n\r\r\n",
+    "bare-cr-lf": "one\ntwo\r\rfour\r\nfive",
+    "utf-8": "Temperatur 92 °C\nÜberdruck ✓ — prüfen\n.ünd\n",
+    "long-line": LONG_LINE + "\n.dot\nx=y\ntrailing space \n" + "z" * 73 + ".\n.\nend\n",
+}
+
+
+@both
+@pytest.mark.parametrize("name", list(BODIES))
+def test_body_byte_exact(runtime, name, pf, send):
+    ok(send(runtime, "plain", body=BODIES[name]))
+    raw, msg = delivered_one(pf)
+    check_body(msg, BODIES[name])
+    cte = msg["Content-Transfer-Encoding"]
+    if name == "long-line":
+        assert cte == "quoted-printable"
+    if name == "utf-8":
+        assert cte == "8bit"  # Postfix offers 8BITMIME here
+
+
+@both
+def test_file_body_with_a_long_line(runtime, pf, send, tmp_path):
+    body = BODIES["long-line"] + "é\n"
+    path = tmp_path / "alert.txt"
+    path.write_bytes(body.encode())
+    ok(send(runtime, "submission", auth="PLAIN", body_file=str(path)))
+    raw, msg = delivered_one(pf)
+    assert msg["Content-Transfer-Encoding"] == "quoted-printable"
+    assert max(len(line) for line in raw.split(b"\n")) <= 998
+    check_body(msg, body)
+
+
+@both
+def test_no_pipelining_no_8bitmime(runtime, pf, send):
+    # smtpd_discard_ehlo_keywords = pipelining, 8bitmime: one command a turn (Postfix's
+    # smtpd_forbid_unauth_pipelining would log anything written ahead), 8-bit text as
+    # quoted-printable.
+    ok(send(runtime, "discard", body=BODIES["utf-8"]))
+    raw, msg = delivered_one(pf)
+    assert msg["Content-Transfer-Encoding"] == "quoted-printable"
+    assert max(raw) < 128
+    check_body(msg, BODIES["utf-8"])
+
+
+# --- refusals --------------------------------------------------------------------------------
+
+@both
+def test_too_big_refused_before_upload(runtime, pf, send, tmp_path):
+    # SIZE 200000 in Postfix's EHLO reply: the client knows the file's size and sends
+    # nothing of it: no MAIL reaches Postfix, nothing is queued.
+    path = tmp_path / "big.txt"
+    path.write_bytes(b"0123456789abcdef" * 15000 + b"\n")  # 240 KB
+    res = send(runtime, "submission", auth="PLAIN", body_file=str(path))
+    assert res["status"] == microsmtp.OVERSIZE_MAIL_DATA, res
+    log = pf.settled_log()
+    assert "mail=" not in log and "message-id=" not in log, log
+    assert not pf.messages()
+
+
+@both
+def test_wrong_password(runtime, pf, send):
+    res = send(runtime, "submission", auth="PLAIN", password="wr0ng-Zebra-pa55")
+    assert res["status"] == microsmtp.AUTH_REPLY_ERROR, res
+    assert res["reply_code"] == 535, res
+    # Postfix's words ("535 5.7.8 Error: authentication failed: ...") are in its log; the
+    # client keeps no server text from AUTH on purpose (protocol.py's _text: a server that
+    # echoes must not put a credential into an error), so its sentence is its own.
+    assert "wrong username or password" in res["error"], res
+    assert not res["reply"] and "wr0ng" not in res["error"], res
+    log = pf.settled_log()
+    assert "SASL PLAIN authentication failed" in log, log
+    assert "message-id=" not in log, log
+    assert not pf.messages()
+
+
+@pytest.fixture(scope="module")
+def other_ca(tmp_path_factory):
+    path = tmp_path_factory.mktemp("other-ca") / "ca.pem"
+    trustme.CA().cert_pem.write_to_path(str(path))
+    return str(path)
+
+
+@both
+@pytest.mark.parametrize("port", list(PORT_TLS))
+def test_wrong_ca(runtime, port, pf, send, other_ca):
+    res = send(runtime, port, tls=PORT_TLS[port], auth="PLAIN", cadata=other_ca)
+    assert res["status"] == microsmtp.TLS_CERT_ERROR, res
+    log = pf.settled_log()
+    assert "auth=" not in log and "sasl_" not in log and "mail=" not in log, log
+    assert not pf.messages()
+
+
+# --- pipelining on and off, several mails a session ------------------------------------------
+
+@both
+@pytest.mark.parametrize("port", ["plain", "discard"], ids=["PIPELINING", "no-PIPELINING"])
+def test_session_of_three_mails(runtime, port, pf, tmp_path):
+    # One client.session() (tests/mp_session.py: no TLS, no AUTH) with three mails, the
+    # second to two mailboxes: MAIL, RCPT... and DATA go as one write where PIPELINING is
+    # offered, one at a time where it is hidden; smtpd_forbid_unauth_pipelining would log
+    # (and refuse) any command written ahead of its turn.
+    rcpts = [[RCPT], [RCPT, "pager@example.org"], [RCPT]]
+    mails = [{"to": to, "subject": "Boiler alert %d" % i, "body": "Pressure low (%d).\n" % i}
+             for i, to in enumerate(rcpts)]
+    cfg = {"server": "127.0.0.1", "port": pf.ports[port], "from": SENDER, "mails": mails,
+           "client_domain": "boiler.example.com",
+           "timeouts": {"greeting": 10, "envelope": 10, "message": 20, "quit": 5}}
+    results, end = runtimes.session(runtime, cfg, tmp_path)
+    assert [r["status"] for r in results] == [0, 0, 0], results
+    assert end["pool_full"]
+    ops, pager = pf.wait_messages(3), pf.wait_messages(1, "pager")
+    assert len(ops) == 3 and len(pager) == 1, (ops, pager)
+    subjects = sorted(email.message_from_bytes(f.read_bytes())["Subject"] for f in ops)
+    assert subjects == [m["subject"] for m in mails]
+    log = pf.wait_log("status=sent", 4)
+    assert log.count(" connect from ") == 1, log  # one connection for the three
+    assert log.count("status=sent (delivered to maildir)") == 4, log
+
+
+def test_the_log_guard_sees_what_it_looks_for(postfix):
+    """The words the `pf` fixture looks for are the ones this Postfix logs: a bare LF in
+    DATA, and a command written ahead where PIPELINING was not offered."""
+    postfix.clear()
+    postfix.mark_log()
+    with socket.create_connection(("127.0.0.1", postfix.ports["plain"]), 5) as s:
+        s.settimeout(10)
+        f = s.makefile("rb")
+        f.readline()
+        for cmd in (b"EHLO x", b"MAIL FROM:<a@example.com>", b"RCPT TO:<%s>" % RCPT.encode(),
+                    b"DATA"):
+            s.sendall(cmd + b"\r\n")
+            while f.readline()[3:4] == b"-":  # to the last line of the reply
+                pass
+        s.sendall(b"Subject: x\r\n\r\nbare\nLF\r\n.\r\n")
+        assert f.readline().startswith(b"550 "), "Postfix took a bare LF"
+        s.sendall(b"QUIT\r\n")
+        f.readline()
+        f.close()  # (its own reference to the connection)
+    with socket.create_connection(("127.0.0.1", postfix.ports["plain"]), 5) as s:
+        s.settimeout(10)
+        # MAIL written with HELO, whose reply never offers PIPELINING
+        s.sendall(b"HELO x\r\nMAIL FROM:<a@example.com>\r\n")
+        data = b""
+        while chunk := s.recv(1000):  # Postfix hangs up after its 554
+            data += chunk
+        assert b"554 5.5.0 Error: SMTP protocol synchronization" in data, data
+    log = postfix.settled_log()
+    for word in postfix_server.BAD_LOG:
+        assert word in log, (word, log)
+    assert not postfix.messages()
+    postfix.mark_log()
