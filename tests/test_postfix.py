@@ -256,6 +256,22 @@ def test_wrong_password(runtime, pf, send):
     assert not pf.messages()
 
 
+@both
+def test_pinned_mechanism_not_offered_is_never_sent(runtime, pf, send):
+    # The plain port offers STARTTLS but no AUTH at all: a pinned CRAM-MD5 fails after the
+    # second EHLO, before any AUTH line (issue 12: no blind "AUTH CRAM-MD5" -> 504).
+    res = send(runtime, "plain", auth="CRAM_MD5")
+    assert res["status"] == microsmtp.AUTHENTICATION_ERROR, res
+    assert "does not offer AUTH CRAM-MD5" in res["error"], res
+    log = pf.settled_log()
+    assert "TLS connection established" in log, log  # it got as far as TLS
+    # Postfix's count of the session's commands: EHLO, STARTTLS, EHLO, QUIT; no auth=.
+    assert re.search(r"disconnect from \S+ ehlo=2 starttls=1 quit=1 commands=4$", log,
+                     re.M), log
+    assert "auth=" not in log and "sasl_" not in log, log
+    assert not pf.messages()
+
+
 @pytest.fixture(scope="module")
 def other_ca(tmp_path_factory):
     path = tmp_path_factory.mktemp("other-ca") / "ca.pem"
