@@ -67,3 +67,49 @@ def postfix():
     finally:
         srv.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def pf(postfix):
+    """`postfix` for one test: an empty Maildir before; after, its log must hold no line of
+    postfix_server.BAD_LOG (what earlier tests logged is not this test's)."""
+    import postfix_server
+
+    postfix.clear()
+    postfix.mark_log()
+    yield postfix
+    log = postfix.settled_log()
+    bad = [line for line in log.splitlines()
+           if any(word in line for word in postfix_server.BAD_LOG)]
+    assert not bad, "Postfix warned:\n" + "\n".join(bad)
+
+
+@pytest.fixture(scope="session")
+def postfix_mp_send_dir(tmp_path_factory):
+    import runtimes
+
+    return runtimes.compile_mpy([runtimes.ROOT / "tests" / "mp_send.py"],
+                                tmp_path_factory.mktemp("mp_send_postfix"))
+
+
+@pytest.fixture
+def postfix_send(request, tmp_path, pf):
+    """send(runtime, port, **options) -> the result dict of one send to the private Postfix
+    (status 0: success), on "cpython" or "micropython".
+
+    options: tls (TLS_*), auth ("NONE", "PLAIN", "LOGIN", "CRAM_MD5", "AUTO"), password,
+    cadata (a CA file; default the one Postfix's certificate comes from), body (text),
+    body_file (a path: the body streamed from a file), to, sender, subject, priority."""
+    import postfix_server
+
+    def run(runtime, port, **options):
+        cfg = postfix_server.send_config(pf, port, **options)
+        if runtime == "cpython":
+            res = postfix_server.send_cpython(cfg)
+        else:
+            res = postfix_server.send_micropython(
+                cfg, request.getfixturevalue("postfix_mp_send_dir"), tmp_path)
+        assert res["pool_full"], "a pool buffer leaked: %r" % res
+        return res
+
+    return run

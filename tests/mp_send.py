@@ -33,7 +33,8 @@ for _ in range(cfg.get("repeat") or 1):
     gc.collect()
     before = micropython.mem_total()
     try:
-        client.send(cfg["to"], cfg["subject"], f or body)
+        client.send(cfg["to"], cfg["subject"], f or body,
+                    cfg.get("priority", microsmtp.PRIORITY_NORMAL))
     except microsmtp.SMTPError as err:
         e = err
     delta = micropython.mem_total() - before

@@ -8,8 +8,6 @@ line fails it, whatever the client reported."""
 
 import email
 import email.policy
-import json
-import os
 import re
 import socket
 
@@ -18,121 +16,24 @@ import postfix_server
 import pytest
 import runtimes
 import trustme
-from microsmtp_host.shim import net
 
-TLS_HEAP = os.environ.get("MICROSMTP_TLS_HEAP", "64K")  # as tests/test_tls.py
 RUNTIMES = ("cpython", "micropython")
-SENDER = "boiler@example.com"
-RCPT = "ops@example.org"
-HOST = "localhost"  # the name in the certificate
 
 pytestmark = pytest.mark.timeout(90)
 both = pytest.mark.parametrize("runtime", RUNTIMES)
 
 
-# --- every test: an empty Maildir before, a clean log after ----------------------------------
+# --- the fixtures pf and postfix_send (conftest.py) and postfix_server's helpers ------------
 
-@pytest.fixture
-def pf(postfix):
-    postfix.clear()
-    postfix.mark_log()  # what earlier tests logged is not this test's
-    yield postfix
-    log = postfix.settled_log()
-    bad = [line for line in log.splitlines()
-           if any(word in line for word in postfix_server.BAD_LOG)]
-    assert not bad, "Postfix warned:\n" + "\n".join(bad)
-
-
-# --- the two runtimes ------------------------------------------------------------------------
-
-@pytest.fixture(scope="session")
-def mp_send_dir(tmp_path_factory):
-    return runtimes.compile_mpy([runtimes.ROOT / "tests" / "mp_send.py"],
-                                tmp_path_factory.mktemp("mp_send_postfix"))
+SENDER = postfix_server.SENDER
+RCPT = postfix_server.RCPT
+delivered_one = postfix_server.delivered_one
+normalised = postfix_server.normalised
 
 
 @pytest.fixture
-def send(request, tmp_path, pf):
-    """send(runtime, port, **options) -> the result dict of one send (status 0: success).
-
-    options: tls (TLS_*), auth ("NONE", "PLAIN", "LOGIN", "CRAM_MD5", "AUTO"), password,
-    cadata (a CA file; default the one Postfix's certificate comes from), body (text),
-    body_file (a path: the body streamed from a file), to."""
-
-    def run(runtime, port, **options):
-        cfg = {"server": HOST, "port": pf.ports[port], "from": SENDER,
-               "to": options.get("to", [RCPT]), "subject": "Boiler alert",
-               "body": options.get("body", "Pressure low.\n"),
-               "body_file": options.get("body_file"), "repeat": 1,
-               "client_domain": "boiler.example.com", "username": postfix_server.USER,
-               "password": options.get("password", postfix_server.PASSWORD),
-               "auth": options.get("auth", "NONE"),
-               "tls": options.get("tls", microsmtp.TLS_STARTTLS),
-               "cadata": options.get("cadata", pf.ca_pem),
-               "timeouts": {"connect": 5, "greeting": 10, "envelope": 10, "message": 20,
-                            "quit": 5}}
-        if runtime == "cpython":
-            res = _send_cpython(cfg)
-        else:
-            res = _send_micropython(cfg, request.getfixturevalue("mp_send_dir"), tmp_path)
-        assert res["pool_full"], "a pool buffer leaked: %r" % res
-        return res
-
-    return run
-
-
-def _send_cpython(cfg):
-    client = microsmtp.Client(
-        cfg["server"], cfg["port"], from_address=cfg["from"], username=cfg["username"],
-        password=cfg["password"], client_domain=cfg["client_domain"],
-        auth=getattr(microsmtp, "AUTH_" + cfg["auth"]), timeouts=cfg["timeouts"], net=net,
-        tls=cfg["tls"], cadata=cfg["cadata"])
-    res = {"status": 0, "step": None, "reply_code": None, "error": None, "reply": None}
-    f = open(cfg["body_file"], "rb") if cfg["body_file"] else None
-    try:
-        client.send(cfg["to"], cfg["subject"], f or cfg["body"])
-    except microsmtp.SMTPError as e:
-        res = {"status": e.status, "step": e.step, "reply_code": e.reply_code,
-               "error": str(e), "reply": e.reply}
-    finally:
-        if f:
-            f.close()
-    res["pool_full"] = client.pool.available() == client.pool.count
-    return res
-
-
-def _send_micropython(cfg, mp_dir, tmp_path):
-    # The body through a file (the unix port's argv and a small heap's JSON stay small).
-    text = tmp_path / "body.txt"
-    text.write_bytes(cfg["body"].encode())
-    cfg = dict(cfg, body="", body_text_file=str(text))
-    path = tmp_path / "mp_send.json"
-    path.write_text(json.dumps(cfg))
-    proc = runtimes.run_micropython("mp_send", [str(path)], [mp_dir, runtimes.firmware_mpy()],
-                                    timeout=60, heap=TLS_HEAP)
-    results = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
-    assert len(results) == 1, "MicroPython (heap %s) exit %d: %s" % (
-        TLS_HEAP, proc.returncode, (proc.stderr or proc.stdout)[-2000:])
-    return results[0]
-
-
-# --- what Postfix delivered ------------------------------------------------------------------
-
-def delivered_one(pf, mailbox="ops"):
-    """The one message Postfix delivered (parsed), once its log says it was delivered, and
-    there is exactly one in the Maildir."""
-    log = pf.wait_log("status=sent")
-    assert log.count("status=sent (delivered to maildir)") == 1, log
-    files = pf.wait_messages(1, mailbox)
-    assert len(files) == 1, files
-    raw = files[0].read_bytes()
-    return raw, email.message_from_bytes(raw, policy=email.policy.default)
-
-
-def normalised(body):
-    """The body as it must arrive: every CR, LF and CRLF one line end, a last one added."""
-    body = body.encode().replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-    return body if body.endswith(b"\n") else body + b"\n"
+def send(postfix_send):
+    return postfix_send
 
 
 def check_body(msg, body):
