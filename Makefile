@@ -54,7 +54,7 @@ define apt-get
 	fi
 endef
 
-.PHONY: chromium smtp-sink sasl
+.PHONY: chromium smtp-sink sasl swaks
 # chromium: Debian's chromium, for the catcher's browser tests (tests/test_catcher.py) only
 chromium:
 	$(call apt-get,chromium,chromium,the browser tests of tests/test_catcher.py)
@@ -72,6 +72,11 @@ smtp-sink:
 # the system's Postfix stays unconfigured and stopped)
 sasl: smtp-sink
 	$(call apt-get,saslpasswd2,sasl2-bin libsasl2-modules,tests/test_postfix.py)
+
+# swaks: Debian's swaks, the reference SMTP client that tests/test_swaks.py sends the same
+# messages as microsmtp with, through the private Postfix
+swaks:
+	$(call apt-get,swaks,swaks,tests/test_swaks.py)
 
 # mpy: firmware/microsmtp/*.py -> build/mpy/microsmtp/*.mpy (MICROPYPATH=build/mpy for the unix port)
 mpy: setup $(MPY_OUT)
@@ -93,7 +98,7 @@ index: setup
 	$(PY) -m microsmtp_host.mipindex build/index
 
 # test: the whole pytest suite (CPython through the shim and the MicroPython unix port)
-test: setup mpy chromium smtp-sink sasl
+test: setup mpy chromium smtp-sink sasl swaks
 	$(PY) -m pytest
 
 # demo: a mail sent by the firmware code to a local catcher

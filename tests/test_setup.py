@@ -195,7 +195,7 @@ def test_without_the_unix_port_the_micropython_half_is_skipped(tmp_path):
 @needs_make
 @pytest.mark.parametrize("target, packages", [
     ("demo", set()), ("setup", set()), ("mpy", set()),
-    ("test", {"chromium", "postfix", "sasl2-bin", "libsasl2-modules"}),
+    ("test", {"chromium", "postfix", "sasl2-bin", "libsasl2-modules", "swaks"}),
     ("bench", {"postfix"})])
 def test_each_target_installs_only_the_debian_packages_it_needs(tmp_path, target, packages):
     """make -n prints every command a target would run, setup included (a fresh VENV has no
