@@ -43,6 +43,24 @@ def postfix():
     PASSWORD) and .ca_pem, the path of the trustme CA its certificate comes from; stopped,
     and its folder removed, at the end of the run. Skipped where Postfix cannot run, except
     in CI, where that fails."""
+    yield from _private_postfix()
+
+
+# Postfix's retries, seconds apart instead of minutes (queue_run_delay, the backoff of a
+# deferred mail): a mail that waited out a restart is delivered within the test.
+QUICK_QUEUE = {"queue_run_delay": "1s", "minimal_backoff_time": "1s",
+               "maximal_backoff_time": "2s"}
+
+
+@pytest.fixture
+def own_postfix():
+    """As `postfix`, but a test's own instance (its own folder and ports) with QUICK_QUEUE:
+    for a test that stops and restarts it (tests/test_fleet.py), the session's instance
+    undisturbed."""
+    yield from _private_postfix(QUICK_QUEUE)
+
+
+def _private_postfix(settings=None):
     import postfix_server
     import trustme
 
@@ -58,7 +76,7 @@ def postfix():
     cert = ca.issue_cert("localhost", "127.0.0.1")
     srv = postfix_server.Postfix(root, b"".join(p.bytes() for p in cert.cert_chain_pems),
                                  cert.private_key_pem.bytes(),
-                                 {postfix_server.USER: postfix_server.PASSWORD})
+                                 {postfix_server.USER: postfix_server.PASSWORD}, settings)
     srv.ca_pem = os.path.join(root, "ca.pem")
     ca.cert_pem.write_to_path(srv.ca_pem)
     try:

@@ -100,7 +100,7 @@ class Postfix:
     """One private Postfix under `root` (a folder), with a CA-signed certificate for
     localhost (cert_pem, key_pem: bytes), SASL users {name: password}."""
 
-    def __init__(self, root, cert_pem, key_pem, users):
+    def __init__(self, root, cert_pem, key_pem, users, settings=None):
         self.root = Path(root)
         self.conf = self.root / "conf"
         self.queue = self.root / "queue"
@@ -112,17 +112,22 @@ class Postfix:
         self._log_offset = 0
         owner = pwd.getpwnam("postfix")
         self.uid, self.gid = owner.pw_uid, owner.pw_gid
-        self._write_config(cert_pem, key_pem)
+        self._write_config(cert_pem, key_pem, settings or {})
 
     # --- configuration -------------------------------------------------------------------
 
-    def _write_config(self, cert_pem, key_pem):
+    def _write_config(self, cert_pem, key_pem, settings):
         for d in (self.conf / "sasl", self.queue, self.root / "data", self.mail):
             d.mkdir(parents=True, exist_ok=True)
         # The daemons (user postfix) must reach the Maildir, data directory and sasldb.
         os.chmod(self.root, 0o755)
         for d in (self.root / "data", self.mail):
             os.chown(d, self.uid, self.gid)
+        # The log, the postfix user's: postsuper, run by `postfix start` with that user's
+        # privileges before postlogd is up, writes its warnings itself (such as "bogus file
+        # name" for a queue file cut short by a stop) and exits if it cannot.
+        self.log_file.touch()
+        os.chown(self.log_file, self.uid, self.gid)
         (self.conf / "cert.pem").write_bytes(cert_pem)
         key = self.conf / "key.pem"
         key.write_bytes(key_pem)
@@ -172,6 +177,7 @@ class Postfix:
                                         "reject_unauth_destination",
             "smtpd_client_connection_rate_limit": "0",
         }
+        main.update(settings)  # main.cf settings of one test's own instance
         (self.conf / "main.cf").write_text("".join("%s = %s\n" % kv for kv in main.items()))
         p = self.ports
         master = _SERVICES + "".join(
@@ -203,6 +209,7 @@ class Postfix:
                               text=True, timeout=timeout)
 
     def start(self, deadline=30):
+        self.mark_log()  # the probes below are logged after this (also on a restart)
         proc = self._postfix("start")
         if proc.returncode:
             raise RuntimeError("postfix -c %s start: exit %d: %s %s" % (
@@ -221,7 +228,6 @@ class Postfix:
                     time.sleep(0.05)
         # The probes' sessions are logged (through postlogd) a little later: wait for them,
         # so that they are in no test's log.
-        self._log_offset = 0
         self.wait_log(" disconnect from ", len(self.ports), deadline)
         self.mark_log()
 
@@ -240,6 +246,12 @@ class Postfix:
             if time.monotonic() > end:
                 raise RuntimeError("Postfix master %d still running after stop" % pid)
             time.sleep(0.05)
+
+    def restart(self, deadline=30):
+        """stop(), then start() again on the same ports, the queue kept: what was accepted
+        before the stop is delivered after the start."""
+        self.stop(deadline)
+        self.start(deadline)
 
     # --- what it did ---------------------------------------------------------------------
 
@@ -293,6 +305,11 @@ class Postfix:
             if len(got) >= count or time.monotonic() > end:
                 return got
             time.sleep(0.05)
+
+    def queued(self):
+        """How many mails Postfix holds in its queue, not yet delivered (0: all delivered)."""
+        return sum(len(files) for sub in ("maildrop", "incoming", "active", "deferred", "hold")
+                   for _, _, files in os.walk(self.queue / sub))
 
     def clear(self):
         for mailbox in MAILBOXES:

@@ -122,19 +122,28 @@ def run(module, args=(), *, heap, rom=(), path=(), timeout=120, cwd=None, work=N
     own = work is None
     work = Path(tempfile.mkdtemp(prefix="unixport-") if own else work)
     try:
-        boot = compile_mpy([HERE / "romboot.py"], work / "boot")
-        env = dict(os.environ)
-        # ".frozen" keeps the port's frozen modules (ssl, asyncio) importable, as on a board.
-        env["MICROPYPATH"] = os.pathsep.join(str(p) for p in [".frozen", boot, *path])
-        # The launcher is this package: importable from wherever the caller runs.
-        env["PYTHONPATH"] = os.pathsep.join(
-            [str(ROOT / "host")] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
-        cmd = [sys.executable, "-m", "microsmtp_host.unixport"]
-        if rom:
-            cmd += ["--rom", str(build_rom(rom, work / "code.romfs"))]
-        cmd += ["-X", "heapsize=" + heap, "-m", "romboot", module, *args]
+        cmd, env = command(module, args, heap=heap, rom=rom, path=path, work=work)
         return subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True,
                               timeout=timeout)
     finally:
         if own:
             shutil.rmtree(work, ignore_errors=True)
+
+
+def command(module, args=(), *, heap, rom=(), path=(), work):
+    """run()'s command line and environment, for a caller that starts the process itself
+    (many at once: tests/test_fleet.py); work (a folder) keeps the ROM image and the boot
+    module while they run."""
+    work = Path(work)
+    boot = compile_mpy([HERE / "romboot.py"], work / "boot")
+    env = dict(os.environ)
+    # ".frozen" keeps the port's frozen modules (ssl, asyncio) importable, as on a board.
+    env["MICROPYPATH"] = os.pathsep.join(str(p) for p in [".frozen", boot, *path])
+    # The launcher is this package: importable from wherever the caller runs.
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(ROOT / "host")] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    cmd = [sys.executable, "-m", "microsmtp_host.unixport"]
+    if rom:
+        cmd += ["--rom", str(build_rom(rom, work / "code.romfs"))]
+    cmd += ["-X", "heapsize=" + heap, "-m", "romboot", module, *args]
+    return cmd, env
