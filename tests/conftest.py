@@ -103,11 +103,12 @@ def pf(postfix):
 
 
 @pytest.fixture(scope="session")
-def postfix_mp_send_dir(tmp_path_factory):
+def mp_send_dir(tmp_path_factory):
+    """tests/mp_send.py compiled once for every module that sends on the unix port."""
     import runtimes
 
     return runtimes.compile_mpy([runtimes.ROOT / "tests" / "mp_send.py"],
-                                tmp_path_factory.mktemp("mp_send_postfix"))
+                                tmp_path_factory.mktemp("mp_send"))
 
 
 @pytest.fixture
@@ -126,7 +127,7 @@ def postfix_send(request, tmp_path, pf):
             res = postfix_server.send_cpython(cfg)
         else:
             res = postfix_server.send_micropython(
-                cfg, request.getfixturevalue("postfix_mp_send_dir"), tmp_path)
+                cfg, request.getfixturevalue("mp_send_dir"), tmp_path)
         assert res["pool_full"], "a pool buffer leaked: %r" % res
         return res
 

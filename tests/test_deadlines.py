@@ -24,7 +24,6 @@ from test_integration import ListeningThread
 pki = test_tls.pki
 aio_server = test_tls.aio_server
 send = test_tls.send
-mp_send_dir = test_tls.mp_send_dir
 
 both = test_tls.both
 ONE_SECOND = {"connect": 1, "greeting": 1, "envelope": 1, "message": 1, "quit": 1}

@@ -283,12 +283,6 @@ def test_smuggling_bodies_cpython(smtp_proxy, body):
     _check_received(srv, proxy, body)
 
 
-@pytest.fixture(scope="module")
-def mp_send_dir(tmp_path_factory):
-    return runtimes.compile_mpy([runtimes.ROOT / "tests" / "mp_send.py"],
-                                tmp_path_factory.mktemp("mp_send_inj"))
-
-
 @pytest.mark.unixport
 @pytest.mark.parametrize("body", CASE3, ids=[repr(b) for b in CASE3])
 def test_smuggling_bodies_micropython(smtp_proxy, mp_send_dir, tmp_path, body):

@@ -266,12 +266,6 @@ def silent_server():
 
 # --- the two runtimes ------------------------------------------------------------------------
 
-@pytest.fixture(scope="session")
-def mp_send_dir(tmp_path_factory):
-    return runtimes.compile_mpy([runtimes.ROOT / "tests" / "mp_send.py"],
-                                tmp_path_factory.mktemp("mp_send"))
-
-
 @pytest.fixture
 def send(request, tmp_path):
     """send(runtime, server, **options) -> one result dict per send (options: see _config)."""

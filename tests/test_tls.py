@@ -461,12 +461,6 @@ def _quit_loop(conn):
 
 # --- the two runtimes ------------------------------------------------------------------------
 
-@pytest.fixture(scope="session")
-def mp_send_dir(tmp_path_factory):
-    return runtimes.compile_mpy([runtimes.ROOT / "tests" / "mp_send.py"],
-                                tmp_path_factory.mktemp("mp_send_tls"))
-
-
 @pytest.fixture
 def send(request, tmp_path, pki):
     """send(runtime, port, **options) -> the result dict (status 0 on success).
