@@ -881,8 +881,11 @@ def test_chromium_views(catcher, tmp_path):
                       "('.attachments a'))")
         assert att == ["/attachment/%s/0" % urllib.parse.quote(keys["Weekly log"], ""),
                        True, "boiler-log 2024 ä.bin"]
-        assert "SMTP %s" % catcher.smtp_address in page.js("document.getElementById('info')"
-                                                           ".textContent")
+        # The status line comes from its own fetch (/status.json), which may finish after
+        # the list's: wait for it rather than read it once.
+        info = wait_for(lambda: page.js("document.getElementById('info').textContent"), 10,
+                        "the status line")
+        assert "SMTP %s" % catcher.smtp_address in info
         page.screenshot(ROOT / "build" / "catcher.png")
 
         # Search: subject, sender, recipient; the query is kept in the address.
