@@ -492,7 +492,29 @@ def tls_scenarios():
                             C("AUTH CRAM-MD5\r\n"),
                             S("334 %s\r\n" % b64(CRAM_CHALLENGE.encode()).decode()),
                             C(cram_answer() + "\r\n"), S("535 5.7.8 bad\r\n")] + QUIT,
-         "expect": "AUTH_REPLY_ERROR", "reply_code": 535, "temporary": False},
+         "expect": "AUTH_REPLY_ERROR", "reply_code": 535, "temporary": False,
+         "reply": "5.7.8"},
+        # Of AUTH's reply text only an RFC 3463 code at its start is kept: without one,
+        # or with words glued to it, nothing (issue 12; issue 9, defect 4).
+        {"name": "auth_535_without_enhanced_code_keeps_no_text",
+         "client": dict(TLS, auth="PLAIN"),
+         "script": start + [S("250-mail.test\r\n250 AUTH PLAIN\r\n"),
+                            C("AUTH PLAIN %s\r\n" % PLAIN_IR),
+                            S("535 Authentication failed for alice\r\n")] + QUIT,
+         "expect": "AUTH_REPLY_ERROR", "reply_code": 535, "reply": ""},
+        {"name": "auth_535_code_glued_to_words_keeps_no_text",
+         "client": dict(TLS, auth="PLAIN"),
+         "script": start + [S("250-mail.test\r\n250 AUTH PLAIN\r\n"),
+                            C("AUTH PLAIN %s\r\n" % PLAIN_IR),
+                            S("535 5.7.8alice failed\r\n")] + QUIT,
+         "expect": "AUTH_REPLY_ERROR", "reply_code": 535, "reply": ""},
+        {"name": "auth_454_keeps_its_code_and_is_temporary",
+         "client": dict(TLS, auth="PLAIN"),
+         "script": start + [S("250-mail.test\r\n250 AUTH PLAIN\r\n"),
+                            C("AUTH PLAIN %s\r\n" % PLAIN_IR),
+                            S("454 4.7.0 Temporary authentication failure\r\n")] + QUIT,
+         "expect": "AUTH_REPLY_ERROR", "reply_code": 454, "temporary": True,
+         "reply": "4.7.0", "error_contains": "(AUTH): 454 4.7.0."},
         {"name": "auth_undecodable_challenge_cancelled", "client": dict(TLS, auth="LOGIN"),
          "script": start + [S("250-mail.test\r\n250 AUTH LOGIN\r\n"), C("AUTH LOGIN\r\n"),
                             S("334 !!!not-base64!!!\r\n"), C("*\r\n"),
@@ -646,16 +668,16 @@ def hardening():
                   "secrets": secret_forms(password=password),
                   "reusable": password == PASSWORD}  # the follow-up script has s3cret
         for way, lines in _echoes(ir, password).items():
-            # The echo in AUTH's own reply: no text of it is kept at all.
+            # The echo in AUTH's own reply: of its text only the enhanced code is kept.
             out.append(dict(common, name="auth_echo_%s%s" % (way, tag), script=ehlo + [
                 C("AUTH PLAIN %s\r\n" % ir), S(reply(535, lines))] + QUIT,
-                expect="AUTH_REPLY_ERROR", reply_code=535, temporary=False))
+                expect="AUTH_REPLY_ERROR", reply_code=535, temporary=False, reply="5.7.8"))
             # The same echo in a later reply (MAIL's): withheld, as it holds a piece.
             out.append(dict(common, name="later_echo_%s%s" % (way, tag), script=ehlo + [
                 C("AUTH PLAIN %s\r\n" % ir), S("235 ok\r\n"),
                 C("MAIL FROM:<dev@example.org>\r\n"), S(reply(550, lines))] + QUIT,
                 expect="MAIL_REPLY_ERROR", reply_code=550))
-    # XOAUTH2: the token in the 334's JSON and in the 535: only the status number is kept.
+    # XOAUTH2: the token in the 334's JSON and in the 535: only the codes are kept.
     json_echo = base64.b64encode(b'{"status":"401","scope":"%s","echo":"%s"}' % (
         TOKEN.encode(), XOAUTH2_IR.encode())).decode()
     out.append({"name": "xoauth2_echo_in_json_and_reply",
@@ -667,7 +689,7 @@ def hardening():
                                                     XOAUTH2_IR[20:]]))]
                 + QUIT, "expect": "AUTH_REPLY_ERROR", "reply_code": 535,
                 "error_contains": "token is expired", "secrets": secret_forms(token=TOKEN),
-                "reply": "", "reusable": False})
+                "reply": "5.7.8", "reusable": False})
     # Defect 8: a streamed body that cannot go as 8bit fails mid-DATA; the error names what
     # the client did and carries no reply code (the 354 before it was the go-ahead).
     for name, chunk, why in (("long_line", "x" * 1000 + "\n", "998"),

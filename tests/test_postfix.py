@@ -146,11 +146,12 @@ def test_wrong_password(runtime, pf, send):
     res = send(runtime, "submission", auth="PLAIN", password="wr0ng-Zebra-pa55")
     assert res["status"] == microsmtp.AUTH_REPLY_ERROR, res
     assert res["reply_code"] == 535, res
-    # Postfix's words ("535 5.7.8 Error: authentication failed: ...") are in its log; the
-    # client keeps no server text from AUTH on purpose (protocol.py's _text: a server that
-    # echoes must not put a credential into an error), so its sentence is its own.
+    # Postfix answers "535 5.7.8 Error: authentication failed: ...": of AUTH's replies the
+    # client keeps the enhanced code only (protocol.py's _text: a server that echoes must
+    # not put a credential into an error), so the words of the sentence are its own.
     assert "wrong username or password" in res["error"], res
-    assert not res["reply"] and "wr0ng" not in res["error"], res
+    assert res["reply"] == "5.7.8" and res["error"].endswith("(AUTH): 535 5.7.8."), res
+    assert "wr0ng" not in res["error"], res
     log = pf.settled_log()
     assert "SASL PLAIN authentication failed" in log, log
     assert "message-id=" not in log, log

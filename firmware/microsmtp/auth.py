@@ -168,6 +168,26 @@ class Login:
                     return True
         return False
 
+    def status_code(self, text):
+        """The RFC 3463 enhanced status code that starts an AUTH reply's text ("5.7.8",
+        "4.7.0", "5.7.139"), or b"": digits and dots cannot carry a credential, the words
+        after them can (an echoing server), so they are dropped (issue 9, defect 4)."""
+        n = len(text)
+        i = dots = 0
+        if n and (text[0] == 50 or text[0] == 52 or text[0] == 53):  # class 2, 4 or 5
+            i = 1
+            while i < n and dots < 2 and text[i] == 46:  # "." then 1-3 digits, twice
+                j = i + 1
+                while j < n and j - i <= 3 and 48 <= text[j] <= 57:
+                    j += 1
+                if j == i + 1:
+                    return b""
+                dots += 1
+                i = j
+        if dots < 2 or i < n and text[i] != 32:
+            return b""
+        return text[:i]
+
     # --- the exchange, on protocol.Session's state (its phases _P_AUTH ... _P_AUTH_CANCEL).
     # Methods, so the session reaches them through its `auth` (a `from . import auth` in
     # the engine costs 24 B each time it runs); here, not in protocol.py, so a client
@@ -290,8 +310,9 @@ class Login:
             self.tried |= 1 << (mech - 1)  # MECH bit = 1 << (AUTH value - 1)
             s.phase = _P_AUTH
         else:
-            # 535: bad credentials, never retried; 454/432: temporary. A fixed sentence: the
-            # server's words in AUTH are never kept (protocol.py's reply loop).
+            # 535: bad credentials, never retried; 454/432: temporary. A fixed sentence and
+            # the reply's enhanced code: the server's words in AUTH are never kept
+            # (protocol.py's _text).
             raise s.refusal(_AUTH_REPLY_ERROR, "%s login refused%s" % (
                 name(mech).decode(), "" if s.code != 535 else
                 ": the token is expired or lacks the mail scope" if mech == _AUTH_XOAUTH2

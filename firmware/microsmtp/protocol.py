@@ -398,10 +398,10 @@ class Session:
                         if c == 334:
                             if self.text is None:  # the challenge
                                 self.text = bytes(rx[ls:le])
-                        elif c >= 400 and (self.phase < _P_AUTH or self.phase > _P_AUTH_CANCEL):
-                            # Kept for the error message, bounded. Never in AUTH: a server
-                            # may echo what the client sent there (RFC 4954's base64 is the
-                            # password in clear).
+                        elif c >= 400:
+                            # Kept for the error message, bounded. In AUTH only its RFC 3463
+                            # code leaves _text: a server may echo what the client sent
+                            # there (RFC 4954's base64 is the password in clear).
                             t = bytes(rx[ls:le])
                             if self.text is None:
                                 self.text = t
@@ -760,10 +760,16 @@ class Session:
         """The server's reply text for an error, printable ASCII; "" when it holds any
         8-byte piece of a credential as the client sends it (raw, base64, the PLAIN or
         XOAUTH2 string): a server that echoes must not put a secret into a log (auth.py
-        checks). In AUTH no text is kept at all."""
+        checks). Of AUTH's own replies only the enhanced status code is kept ("5.7.8"):
+        free text there may echo a credential in a form no check can know (issue 9)."""
         t = self.text
         a = self.auth
-        if not t or a is not None and not isinstance(a, tuple) and a.echoes(t):
+        if t and a is not None and not isinstance(a, tuple):
+            if self.step == "AUTH":
+                t = a.status_code(t)
+            if a.echoes(t):
+                return ""
+        if not t:
             return ""
         out = bytearray(t)
         for i in range(len(out)):
