@@ -252,8 +252,9 @@ class Client:
         finally:
             self._end()
 
-    def _deliver(self):
-        """The loaded mail over the open session; SMTPError for it (the session may go on)."""
+    def _deliver(self, more=1):
+        """The loaded mail over the open session; SMTPError for it (the session may go on).
+        more=0: only made ready to go (aio.py drives it, awaiting)."""
         if self._state == _OVER:  # the connection is gone: so is every mail after it
             raise self._session.error or SMTPError(CONNECTION_CLOSED, "The session is over "
                                                    "(SESSION).", "SESSION")
@@ -266,13 +267,14 @@ class Client:
             self._session.start(time.gmtime)
         except MemoryError:  # nothing sent of this mail; the session can go on
             raise _out_of_memory() from None
-        self._state = _OPEN if self._drive(1) == _MAIL else _OVER
-        if self._session.error is not None:
-            raise self._session.error
+        if more:
+            self._state = _OPEN if self._drive(1) == _MAIL else _OVER
+            if self._session.error is not None:
+                raise self._session.error
 
     def _drive(self, more):
         try:
-            return self._driver.loop.send(more)
+            return self._driver.step(more)
         # The engine cannot go on after either (the driver's loop ended with it): dropped,
         # not replaced here, as a new one takes heap, which may be what ran out (_deliver
         # makes it for the next mail). No `except ... as e` here: its extra block would

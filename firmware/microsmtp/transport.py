@@ -33,6 +33,12 @@ _ERR_CONNECT = const(-4)
 _ERR_TLS = const(-5)
 _ERR_CERT = const(-6)
 _TLS_IMPLICIT = const(2)
+# What the loop yields to its owner when it must wait on its socket (self.sock) for at
+# most self.timeout ms: readable, or writable (a connection, a full send buffer). The
+# owner answers True when it can go on, False when the time is up: step() below polls,
+# aio.py's driver awaits, so one loop serves both.
+_IO_IN = const(8)
+_IO_OUT = const(9)
 _LINE_MAX = const(512)  # a reply line, RFC 5321 §4.5.3.1.5: reads never go past it
 _T_CONNECT = const(0)  # index of the connect timeout in Session.timeouts
 
@@ -50,6 +56,7 @@ class Driver:
         # were 200 B a connection).
         self.poller = None
         self.network = True  # the network module may tell our address (EHLO's literal)
+        self.timeout = 0  # ms: how long the owner may wait at an _IO_IN or _IO_OUT
         # The driver loop, a generator: loop.send(more) resumes s.engine with `more` (1: a
         # mail is loaded, 0: end the session) until it yields OP_MAIL (a mail is over: the
         # caller's turn) or OP_CLOSE (the session is over, the connection closed), and
@@ -92,23 +99,41 @@ class Driver:
                             s.os_error = s.os_error or "no address"
                             result = _ERR_RESOLVE
                             continue
+                        if self.poller is None:
+                            self.poller = (getattr(net, "poll", None) or select.poll)()
                         sock = None
                         for info in infos:  # IPv4 and IPv6, in the resolver's order
                             sock = net.socket(info[0], info[1], info[2])
+                            self.sock = self.raw = sock
+                            self.poller.register(sock, select.POLLOUT)
+                            # Non-blocking from the start, as asyncio's open_connection:
+                            # MicroPython's readinto() on a blocking socket waits until
+                            # the buffer is full ("no short reads"), and the owner waits
+                            # for the connection (step() polls, aio awaits).
+                            sock.setblocking(False)
                             try:
-                                # Seconds: an int when it can be (a float is an object).
-                                k = s.timeouts[_T_CONNECT]
-                                sock.settimeout(k // 1000 if k % 1000 == 0 else k / 1000)
-                                sock.connect(info[4])
+                                try:
+                                    sock.connect(info[4])
+                                except OSError as e:
+                                    if not e.args or e.args[0] != errno.EINPROGRESS:
+                                        raise
+                                    self.timeout = s.timeouts[_T_CONNECT]
+                                    if not (yield _IO_OUT):
+                                        raise OSError(errno.ETIMEDOUT) from None
+                                    # Writable: connected, or refused (POLLERR/POLLHUP),
+                                    # whose reason the second connect() raises.
+                                    for _ in self.poller.ipoll(0):
+                                        if _[1] & (select.POLLERR | select.POLLHUP):
+                                            sock.connect(info[4])
+                                            raise OSError(errno.ECONNREFUSED) from None
                                 break
                             except OSError as e:
                                 s.os_error = "no answer" if _blocked(e) else _name(e)
-                                sock.close()
+                                self.close()
                                 sock = None
                         if sock is None:
                             result = _ERR_CONNECT
                             continue
-                        self.raw = sock
                         # Nagle + delayed ACK: a message's second write waits for an ACK
                         # the server holds 40 ms (44 ms a message, against any server).
                         # ESP32 and lwIP ports name the option (their values differ: take
@@ -145,23 +170,16 @@ class Driver:
                             # client_domain).
                             ip = ip or ("::1" if v6 else "127.0.0.1")
                             s.local_literal = "[IPv6:%s]" % ip if v6 else "[%s]" % ip
-                        # Non-blocking from here on: MicroPython's readinto() on a blocking
-                        # socket waits until the buffer is full ("no short reads"); poll()
-                        # waits with the phase's deadline instead.
-                        sock.setblocking(False)
-                    else:  # STARTTLS: the plain socket leaves the poll table
-                        self.poller.unregister(sock)
-                        self.sock = None
                     if op == _OP_STARTTLS or s.tls == _TLS_IMPLICIT:
+                        self.poller.unregister(sock)  # the plain socket leaves the table
+                        self.sock = None
                         result = s.secure.wrap(net, sock, s)  # secure.py: TLS clients only
                         if isinstance(result, int):
                             continue  # the plain socket is closed with the session
                         sock = result
                         handshake = True
                         result = 0
-                    if self.poller is None:
-                        self.poller = (getattr(net, "poll", None) or select.poll)()
-                    self.poller.register(sock, select.POLLIN)
+                    self.poller.register(sock, select.POLLIN)  # (again: modifies)
                     self.sock = sock
                     continue
                 # One deadline a phase: a reply's starts at its OP_WAIT (its OP_RECVs go on
@@ -180,9 +198,9 @@ class Driver:
                     # first read: that read sends the ClientHello, and poll() knows which
                     # way the handshake waits only after.
                     if not sending and (i or not handshake):
-                        left = time.ticks_diff(deadline, time.ticks_ms())
+                        self.timeout = time.ticks_diff(deadline, time.ticks_ms())
                         self.poller.modify(sock, select.POLLIN)
-                        if left <= 0 or not _ready(self.poller, left):
+                        if self.timeout <= 0 or not (yield _IO_IN):
                             result = _ERR_TIMEOUT
                             break
                     try:
@@ -230,9 +248,9 @@ class Driver:
                         result = _ERR_CERT
                         break
                     if sending:  # the socket did not take it all: wait until it can
-                        left = time.ticks_diff(deadline, time.ticks_ms())
+                        self.timeout = time.ticks_diff(deadline, time.ticks_ms())
                         self.poller.modify(sock, select.POLLOUT)
-                        if left <= 0 or not _ready(self.poller, left):
+                        if self.timeout <= 0 or not (yield _IO_OUT):
                             s.wait_ms = s.io_ms  # the server stopped reading
                             result = _ERR_TIMEOUT
                             break
@@ -243,6 +261,14 @@ class Driver:
             self.loop = None
             self.close()
             raise
+
+    def step(self, more):
+        """The blocking owner's resume: the loop until it yields OP_MAIL or OP_CLOSE,
+        polling where it waits on its socket."""
+        op = self.loop.send(more)
+        while op >= _IO_IN:
+            op = self.loop.send(_ready(self.poller, self.timeout))
+        return op
 
     def close(self):
         # (self's attributes, not locals: a try with more of them would take this call's

@@ -148,6 +148,29 @@ def poll():
     return Poll()
 
 
+async def aio_wait(sock, readable, timeout_ms):
+    """microsmtp.aio's wait on CPython: True once sock can be read (readable) or written,
+    False after timeout_ms; what MicroPython's asyncio does with its poller. As Poll: bytes
+    a TLS socket has decrypted already are readable now, and a handshake under way waits
+    for the direction it wants."""
+    import asyncio
+
+    if readable and isinstance(sock.sock, _ssl.SSLSocket) and sock.sock.pending():
+        return True
+    loop = asyncio.get_running_loop()
+    ready = loop.create_future()
+    fd = sock.fileno()
+    reading = (sock.want or (_select.POLLIN if readable else _select.POLLOUT)) == _select.POLLIN
+    (loop.add_reader if reading else loop.add_writer)(
+        fd, lambda: ready.done() or ready.set_result(True))
+    try:
+        return await asyncio.wait_for(ready, max(timeout_ms, 0) / 1000)
+    except asyncio.TimeoutError:
+        return False
+    finally:
+        (loop.remove_reader if reading else loop.remove_writer)(fd)
+
+
 def _tls_error(e):
     """A TLS failure as MicroPython raises it: a rejected certificate as ValueError with
     the reason, anything else as OSError."""
