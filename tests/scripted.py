@@ -228,6 +228,14 @@ class ScriptedNet:
     def poll(self):
         return ScriptedPoll()
 
+    async def aio_wait(self, sock, readable, timeout_ms):
+        """microsmtp.aio's wait (the shim's aio_wait on CPython), as ScriptedPoll.poll: a
+        "stall" is a wait that times out at once."""
+        if readable and self.peek() == "stall":
+            self.pos += 1
+            return False
+        return True
+
     def socket(self, af=2, type=1, proto=0):
         s = ScriptedSocket(self)
         self.sockets.append(s)
@@ -237,34 +245,49 @@ class ScriptedNet:
         return [" ".join(ev) for ev in self.script[self.pos:]]  # e.g. "S 221 bye", "tls"
 
 
-def _session(microsmtp, client, mails, to, subject, body):
+def _session(microsmtp, client, mails, to, subject, body, do, aio):
     """send["mails"] (to, body each) through client.session(): [status of each (0: sent)]
-    and the first SMTPError."""
+    and the first SMTPError. With aio, each step is a coroutine `do` runs (asyncio.run):
+    the session's __aenter__, sends and __aexit__, as `async with` would call them."""
     out = []
     first = None
-    with client.session() as s:
+    s = client.session()
+    do(s.__aenter__() if aio else s.__enter__())
+    try:
         for m in mails:
             try:
-                s.send(m.get("to", to), subject, m.get("body", body))
+                do(s.send(m.get("to", to), subject, m.get("body", body)))
                 out.append(0)
             except microsmtp.SMTPError as e:
                 out.append(e.status)
                 first = first or e
+    finally:
+        do(s.__aexit__(None, None, None) if aio else s.__exit__(None, None, None))
     return out, first
+
+
+def _blocking(result):
+    return result
 
 
 AUTH = {"NONE": 0xFFFF, "LOGIN": 1, "PLAIN": 3, "CRAM_MD5": 2, "XOAUTH2": 4, "AUTO": 0}
 
 
-def run(microsmtp, sc, ok_script, wire=None):
+def run(microsmtp, sc, ok_script, wire=None, aio=None):
     """Run one scenario, then a plain send on the same client; return a result dict.
 
     ok_script("auth" or "noauth"): the follow-up session for the client's config (loaded
     only when needed, to keep the MicroPython heap small); wire: a file for the client's
-    bytes of the scenario."""
+    bytes of the scenario; aio: microsmtp.aio, to run it all through the asyncio driver
+    (each call awaited in asyncio.run)."""
     net = ScriptedNet(sc["script"], sc.get("connect", "ok"), wire)
     cfg = sc.get("client", {})
-    client = microsmtp.Client(
+    do = _blocking
+    if aio is not None:
+        import asyncio
+
+        do = asyncio.run
+    client = (aio or microsmtp).Client(
         "mail.test", 25, from_address="dev@example.org", username=cfg.get("username"),
         password=cfg.get("password"), client_domain="dev.example.org",
         auth=AUTH[cfg.get("auth", "PLAIN")], timeouts=cfg.get("timeouts"), net=net,
@@ -283,14 +306,15 @@ def run(microsmtp, sc, ok_script, wire=None):
         body = (chunk for _ in range(count))
     try:
         if send.get("api") == "mail_send":
-            res["status"] = client.mail_send(to, send.get("priority", 2), subject, body,
-                                             send.get("body_length"))
+            res["status"] = do(client.mail_send(to, send.get("priority", 2), subject, body,
+                                                send.get("body_length")))
         elif "mails" in send:  # several mails over one session: each one's status
-            res["mails"], first = _session(microsmtp, client, send["mails"], to, subject, body)
+            res["mails"], first = _session(microsmtp, client, send["mails"], to, subject,
+                                           body, do, aio is not None)
             if first is not None:
                 raise first  # the first mail's error, for the checks below
         else:
-            client.send(to, subject, body, send.get("priority", 2))
+            do(client.send(to, subject, body, send.get("priority", 2)))
     except microsmtp.SMTPError as e:
         res["status"] = e.status
         res["step"] = e.step
@@ -318,7 +342,7 @@ def run(microsmtp, sc, ok_script, wire=None):
     net2 = ScriptedNet(ok_script(kind))
     client._net = net2
     try:
-        client.send("ops@example.org", "next", "next send\n")
+        do(client.send("ops@example.org", "next", "next send\n"))
         res["next_ok"] = not net2.errors and not net2.leftover()
     except Exception as e:  # noqa: BLE001 - reported, the test asserts on it
         res["next_ok"] = False
