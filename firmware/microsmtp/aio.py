@@ -8,7 +8,7 @@ import asyncio
 
 from micropython import const
 
-from . import PRIORITY_NORMAL, SMTPError, _out_of_memory, message
+from . import PRIORITY_NORMAL, SMTPError, _out_of_memory
 from . import Client as _Client
 
 _OVER = const(0)  # __init__.py's session states and protocol.py's OP_MAIL
