@@ -35,11 +35,10 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture
 def refused_port():
     """A port bound but not listening: connecting to it is refused (RST) at once."""
-    import socket
+    import servers
 
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        yield s.getsockname()[1]
+    with servers.refused_port() as port:
+        yield port
 
 
 @pytest.fixture(scope="module")

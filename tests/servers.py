@@ -6,6 +6,7 @@ Fixtures made of these are in tests/conftest.py; what the TLS servers add (certi
 CRAM-MD5, XOAUTH2, every byte recorded) is in tests/tls_servers.py."""
 
 import asyncio
+import contextlib
 import email
 import email.policy
 import os
@@ -43,6 +44,15 @@ def has_ipv6_loopback():
 
 
 HAS_IPV6 = has_ipv6_loopback()
+
+
+@contextlib.contextmanager
+def refused_port():
+    """A loopback port bound and never listening while the block runs: a connect to it is
+    refused (RST) at once, and no other process can take it meanwhile."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        yield s.getsockname()[1]
 
 
 def free_port():

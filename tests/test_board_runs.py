@@ -6,7 +6,6 @@ the link down for a while; and a bad config said once while the readings go on."
 import json
 import os
 import re
-import socket
 
 import microsmtp
 import pytest
@@ -54,9 +53,8 @@ def test_virtual_board_mails_each_crossing(board, readings, min_interval, alerts
 @pytest.mark.parametrize("board", APPS)
 def test_virtual_board_keeps_an_alert_through_an_outage_and_a_reboot(board, catcher,
                                                                      tmp_path):
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))  # bound, not listening: every connect is refused
-        res = run_virtual_board(board, tmp_path, s.getsockname()[1], 30, 600)
+    with servers.refused_port() as down:  # every connect is refused
+        res = run_virtual_board(board, tmp_path, down, 30, 600)
     assert res.returncode == 0, res.stdout + res.stderr
     assert "Traceback" not in res.stdout + res.stderr
     lines = res.stdout.splitlines()

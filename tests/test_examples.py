@@ -22,6 +22,7 @@ import pytest
 from board_api import STUBS as STUB_DIR
 from board_api import collect_uses, missing_on
 from microsmtp_host import devconfig, unixport
+from servers import refused_port
 from tls_servers import PASSWORD, TLS_HEAP, USER
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,13 +40,6 @@ def config(port, **smtp):
     cfg = json.loads((EXAMPLES / "config.example.json").read_text(encoding="utf-8"))
     cfg["smtp"].update({"server": "localhost", "port": port}, **smtp)
     return cfg
-
-
-def refused_port():
-    """A port on loopback that refuses every connection: bound, never listening."""
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind(("127.0.0.1", 0))
-    return s
 
 
 def run_board_example(name, folder, cfg, heap, ok=True):
@@ -131,7 +125,7 @@ def test_board_alert_without_the_ca_file_stops_at_client(aio_server, tmp_path):
 @pytest.mark.unixport
 def test_outbox_alert_keeps_the_alert_through_an_outage_and_a_reboot(aio_server, tmp_path):
     with refused_port() as down:
-        cfg = config(down.getsockname()[1], username=None, password=None, cadata=None)
+        cfg = config(down, username=None, password=None, cadata=None)
         lines = run_board_example("outbox_alert", tmp_path, cfg, OUTBOX_HEAP)
     assert lines[0] == "outbox: 0 sent, 1 waiting", lines
     assert lines[1].startswith("Cannot connect to localhost port ") and \
