@@ -26,7 +26,7 @@ BODIES = {
 
 def send_config(srv, port, user, default_password, **options):
     """The mp_send.py config of one send to `srv`'s port `port` as `user` (options: tls,
-    auth, password, cadata, body, body_file, body_chunks (the file as an iterator of
+    auth, password, oauth_token, cadata, body, body_file, body_chunks (the file as an iterator of
     chunks, its size unknown), to, sender, subject, priority)."""
     import microsmtp
 
@@ -38,7 +38,7 @@ def send_config(srv, port, user, default_password, **options):
             "priority": options.get("priority", microsmtp.PRIORITY_NORMAL),
             "client_domain": "boiler.example.com", "username": user,
             "password": options.get("password", default_password),
-            "auth": options.get("auth", "NONE"),
+            "auth": options.get("auth", "NONE"), "oauth_token": options.get("oauth_token"),
             "tls": options.get("tls", microsmtp.TLS_STARTTLS),
             "cadata": options.get("cadata", srv.ca_pem),
             "timeouts": {"connect": 5, "greeting": 10, "envelope": 10, "message": 20,
@@ -53,7 +53,7 @@ def send_cpython(cfg):
         cfg["server"], cfg["port"], from_address=cfg["from"], username=cfg["username"],
         password=cfg["password"], client_domain=cfg["client_domain"],
         auth=getattr(microsmtp, "AUTH_" + cfg["auth"]), timeouts=cfg["timeouts"], net=net,
-        tls=cfg["tls"], cadata=cfg["cadata"])
+        tls=cfg["tls"], cadata=cfg["cadata"], oauth_token=cfg.get("oauth_token"))
     res = {"status": 0, "step": None, "reply_code": None, "error": None, "reply": None}
     f = open(cfg["body_file"], "rb") if cfg["body_file"] else None
     try:

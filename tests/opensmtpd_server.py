@@ -84,6 +84,9 @@ def missing(fetch=True):
                        "mounts over its fixed paths (modprobe overlay)"
     except OSError:
         return "no /proc/filesystems: not Linux?"
+    why = _namespace_refused()
+    if why:
+        return why
     if not (UNPACKED / "VERSION").is_file() and fetch:
         try:
             proc = subprocess.run([str(GET), str(UNPACKED)], capture_output=True, text=True,
@@ -95,6 +98,28 @@ def missing(fetch=True):
                                 INSTALL_HINT)
     if not os.access(SMTPD, os.X_OK):
         return "OpenSMTPD is not unpacked in build/opensmtpd: " + INSTALL_HINT
+    return None
+
+
+def _namespace_refused():
+    """Why root cannot make the private namespace here (a container without CAP_SYS_ADMIN,
+    say), tried with one read-only overlay, or None."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="microsmtp-ns-") as d:
+        for sub in ("a", "b", "c"):
+            os.mkdir(os.path.join(d, sub))
+        try:
+            proc = subprocess.run(
+                ["unshare", "--mount", "--propagation", "private", "mount", "-t", "overlay",
+                 "overlay", "-o", "lowerdir=%s/a:%s/b" % (d, d), "%s/c" % d],
+                capture_output=True, text=True, timeout=20)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            return "unshare failed: %s" % e
+    if proc.returncode:
+        return "root cannot mount an overlay in a mount namespace of its own here (%s), " \
+               "which the private OpenSMTPD needs; in a container, give it CAP_SYS_ADMIN " \
+               "(docker run --privileged)" % (proc.stderr.strip().splitlines() or ["?"])[0]
     return None
 
 

@@ -89,13 +89,15 @@ def test_auth_port_mechanism(runtime, port, mech, osd, send):
 
 @both
 @pytest.mark.parametrize("port", ["plain", "submission"])
-def test_pinned_mechanism_not_offered_is_never_sent(runtime, port, osd, send):
-    # CRAM-MD5 pinned: the plain port offers no AUTH at all, the submission port PLAIN and
-    # LOGIN. Either way the client stops after the EHLO that follows STARTTLS, before any
-    # AUTH line (issue 12: no blind "AUTH CRAM-MD5" -> 504), with its own status.
-    res = send(runtime, port, auth="CRAM_MD5")
+@pytest.mark.parametrize("mech", ["CRAM_MD5", "XOAUTH2"])
+def test_pinned_mechanism_not_offered_is_never_sent(runtime, port, mech, osd, send):
+    # CRAM-MD5 or XOAUTH2 (with a token) pinned: the plain port offers no AUTH at all, the
+    # submission port PLAIN and LOGIN. Either way the client stops after the EHLO that
+    # follows STARTTLS, before any AUTH line (issue 12: no blind "AUTH CRAM-MD5" -> 504),
+    # with its own status.
+    res = send(runtime, port, auth=mech, oauth_token="ya29.test-token")
     assert res["status"] == microsmtp.AUTHENTICATION_ERROR, res
-    assert "does not offer AUTH CRAM-MD5" in res["error"], res
+    assert "does not offer AUTH %s" % mech.replace("_", "-") in res["error"], res
     if port == "submission":
         assert "it offers PLAIN LOGIN" in res["error"], res
     log = osd.settled_log()
