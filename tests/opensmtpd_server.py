@@ -4,7 +4,8 @@ The binaries are Debian's package unpacked (never installed: it conflicts with p
 build/opensmtpd by tests/get_opensmtpd.sh, which `make test` runs and missing() runs when
 they are not there. `smtpd -d` runs in the foreground as root (it forks its privilege-
 separated processes, which drop to the users opensmtpd and opensmtpq), its stderr (-d logs
-there; -v and -T smtp add each session's commands and replies) being the log the tests read.
+there; -v and -T smtp add each session's commands and replies, AUTH's test credentials
+included) being the log the tests read.
 
 OpenSMTPD has fixed paths compiled in: its configuration's default /etc/smtpd.conf (not used:
 -f names ours), /etc/mailname (the server's name), the users opensmtpd and opensmtpq (looked
@@ -172,8 +173,8 @@ class OpenSMTPD:
                   self.root / "work" / "spool", self.root / "work" / "run"):
             d.mkdir(parents=True, exist_ok=True)
         os.chmod(self.root, 0o755)
-        # passwd and group: the system's (as smtpd needs root's and nobody's entries), plus
-        # ours. Each account gets a group of its own, as the package's postinst makes them.
+        # passwd and group: a copy of the system's, plus ours (each account with a group of
+        # its own, as the package's postinst makes them).
         ids = dict(zip(ACCOUNTS, _free_ids(len(ACCOUNTS)), strict=True))
         self.uid = self.gid = ids["vmail"]
         home = {"vmail": str(self.mail)}
