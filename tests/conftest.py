@@ -308,3 +308,66 @@ def postfix_send(request, tmp_path, pf):
         return res
 
     return run
+
+
+# --- a private OpenSMTPD 7 (tests/opensmtpd_server.py), one for the whole run --------------
+
+@pytest.fixture(scope="session")
+def opensmtpd():
+    """A started opensmtpd_server.OpenSMTPD with AUTH user alice (password opensmtpd_server.
+    PASSWORD) and .ca_pem, the trustme CA its certificate comes from; stopped (by its pid
+    file, its process group checked gone) and its folder removed at the end of the run.
+    Fetched first (tests/get_opensmtpd.sh) if build/opensmtpd is not there. Skipped where it
+    cannot run, saying how to make it run, except in CI, where that fails."""
+    import opensmtpd_server
+
+    why = opensmtpd_server.missing()
+    if why:
+        if in_ci():
+            pytest.fail("CI must run the OpenSMTPD tests: " + why)
+        pytest.skip(why)
+    # Not under pytest's 0700 temporary tree: its delivery (user vmail) writes the Maildir.
+    root = tempfile.mkdtemp(prefix="microsmtp-opensmtpd-")
+    srv = opensmtpd_server.private(root)
+    try:
+        srv.start()
+        yield srv
+    finally:
+        srv.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def osd(opensmtpd):
+    """`opensmtpd` for one test: an empty Maildir before; after, no line of
+    opensmtpd_server.BAD_LOG in its log (what earlier tests logged is not this test's)."""
+    import opensmtpd_server
+
+    opensmtpd.clear()
+    opensmtpd.mark_log()
+    yield opensmtpd
+    log = opensmtpd.settled_log()
+    bad = [line for line in log.splitlines()
+           if any(word in line for word in opensmtpd_server.BAD_LOG)]
+    assert not bad, "OpenSMTPD warned:\n" + "\n".join(bad)
+
+
+@pytest.fixture
+def opensmtpd_send(request, tmp_path, osd):
+    """send(runtime, port, **options) -> the result dict of one send to the private
+    OpenSMTPD (status 0: success), on "cpython" or "micropython"; the options of
+    postfix_send (auth: "NONE", "PLAIN", "LOGIN", "CRAM_MD5", "AUTO")."""
+    import mta_checks
+    import opensmtpd_server
+
+    def run(runtime, port, **options):
+        cfg = opensmtpd_server.send_config(osd, port, **options)
+        if runtime == "cpython":
+            res = mta_checks.send_cpython(cfg)
+        else:
+            res = mta_checks.send_micropython(cfg, request.getfixturevalue("mp_send_dir"),
+                                              tmp_path)
+        assert res["pool_full"], "a pool buffer leaked: %r" % res
+        return res
+
+    return run
