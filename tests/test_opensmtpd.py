@@ -168,11 +168,8 @@ def test_too_big_of_unknown_size_refused_after_the_dot(runtime, osd, send, tmp_p
     res = send(runtime, "submission", auth="PLAIN", body_file=str(path), body_chunks=True)
     assert res["reply_code"] == 554 and res["step"] == "MESSAGE", res
     assert "5.3.4" in res["error"], res
-    # A GAP, pinned: issue 12 asks OVERSIZE_MAIL_DATA for 552 or 554 after "."; the client
-    # reads only 552 as too big (protocol.py, _P_DOT) and gives this 554 the generic
-    # MESSAGE_REPLY_ERROR. Reading X.3.4 as OVERSIZE_MAIL_DATA belongs with main's RFC 3463
-    # code parsing; when it lands, this line changes to OVERSIZE_MAIL_DATA.
-    assert res["status"] == microsmtp.MESSAGE_REPLY_ERROR, res
+    # The client reads 552, or X.3.4 / X.2.3 under any code, as too big (protocol.py, _P_DOT).
+    assert res["status"] == microsmtp.OVERSIZE_MAIL_DATA, res
     log = osd.settled_log()
     assert verbs(osd, log)[-1] == "QUIT" and "DATA" in verbs(osd, log), log
     assert "smtp message " not in log, log  # nothing queued

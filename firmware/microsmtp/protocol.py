@@ -547,7 +547,12 @@ class Session:
         elif ph == _P_DOT:
             self.flags &= ~_F_AFTER_DOT
             if c != 250:
-                raise self.refusal(_OVERSIZE_MAIL_DATA if c == 552 else _MESSAGE_REPLY_ERROR,
+                # Too big: 552 (RFC 5321 §4.5.3.1.10), or RFC 3463's X.3.4 "message too big
+                # for system" / X.2.3 "exceeds administrative limit" under another code
+                # (OpenSMTPD: 554 5.3.4).
+                t = self.text or b""
+                big = c == 552 or len(t) > 5 and t[5] == 32 and t[1:5] in (b".3.4", b".2.3")
+                raise self.refusal(_OVERSIZE_MAIL_DATA if big else _MESSAGE_REPLY_ERROR,
                                   "Message not accepted")
             self.phase = _P_MAIL_DONE
             if self.refused:  # it went to some recipients, not all
