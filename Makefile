@@ -54,7 +54,7 @@ define apt-get
 	fi
 endef
 
-.PHONY: chromium smtp-sink sasl swaks
+.PHONY: chromium smtp-sink sasl swaks opensmtpd
 # chromium: Debian's chromium, for the catcher's browser tests (tests/test_catcher.py) only
 chromium:
 	$(call apt-get,chromium,chromium,the browser tests of tests/test_catcher.py)
@@ -78,6 +78,15 @@ sasl: smtp-sink
 swaks:
 	$(call apt-get,swaks,swaks,tests/test_swaks.py)
 
+# opensmtpd: Debian's OpenSMTPD 7 unpacked into build/opensmtpd, never installed (it conflicts
+# with postfix), for the private OpenSMTPD of tests/test_opensmtpd.py; on Debian 12 from
+# bookworm-backports through a private apt state, the system's apt configuration untouched
+# (tests/get_opensmtpd.sh; missing libraries it needs are apt-get installed, as root)
+opensmtpd:
+	@test -f build/opensmtpd/VERSION || { \
+		echo "setup: OpenSMTPD 7 (Debian's package, unpacked into build/opensmtpd), for tests/test_opensmtpd.py"; \
+		tests/get_opensmtpd.sh build/opensmtpd || echo "NOTE: tests/test_opensmtpd.py will skip (or fail in CI): OpenSMTPD could not be fetched"; }
+
 # mpy: firmware/microsmtp/*.py -> build/mpy/microsmtp/*.mpy (MICROPYPATH=build/mpy for the unix port)
 mpy: setup $(MPY_OUT)
 	@test -n "$(MPY_MARCH)" || echo "make mpy: nothing to build: build/mpy is for the MicroPython unix port, whose wheel is x86-64 only; this is $$(uname -m)"
@@ -98,7 +107,7 @@ index: setup
 	$(PY) -m microsmtp_host.mipindex build/index
 
 # test: the whole pytest suite (CPython through the shim and the MicroPython unix port)
-test: setup mpy chromium smtp-sink sasl swaks
+test: setup mpy chromium smtp-sink sasl swaks opensmtpd
 	$(PY) -m pytest
 
 # demo: a mail sent by the firmware code to a local catcher

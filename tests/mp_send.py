@@ -19,6 +19,16 @@ if cfg.get("body_text_file"):
 
     with open(cfg["body_text_file"]) as f:
         body = f.read(os.stat(cfg["body_text_file"])[6])
+
+
+def chunks(f):
+    while True:
+        chunk = f.read(512)
+        if not chunk:
+            return
+        yield chunk
+
+
 gc.collect()  # the parser's garbage, before the Client's long-lived objects
 client = microsmtp.Client(
     cfg["server"], cfg["port"], from_address=cfg["from"], username=cfg.get("username"),
@@ -32,8 +42,12 @@ for _ in range(cfg.get("repeat") or 1):
     e = None
     gc.collect()
     before = micropython.mem_total()
+    src = f or body
+    if f and cfg.get("body_chunks"):
+        # The file as an iterator of chunks: its size unknown to the client (no SIZE=).
+        src = chunks(f)
     try:
-        client.send(cfg["to"], cfg["subject"], f or body,
+        client.send(cfg["to"], cfg["subject"], src,
                     cfg.get("priority", microsmtp.PRIORITY_NORMAL))
     except microsmtp.SMTPError as err:
         e = err
@@ -48,4 +62,4 @@ for _ in range(cfg.get("repeat") or 1):
     if f:
         f.close()
     print(json.dumps(res))
-    res = e = f = None
+    res = e = f = src = None

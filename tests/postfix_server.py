@@ -19,7 +19,6 @@ import email
 import email.policy
 import glob
 import grp
-import json
 import os
 import pwd
 import shutil
@@ -27,6 +26,8 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+
+import mta_checks
 
 POSTFIX = shutil.which("postfix") or "/usr/sbin/postfix"
 SASLPASSWD2 = shutil.which("saslpasswd2") or "/usr/sbin/saslpasswd2"
@@ -327,71 +328,18 @@ def _alive(pid):
 
 # --- sending through it on both runtimes, and reading what it delivered ----------------------
 # (tests/test_postfix.py and tests/test_swaks.py; the fixtures pf and postfix_send in
-# conftest.py call these)
+# conftest.py call these). Sending is tests/mta_checks.py's, shared with the OpenSMTPD tests.
 
-TLS_HEAP = os.environ.get("MICROSMTP_TLS_HEAP", "64K")  # as tests/test_tls.py
-SENDER = "boiler@example.com"
-RCPT = "ops@example.org"
-HOST = "localhost"  # the name in the certificate
+SENDER, RCPT, HOST, TLS_HEAP = mta_checks.SENDER, mta_checks.RCPT, mta_checks.HOST, \
+    mta_checks.TLS_HEAP
+send_cpython, send_micropython = mta_checks.send_cpython, mta_checks.send_micropython
+normalised = mta_checks.normalised
 
 
 def send_config(pf, port, **options):
-    """The mp_send.py config of one send to `pf`'s port `port` (see conftest's postfix_send
-    for the options)."""
-    import microsmtp
-
-    return {"server": HOST, "port": pf.ports[port], "from": options.get("sender", SENDER),
-            "to": options.get("to", [RCPT]), "subject": options.get("subject", "Boiler alert"),
-            "body": options.get("body", "Pressure low.\n"),
-            "body_file": options.get("body_file"), "repeat": 1,
-            "priority": options.get("priority", microsmtp.PRIORITY_NORMAL),
-            "client_domain": "boiler.example.com", "username": USER,
-            "password": options.get("password", PASSWORD),
-            "auth": options.get("auth", "NONE"),
-            "tls": options.get("tls", microsmtp.TLS_STARTTLS),
-            "cadata": options.get("cadata", pf.ca_pem),
-            "timeouts": {"connect": 5, "greeting": 10, "envelope": 10, "message": 20,
-                         "quit": 5}}
-
-
-def send_cpython(cfg):
-    import microsmtp
-    from microsmtp_host.shim import net
-
-    client = microsmtp.Client(
-        cfg["server"], cfg["port"], from_address=cfg["from"], username=cfg["username"],
-        password=cfg["password"], client_domain=cfg["client_domain"],
-        auth=getattr(microsmtp, "AUTH_" + cfg["auth"]), timeouts=cfg["timeouts"], net=net,
-        tls=cfg["tls"], cadata=cfg["cadata"])
-    res = {"status": 0, "step": None, "reply_code": None, "error": None, "reply": None}
-    f = open(cfg["body_file"], "rb") if cfg["body_file"] else None
-    try:
-        client.send(cfg["to"], cfg["subject"], f or cfg["body"], cfg["priority"])
-    except microsmtp.SMTPError as e:
-        res = {"status": e.status, "step": e.step, "reply_code": e.reply_code,
-               "error": str(e), "reply": e.reply}
-    finally:
-        if f:
-            f.close()
-    res["pool_full"] = client.pool.available() == client.pool.count
-    return res
-
-
-def send_micropython(cfg, mp_dir, tmp_path):
-    import runtimes
-
-    # The body through a file (the unix port's argv and a small heap's JSON stay small).
-    text = Path(tmp_path) / "body.txt"
-    text.write_bytes(cfg["body"].encode())
-    cfg = dict(cfg, body="", body_text_file=str(text))
-    path = Path(tmp_path) / "mp_send.json"
-    path.write_text(json.dumps(cfg))
-    proc = runtimes.run_micropython("mp_send", [str(path)], [mp_dir, runtimes.firmware_mpy()],
-                                    timeout=60, heap=TLS_HEAP)
-    results = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
-    assert len(results) == 1, "MicroPython (heap %s) exit %d: %s" % (
-        TLS_HEAP, proc.returncode, (proc.stderr or proc.stdout)[-2000:])
-    return results[0]
+    """The mp_send.py config of one send to `pf`'s port `port` as USER (see conftest's
+    postfix_send for the options)."""
+    return mta_checks.send_config(pf, port, USER, PASSWORD, **options)
 
 
 def delivered_one(pf, mailbox="ops"):
@@ -403,9 +351,3 @@ def delivered_one(pf, mailbox="ops"):
     assert len(files) == 1, files
     raw = files[0].read_bytes()
     return raw, email.message_from_bytes(raw, policy=email.policy.default)
-
-
-def normalised(body):
-    """The body as it must arrive: every CR, LF and CRLF one line end, a last one added."""
-    body = body.encode().replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-    return body if body.endswith(b"\n") else body + b"\n"

@@ -903,7 +903,7 @@ def sizes():
     fits, over = "x" * (limit - HEAD_ROOM), "x" * (limit - HEAD_ROOM + 1)
     big = "0123456789\n" * 100  # over 1000 - HEAD_ROOM bytes, under no limit here
     start = [S(GREETING), C(EHLO)]
-    return [
+    out = [
         {"name": "size_declared", "script": session(
             caps=caps_size(" 1000000"), mail=size_mail(body)), "expect": "SUCCESS"},
         {"name": "size_declared_in_bytes_with_8bitmime", "send": {"body": hot},
@@ -926,6 +926,22 @@ def sizes():
             C("RCPT TO:<ops@example.org>\r\n"), S("250 ok\r\n"), C("DATA\r\n"),
             S("354 go\r\n"), ["C*", END], S("552 5.3.4 Message too big\r\n")] + QUIT,
          "expect": "OVERSIZE_MAIL_DATA", "step": "MESSAGE", "reply_code": 552},
+    ]
+    # RFC 3463's "too big" codes under another reply code (OpenSMTPD: 554 5.3.4) are
+    # OVERSIZE_MAIL_DATA too; a longer code or another subject is not.
+    for code, text, expect in (("554", "5.3.4 Message too big for system", "OVERSIZE_MAIL_DATA"),
+                               ("550", "5.2.3 Message length exceeds limit",
+                                "OVERSIZE_MAIL_DATA"),
+                               ("554", "5.3.40 unknown", "MESSAGE_REPLY_ERROR"),
+                               ("554", "5.7.1 Rejected by policy", "MESSAGE_REPLY_ERROR")):
+        name = "too_big_after_dot_%s_%s" % (code, text.split()[0])
+        out.append({"name": name, "script": start + [
+            S(caps_size(" 1000000")), C(size_mail(body)), S("250 ok\r\n"),
+            C("RCPT TO:<ops@example.org>\r\n"), S("250 ok\r\n"), C("DATA\r\n"),
+            S("354 go\r\n"), ["C*", END], S("%s %s\r\n" % (code, text))] + QUIT,
+            "expect": expect, "step": "MESSAGE", "reply_code": int(code),
+            "reply": text})
+    out += [
         # §6: 552 to every RCPT means too big for all of them.
         {"name": "size_552_to_every_rcpt", "send": {"to": list(TWO)}, "script": start + [
             S(caps_size(" 1000000")), C(size_mail(body)), S("250 ok\r\n"),
@@ -954,6 +970,7 @@ def sizes():
                             S("250 ok\r\n250 ok\r\n354 go\r\n"), DOT_QUIT,
                             S("250 queued\r\n221 bye\r\n")], "expect": "SUCCESS"},
     ]
+    return out
 
 
 def all_scenarios():

@@ -17,15 +17,12 @@ import time
 
 import microsmtp
 import pytest
-import test_tls
-from test_integration import ListeningThread
+from sending import RUNTIMES
+from servers import ListeningThread
+from tls_servers import TLS_KINDS
 
-# The fixtures of tests/test_tls.py: its CA, aiosmtpd servers and the two-runtime send.
-pki = test_tls.pki
-aio_server = test_tls.aio_server
-send = test_tls.send
-
-both = test_tls.both
+# The servers of tests/test_tls.py (conftest.py: pki, aio_server, tls_send).
+both = pytest.mark.parametrize("runtime", RUNTIMES)
 ONE_SECOND = {"connect": 1, "greeting": 1, "envelope": 1, "message": 1, "quit": 1}
 
 
@@ -206,7 +203,7 @@ def proxies():
 @both
 @pytest.mark.timeout(30)
 @pytest.mark.parametrize("kind", ["implicit", "starttls"])
-def test_dripped_handshake_ends_at_the_deadline(runtime, kind, aio_server, proxies, send):
+def test_dripped_handshake_ends_at_the_deadline(runtime, kind, aio_server, proxies, tls_send):
     """A path that drips the server's handshake one byte every 20 ms (each byte well within
     a 1 s read timeout) must not hold a send: the handshake shares its phase's deadline.
     Before the fix, MicroPython restarted its 1 s timeout at every byte and waited for the
@@ -215,8 +212,8 @@ def test_dripped_handshake_ends_at_the_deadline(runtime, kind, aio_server, proxi
     write (EHLO, STARTTLS) after the wrap, under that phase's deadline."""
     srv = aio_server(kind)
     proxy = proxies(DripProxy, srv.port, kind == "starttls")
-    res = send(runtime, proxy.port, tls=test_tls.TLS_KINDS[kind], auth="PLAIN",
-               timeouts=ONE_SECOND)
+    res = tls_send(runtime, proxy.port, tls=TLS_KINDS[kind], auth="PLAIN",
+                   timeouts=ONE_SECOND)
     assert res["status"] == microsmtp.TIMEOUT_ERROR, res
     assert res["step"] == ("GREETING" if kind == "implicit" else "EHLO"), res
     assert "1000 ms" in res["error"], res
@@ -233,7 +230,7 @@ def test_dripped_handshake_ends_at_the_deadline(runtime, kind, aio_server, proxi
 @both
 @pytest.mark.timeout(40)
 @pytest.mark.parametrize("kind", ["plain", "implicit"])
-def test_slow_reader_ends_at_the_message_deadline(runtime, kind, aio_server, proxies, send,
+def test_slow_reader_ends_at_the_message_deadline(runtime, kind, aio_server, proxies, tls_send,
                                                   tmp_path):
     """A server that takes the message slowly: each 536-byte write moves within the
     message timeout, but the whole message must not outlast it. Before the fix every
@@ -245,10 +242,10 @@ def test_slow_reader_ends_at_the_message_deadline(runtime, kind, aio_server, pro
     line = b"Pressure log: 0123456789 abcdefghijklmnopqrstuvwxyz ABCDEFGHIJKLMNOPQRSTUVWXYZ\n"
     body.write_bytes(line * (8 * 1024 * 1024 // len(line)))
     size = body.stat().st_size
-    res = send(runtime, proxy.port, auth="PLAIN", body_file=str(body), allow_plaintext_auth=True,
-               tls=test_tls.TLS_KINDS.get(kind, microsmtp.TLS_NONE),
-               cadata=None if kind == "plain" else "pem",
-               timeouts={"connect": 5, "greeting": 5, "envelope": 5, "message": 5, "quit": 1})
+    res = tls_send(runtime, proxy.port, auth="PLAIN", body_file=str(body),
+                   allow_plaintext_auth=True, tls=TLS_KINDS.get(kind, microsmtp.TLS_NONE),
+                   cadata=None if kind == "plain" else "pem",
+                   timeouts={"connect": 5, "greeting": 5, "envelope": 5, "message": 5, "quit": 1})
     assert res["status"] == microsmtp.TIMEOUT_ERROR, res
     assert res["step"] == "MESSAGE" and "5000 ms" in res["error"], res
     assert proxy.slow.is_set(), "the message never reached the slow part"

@@ -19,10 +19,11 @@ from pathlib import Path
 
 import microsmtp
 import pytest
+from board_api import STUBS as STUB_DIR
+from board_api import collect_uses, missing_on
 from microsmtp_host import devconfig, unixport
-from test_board_api import STUBS as STUB_DIR
-from test_board_api import collect_uses, missing_on
-from test_tls import PASSWORD, PKI, TLS_HEAP, USER, AioServer
+from servers import refused_port
+from tls_servers import PASSWORD, TLS_HEAP, USER
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -34,37 +35,11 @@ OUTBOX_HEAP = "44K"
 pytestmark = pytest.mark.timeout(90)
 
 
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory):
-    return PKI(tmp_path_factory.mktemp("pki"))
-
-
-@pytest.fixture
-def servers(pki):
-    started = []
-
-    def start(kind):
-        srv = AioServer(kind, pki.server_context() if kind != "plain" else None).start()
-        started.append(srv)
-        return srv
-
-    yield start
-    for srv in started:
-        srv.stop()
-
-
 def config(port, **smtp):
     """examples/config.example.json pointed at a server on this machine."""
     cfg = json.loads((EXAMPLES / "config.example.json").read_text(encoding="utf-8"))
     cfg["smtp"].update({"server": "localhost", "port": port}, **smtp)
     return cfg
-
-
-def refused_port():
-    """A port on loopback that refuses every connection: bound, never listening."""
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind(("127.0.0.1", 0))
-    return s
 
 
 def run_board_example(name, folder, cfg, heap, ok=True):
@@ -113,8 +88,8 @@ def test_examples_name_no_real_provider_or_credential():
 # --- examples/board_alert.py --------------------------------------------------------------
 
 @pytest.mark.unixport
-def test_board_alert_sends_over_starttls_with_the_ca_file(servers, pki, tmp_path):
-    srv = servers("starttls")
+def test_board_alert_sends_over_starttls_with_the_ca_file(aio_server, pki, tmp_path):
+    srv = aio_server("starttls")
     shutil.copy(pki.pem_path, tmp_path / "ca.pem")
     cfg = config(srv.port, username=USER, password=PASSWORD, cadata="ca.pem")
     assert run_board_example("board_alert", tmp_path, cfg, TLS_HEAP) == ["sent"]
@@ -126,8 +101,8 @@ def test_board_alert_sends_over_starttls_with_the_ca_file(servers, pki, tmp_path
 
 
 @pytest.mark.unixport
-def test_board_alert_prints_the_error_in_one_line(servers, pki, tmp_path):
-    srv = servers("starttls")
+def test_board_alert_prints_the_error_in_one_line(aio_server, pki, tmp_path):
+    srv = aio_server("starttls")
     shutil.copy(pki.pem_path, tmp_path / "ca.pem")
     cfg = config(srv.port, username=USER, password="not the password", cadata="ca.pem")
     (line,) = run_board_example("board_alert", tmp_path, cfg, TLS_HEAP)
@@ -136,9 +111,9 @@ def test_board_alert_prints_the_error_in_one_line(servers, pki, tmp_path):
 
 
 @pytest.mark.unixport
-def test_board_alert_without_the_ca_file_stops_at_client(servers, tmp_path):
+def test_board_alert_without_the_ca_file_stops_at_client(aio_server, tmp_path):
     # A setup mistake, not a failed send: Client() raises before any connection.
-    srv = servers("starttls")
+    srv = aio_server("starttls")
     cfg = config(srv.port, username=USER, password=PASSWORD, cadata="ca.pem")  # not there
     lines = run_board_example("board_alert", tmp_path, cfg, TLS_HEAP, ok=False)
     assert lines[-1] == "ValueError: cadata: cannot read the CA file 'ca.pem'", lines
@@ -148,9 +123,9 @@ def test_board_alert_without_the_ca_file_stops_at_client(servers, tmp_path):
 # --- examples/outbox_alert.py -------------------------------------------------------------
 
 @pytest.mark.unixport
-def test_outbox_alert_keeps_the_alert_through_an_outage_and_a_reboot(servers, tmp_path):
+def test_outbox_alert_keeps_the_alert_through_an_outage_and_a_reboot(aio_server, tmp_path):
     with refused_port() as down:
-        cfg = config(down.getsockname()[1], username=None, password=None, cadata=None)
+        cfg = config(down, username=None, password=None, cadata=None)
         lines = run_board_example("outbox_alert", tmp_path, cfg, OUTBOX_HEAP)
     assert lines[0] == "outbox: 0 sent, 1 waiting", lines
     assert lines[1].startswith("Cannot connect to localhost port ") and \
@@ -158,7 +133,7 @@ def test_outbox_alert_keeps_the_alert_through_an_outage_and_a_reboot(servers, tm
     assert len(lines) == 2
     assert [p.name for p in (tmp_path / "outbox").glob("*.msg")] == ["00000001.msg"]
     # The next boot, the server up: the queued alert and the new one go in one session.
-    srv = servers("plain")
+    srv = aio_server("plain")
     cfg["smtp"]["port"] = srv.port
     assert run_board_example("outbox_alert", tmp_path, cfg, OUTBOX_HEAP) == [
         "outbox: 2 sent, 0 waiting"]
@@ -176,8 +151,8 @@ def run_cpython_example(cfg, folder):
                           capture_output=True, text=True, cwd=folder, env=env, timeout=60)
 
 
-def test_send_from_computer_sends_through_the_shim(servers, pki, tmp_path):
-    srv = servers("starttls")
+def test_send_from_computer_sends_through_the_shim(aio_server, pki, tmp_path):
+    srv = aio_server("starttls")
     cfg = config(srv.port, username=USER, password=PASSWORD, cadata=str(pki.pem_path))
     res = run_cpython_example(cfg, tmp_path)
     assert (res.returncode, res.stdout, res.stderr) == (0, "sent\n", "")
@@ -186,8 +161,8 @@ def test_send_from_computer_sends_through_the_shim(servers, pki, tmp_path):
     assert parsed(srv)[0]["Subject"] == "Test from microsmtp"
 
 
-def test_send_from_computer_ends_with_the_error_in_one_line(servers, pki, tmp_path):
-    srv = servers("starttls")
+def test_send_from_computer_ends_with_the_error_in_one_line(aio_server, pki, tmp_path):
+    srv = aio_server("starttls")
     cfg = config(srv.port, username=USER, password="not the password",
                  cadata=str(pki.pem_path))
     res = run_cpython_example(cfg, tmp_path)

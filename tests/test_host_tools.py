@@ -1,60 +1,24 @@
 """microsmtp probe, send and config against real aiosmtpd servers on loopback."""
 
-import argparse
 import json
-import socket
 import ssl
 import stat
-import threading
 
 import pytest
+import servers
 import trustme
-from aiosmtpd.smtp import AuthResult
+from host_cli import device_config, hostile_smtp, only_printable, parse
 from microsmtp_host import cli, devconfig, probe
 from microsmtp_host import config as config_cmd
 from microsmtp_host import send as send_cmd
 from microsmtp_host.cli import CLIError
-from test_integration import LoopbackController
-
-
-class Handler:
-    def __init__(self):
-        self.messages = []
-
-    async def handle_DATA(self, server, session, envelope):
-        self.messages.append((envelope.mail_from, envelope.rcpt_tos, envelope.content))
-        return "250 OK"
-
-
-def authenticator(server, session, envelope, mechanism, auth_data):
-    return AuthResult(success=auth_data.password == b"s3cret", handled=False)
-
-
-@pytest.fixture(scope="module")
-def ca():
-    return trustme.CA()
-
-
-def start(handler, **kw):
-    ctl = LoopbackController(handler, hostname="127.0.0.1", authenticator=authenticator, **kw)
-    ctl.start()
-    return ctl
 
 
 def serving(**kw):
-    """An aiosmtpd server for one test: yields (controller, handler), stops it after."""
-    handler = Handler()
-    ctl = start(handler, **kw)
-    try:
-        yield ctl, handler
-    finally:
-        ctl.stop()
-
-
-def server_context(ca):
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ca.issue_cert("localhost", "127.0.0.1").configure_cert(ctx)
-    return ctx
+    """An aiosmtpd server for one test (servers.Server, AUTH in clear unless kw says):
+    yields (controller, handler), stops it after."""
+    for srv in servers.serving(**kw):
+        yield srv.controller, srv.handler
 
 
 @pytest.fixture
@@ -63,19 +27,14 @@ def plain_server():
 
 
 @pytest.fixture
-def tls_server(ca):
-    yield from serving(tls_context=server_context(ca), require_starttls=True)
+def tls_server(pki):
+    yield from serving(tls_context=pki.server_context(), require_starttls=True,
+                       auth_require_tls=True)
 
 
 @pytest.fixture
-def implicit_server(ca):
-    yield from serving(ssl_context=server_context(ca), auth_require_tls=False)
-
-
-def parse(module, argv):
-    p = argparse.ArgumentParser()
-    module.add_parser(p)
-    return p.parse_args(argv)
+def implicit_server(pki):
+    yield from serving(ssl_context=pki.server_context(), auth_require_tls=False)
 
 
 def port_of(ctl):
@@ -90,10 +49,10 @@ def test_probe_plaintext_server(plain_server, capsys):
     assert "tls=microsmtp.TLS_NONE" in out and "allow_plaintext_auth=True" in out
 
 
-def test_probe_starttls_verified_with_the_ca(tls_server, ca, tmp_path, capsys):
+def test_probe_starttls_verified_with_the_ca(tls_server, pki, tmp_path, capsys):
     ctl, _ = tls_server
     cafile = tmp_path / "ca.pem"
-    ca.cert_pem.write_to_path(str(cafile))
+    cafile.write_bytes(pki.pem_path.read_bytes())
     probe.run(parse(probe, ["localhost:%d" % port_of(ctl), "--cafile", str(cafile)]))
     out = capsys.readouterr().out
     assert "TLS: STARTTLS" in out and "verifies for localhost: yes" in out
@@ -109,10 +68,10 @@ def test_probe_names_a_certificate_that_does_not_verify(tls_server, tmp_path, ca
     assert "verifies for localhost: NO" in capsys.readouterr().out
 
 
-def test_probe_implicit_tls(implicit_server, ca, tmp_path, capsys):
+def test_probe_implicit_tls(implicit_server, pki, tmp_path, capsys):
     ctl, _ = implicit_server
     cafile = tmp_path / "ca.pem"
-    ca.cert_pem.write_to_path(str(cafile))
+    cafile.write_bytes(pki.pem_path.read_bytes())
     probe.run(parse(probe, ["localhost:%d" % port_of(ctl), "--implicit", "--cafile",
                             str(cafile)]))
     out = capsys.readouterr().out
@@ -124,13 +83,6 @@ def probe_main(argv, monkeypatch):
     """cli.main with only `probe` wired, so the exit code and stderr are the command's own."""
     monkeypatch.setattr(cli, "COMMANDS", tuple(c for c in cli.COMMANDS if c[0] == "probe"))
     return cli.main(["probe", *argv])
-
-
-@pytest.fixture
-def refused_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))  # bound, never listening: a connect is refused
-        yield s.getsockname()[1]
 
 
 def test_probe_nothing_listening_is_one_line_and_exit_2(refused_port, capsys, monkeypatch):
@@ -152,73 +104,18 @@ def test_probe_reports_a_refusing_default_port_as_such(plain_server, refused_por
     assert "TLS: none offered" in answered and "tls=microsmtp.TLS_NONE" in answered
 
 
-class RawServer:
-    """A bare TCP server on loopback running script(conn, stop) for each connection.
-
-    For faults no real MTA produces: aiosmtpd or Postfix never put ESC bytes in a reply or
-    stream continuation lines forever, but a hostile or broken server (or a man in the middle
-    before STARTTLS) can, so only a raw socket shows what the probe does with them."""
-
-    def __init__(self, script):
-        self.script = script
-        self.stop = threading.Event()
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:  # closed by close()
-                return
-            with conn:
-                conn.settimeout(5)
-                try:
-                    self.script(conn, self.stop)
-                except OSError:  # the probe hung up, as it should on a bound
-                    pass
-
-    def close(self):
-        self.stop.set()
-        self.sock.shutdown(socket.SHUT_RDWR)  # wakes accept()
-        self.sock.close()
-        self.thread.join(10)
-        assert not self.thread.is_alive()
-
-
 @pytest.fixture
 def raw_server():
-    servers = []
+    """raw_server(script) -> a running servers.RawServer; all closed after."""
+    started = []
 
     def start(script):
-        servers.append(RawServer(script))
-        return servers[-1]
+        started.append(servers.RawServer(script))
+        return started[-1]
 
     yield start
-    for server in servers:
+    for server in started:
         server.close()
-
-
-HOSTILE = (b"\x1b]0;owned\x07"                   # window title
-           b"\x1b[2J\x1b[H"                      # clear screen, cursor home
-           b"\x1b]52;c;ZXZpbA==\x07"             # OSC 52: write the clipboard
-           b"\r\x1b[2KTLS: STARTTLS (verified)"  # a faked report line over this one
-           b"\x9b31m caf\xc3\xa9 back\\slash")   # C1 CSI, UTF-8, a backslash
-
-
-def hostile_smtp(conn, stop):
-    reader = conn.makefile("rb")
-    conn.sendall(b"220 mx.example " + HOSTILE + b"\r\n")
-    reader.readline()  # EHLO
-    conn.sendall(b"250-mx.example\r\n250-AUTH PLAIN " + HOSTILE + b"\r\n250 SIZE 1000\r\n")
-    reader.readline()  # QUIT
-    conn.sendall(b"221 bye\r\n")
-
-
-def only_printable(text):
-    return all(c == "\n" or " " <= c <= "~" for c in text)
 
 
 def test_probe_shows_server_bytes_escaped(raw_server, capsys, monkeypatch):
@@ -239,7 +136,7 @@ def test_probe_escapes_certificate_fields(tmp_path, capsys, monkeypatch):
                   organization_unit_name="unit\x9b").configure_cert(ctx)
     cafile = tmp_path / "ca.pem"
     ca.cert_pem.write_to_path(str(cafile))
-    for ctl, _ in serving(tls_context=ctx, require_starttls=True):
+    for ctl, _ in serving(tls_context=ctx, require_starttls=True, auth_require_tls=True):
         assert probe_main(["localhost:%d" % port_of(ctl), "--cafile", str(cafile)],
                           monkeypatch) == 0
     out = capsys.readouterr().out
@@ -298,29 +195,19 @@ def test_probe_bounds_what_it_reads(raw_server, script, argv, words, capsys):
     assert "\n" not in str(e.value) and capsys.readouterr().out == ""
 
 
-def device_config(port, **smtp):
-    base = {"server": "127.0.0.1", "port": port, "tls": "none", "username": "alice",
-            "password": "s3cret", "from": "boiler@example.org", "to": ["ops@example.org"],
-            "allow_plaintext_auth": True}
-    base.update(smtp)
-    return {"wifi": {"ssid": "home", "password": "x"}, "smtp": base,
-            "alert": {"threshold": 85.0, "hysteresis": 5.0, "min_interval": 600,
-                      "subject": "Boiler at {value:.1f} C", "sensor": "simulated"}}
-
-
 def test_send_uses_the_config(plain_server, tmp_path, capsys):
     ctl, handler = plain_server
     cfg = tmp_path / "config.json"
     cfg.write_text(json.dumps(device_config(port_of(ctl))))
     assert send_cmd.run(parse(send_cmd, ["--config", str(cfg), "--subject", "hello"])) == 0
-    assert len(handler.messages) == 1 and handler.messages[0][1] == ["ops@example.org"]
-    assert b"Subject: hello" in handler.messages[0][2]
+    assert len(handler.messages) == 1 and handler.messages[0]["rcpt_tos"] == ["ops@example.org"]
+    assert b"Subject: hello" in handler.messages[0]["content"]
 
 
-def test_send_over_starttls_with_a_local_ca(tls_server, ca, tmp_path):
+def test_send_over_starttls_with_a_local_ca(tls_server, pki, tmp_path):
     ctl, handler = tls_server
     cafile = tmp_path / "ca.pem"
-    ca.cert_pem.write_to_path(str(cafile))
+    cafile.write_bytes(pki.pem_path.read_bytes())
     cfg = tmp_path / "config.json"
     cfg.write_text(json.dumps(device_config(port_of(ctl), server="localhost", tls="starttls",
                                             cadata="/ca.pem", allow_plaintext_auth=False)))
@@ -405,14 +292,14 @@ def test_config_dry_run_shows_the_mpremote_command(tmp_path, capsys):
 
 
 @pytest.mark.unixport
-def test_config_to_the_virtual_board_with_its_ca(tmp_path, ca, capsys):
+def test_config_to_the_virtual_board_with_its_ca(tmp_path, pki, capsys):
     """microsmtp config --port: mpremote puts config.json (and the CA) on the board."""
     from microsmtp_host.virtual_board import VirtualBoard
 
     src = tmp_path / "in.json"
     src.write_text(json.dumps(device_config(587, tls="starttls")))
     cafile = tmp_path / "ca.pem"
-    ca.cert_pem.write_to_path(str(cafile))
+    cafile.write_bytes(pki.pem_path.read_bytes())
     with VirtualBoard(tmp_path / "board") as board:
         config_cmd.run(parse(config_cmd, ["--file", str(src), "--port", board.device,
                                           "--ca", str(cafile)]))

@@ -23,7 +23,8 @@ import scripted
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from microsmtp_host.shim import net as real_net
-from test_integration import RCPT, SENDER, Server, _config, _send_micropython, normalised
+from sending import config, normalised, send_micropython
+from servers import RCPT, SENDER, ListeningThread, Server
 
 CONTROLS = [chr(c) for c in range(32)] + ["\x7f"]
 FAST = settings(max_examples=60, deadline=None,
@@ -177,32 +178,22 @@ def test_encoded_word_lookalikes_generated(subject):
 
 # --- case 3: smuggling bodies to a real server, raw bytes recorded ------------------------------
 
-class CaptureProxy:
+class CaptureProxy(ListeningThread):
     """A loopback TCP proxy in front of a server; keeps every byte clients sent, per
     connection, and the event of each client's end (EOF)."""
 
     def __init__(self, port):
         self.target = ("127.0.0.1", port)
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(8)
-        self.port = self.sock.getsockname()[1]
         self.host = "127.0.0.1"
         self.conns = []
-        self.thread = threading.Thread(target=self._accept, daemon=True)
-        self.thread.start()
+        super().__init__()
 
-    def _accept(self):
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            rec = {"data": bytearray(), "done": threading.Event()}
-            self.conns.append(rec)
-            s = socket.create_connection(self.target)
-            threading.Thread(target=self._pump, args=(c, s, rec), daemon=True).start()
-            threading.Thread(target=self._pump, args=(s, c, None), daemon=True).start()
+    def handle(self, c):
+        rec = {"data": bytearray(), "done": threading.Event()}
+        self.conns.append(rec)
+        s = socket.create_connection(self.target)
+        threading.Thread(target=self._pump, args=(c, s, rec), daemon=True).start()
+        threading.Thread(target=self._pump, args=(s, c, None), daemon=True).start()
 
     def _pump(self, src, dst, rec):
         try:
@@ -229,9 +220,6 @@ class CaptureProxy:
         rec = self.conns.pop()
         assert rec["done"].wait(5), "the client never closed"
         return bytes(rec["data"])
-
-    def stop(self):
-        self.sock.close()
 
 
 @pytest.fixture(scope="module")
@@ -288,8 +276,8 @@ def test_smuggling_bodies_cpython(smtp_proxy, body):
 def test_smuggling_bodies_micropython(smtp_proxy, mp_send_dir, tmp_path, body):
     srv, proxy = smtp_proxy
     _reset(srv, proxy)
-    cfg = _config(proxy, {"body": body, "username": None, "auth": "NONE"})
-    res = _send_micropython(cfg, mp_send_dir, tmp_path, False)
+    cfg = config(proxy, {"body": body, "username": None, "auth": "NONE"})
+    res = send_micropython(cfg, mp_send_dir, tmp_path)
     assert res[0]["status"] == 0, res
     _check_received(srv, proxy, body)
 

@@ -9,154 +9,28 @@ import base64
 import email
 import email.policy
 import email.utils
-import json
-import os
 import re
-import socket
-import threading
 import time
 from datetime import datetime, timedelta, timezone
 
 import microsmtp
 import pytest
 import runtimes
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult, LoginPassword
-from microsmtp_host.shim import net
+from sending import (
+    IN_RAM,
+    RUNTIMES,
+    config,
+    normalised,
+    parse,
+    send_cpython,
+    send_micropython,
+)
+from servers import HAS_IPV6, RCPT, SENDER, Server
 
-RUNTIMES = ("cpython", "micropython")
-USER, PASSWORD = "alice", "s3cret"
-SENDER = "boiler@example.com"
-RCPT = "ops@example.org"
-
-
-def _has_ipv6_loopback():
-    if not socket.has_ipv6:
-        return False
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
-            s.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
-
-
-HAS_IPV6 = _has_ipv6_loopback()
 needs_ipv6 = pytest.mark.skipif(not HAS_IPV6, reason="no IPv6 loopback (::1) on this machine")
 
 
-# --- the server -------------------------------------------------------------------------------
-
-class Handler:
-    """Keeps every message aiosmtpd accepted; can greylist (451) the next RCPTs, refuse
-    given recipients (550), or drop the connection at the Nth MAIL (tests/test_engine.py)."""
-
-    def __init__(self):
-        self.reset()
-
-    def reset(self):
-        self.messages = []
-        self.mail_froms = []  # every MAIL command the server read, delivered or not
-        self.auth_log = []
-        self.greylist = 0
-        self.ehlo_padding = 0  # extra EHLO lines of 500 bytes (a verbose or hostile server)
-        self.peers = []  # the client's (address, port) at each EHLO: one entry a connection
-        self.commands = []  # MAIL, RCPT, RSET, and DATA once a message is in, in order
-        self.refuse = ()  # recipients answered 550: mailboxes that do not exist
-        self.drop_at_mail = 0  # the MAIL (1: the first) at which the connection drops, unanswered
-
-    async def handle_EHLO(self, server, session, envelope, hostname, responses):
-        session.host_name = hostname  # the hook's job once it exists (aiosmtpd)
-        self.peers.append(session.peer)
-        pad = ["250-X-PAD-%02d %s" % (i, "x" * 480) for i in range(self.ehlo_padding)]
-        return responses[:-1] + pad + responses[-1:]
-
-    def authenticate(self, server, session, envelope, mechanism, auth_data):
-        ok = (isinstance(auth_data, LoginPassword) and auth_data.login == USER.encode()
-              and auth_data.password == PASSWORD.encode())
-        self.auth_log.append((mechanism, ok))
-        # handled=False: aiosmtpd itself answers 535 (with True it would send nothing).
-        return AuthResult(success=ok, handled=False)
-
-    async def handle_MAIL(self, server, session, envelope, address, mail_options):
-        self.mail_froms.append(address)
-        self.commands.append("MAIL")
-        if len(self.mail_froms) == self.drop_at_mail:
-            server.transport.abort()  # no reply goes out: the connection is lost
-        envelope.mail_from = address
-        envelope.mail_options.extend(mail_options)
-        return "250 OK"
-
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
-        self.commands.append("RCPT")
-        if self.greylist:
-            self.greylist -= 1
-            return "451 4.7.1 Greylisted, try again later"
-        if address in self.refuse:
-            return "550 5.1.1 <%s>: Recipient address rejected: User unknown" % address
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_RSET(self, server, session, envelope):
-        self.commands.append("RSET")
-        return "250 OK"
-
-    async def handle_DATA(self, server, session, envelope):
-        # Runs before the 250 goes out, so the message is here when send() returns.
-        self.commands.append("DATA")
-        self.messages.append({
-            # original_content: the bytes as received (un-dot-stuffed) on either server kind.
-            "content": bytes(envelope.original_content), "mail_from": envelope.mail_from,
-            "mail_options": list(envelope.mail_options), "rcpt_tos": list(envelope.rcpt_tos),
-            "host_name": session.host_name, "auth": session.authenticated,
-            "peer": session.peer})
-        return "250 OK queued"
-
-
-class LoopbackController(Controller):
-    """aiosmtpd's Controller on a socket bound before start: a free port with no race
-    (Controller itself cannot take port 0: it connects to its own port to check it is up)."""
-
-    def __init__(self, handler, hostname, **kwargs):
-        family = socket.AF_INET6 if ":" in hostname else socket.AF_INET
-        self._sock = socket.socket(family, socket.SOCK_STREAM)
-        self._sock.bind((hostname, 0))
-        super().__init__(handler, hostname=hostname, port=self._sock.getsockname()[1],
-                         **kwargs)
-
-    def _create_server(self):
-        return self.loop.create_server(self._factory_invoker, sock=self._sock,
-                                       ssl=self.ssl_context)
-
-
-class Server:
-    """eight_bit=False: aiosmtpd with decode_data=True, which does not offer 8BITMIME and
-    refuses non-ASCII data ("500 Error: strict ASCII mode"): a 7-bit-only server. smtp:
-    more of aiosmtpd's SMTP options (data_size_limit: the SIZE it announces and enforces)."""
-
-    def __init__(self, host, eight_bit=True, **smtp):
-        self.host = host
-        self.eight_bit = eight_bit
-        self.handler = Handler()
-        self.controller = LoopbackController(
-            self.handler, host, authenticator=self.handler.authenticate,
-            auth_require_tls=False, decode_data=not eight_bit, **smtp)
-        self.port = self.controller.port
-
-    def start(self):
-        self.controller.start()
-        return self
-
-    def stop(self):
-        self.controller.stop()
-
-
-@pytest.fixture(scope="module")
-def _server_v4():
-    srv = Server("127.0.0.1").start()
-    yield srv
-    srv.stop()
-
+# --- the servers (servers.Server: a servers.Recorder behind aiosmtpd; `server` is conftest.py's)
 
 @pytest.fixture(scope="module")
 def _server_7bit():
@@ -174,12 +48,6 @@ def _server_v6():
     srv.stop()
 
 
-@pytest.fixture
-def server(_server_v4):
-    _server_v4.handler.reset()
-    return _server_v4
-
-
 @pytest.fixture(params=["8BITMIME", "7BIT"])
 def any_server(request):
     """Both server kinds: one that offers 8BITMIME, one that takes 7-bit data only."""
@@ -195,177 +63,24 @@ def server6(_server_v6):
     return _server_v6
 
 
-@pytest.fixture
-def refused_port():
-    """A port bound but not listening: connecting to it is refused (RST) at once."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        yield s.getsockname()[1]
-
-
-class ListeningThread:
-    """A loopback listener on a free port; handle(conn) runs in a thread for each client.
-    The accept timeout lets stop() end it within a fraction of a second."""
-
-    def __init__(self):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(4)
-        self.sock.settimeout(0.2)
-        self.port = self.sock.getsockname()[1]
-        self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self):
-        while not self.stopping.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                continue
-            self.handle(conn)
-
-    def stop(self):
-        self.stopping.set()
-        self.thread.join(5)
-        self.sock.close()
-
-
-class SilentServer(ListeningThread):
-    """Accepts connections and never says a word; records what clients send until EOF."""
-
-    def __init__(self):
-        self.received = []
-        self.closed = threading.Event()  # set when a client's connection reached EOF
-        super().__init__()
-
-    def handle(self, conn):
-        with conn:
-            conn.settimeout(0.2)
-            data = b""
-            while not self.stopping.is_set():
-                try:
-                    chunk = conn.recv(4096)
-                except TimeoutError:
-                    continue
-                except OSError:
-                    break
-                if not chunk:
-                    break
-                data += chunk
-            self.received.append(data)
-            self.closed.set()
-
-
-@pytest.fixture
-def silent_server():
-    srv = SilentServer()
-    yield srv
-    srv.stop()
-
-
-# --- the two runtimes ------------------------------------------------------------------------
+# --- the two runtimes (tests/sending.py) -----------------------------------------------------
 
 @pytest.fixture
 def send(request, tmp_path):
-    """send(runtime, server, **options) -> one result dict per send (options: see _config)."""
+    """send(runtime, server, **options) -> one result dict per send (options: see
+    sending.config)."""
 
     def run(runtime, srv, **options):
-        cfg = _config(srv, options)
+        cfg = config(srv, options)
         if runtime == "cpython":
-            return _send_cpython(cfg, options.get("body", cfg["body"]))
-        return _send_micropython(cfg, request.getfixturevalue("mp_send_dir"), tmp_path,
-                                 IN_RAM or runtime == "micropython-ram")
+            return send_cpython(cfg)
+        return send_micropython(cfg, request.getfixturevalue("mp_send_dir"), tmp_path,
+                                in_ram=IN_RAM or runtime == "micropython-ram")
 
     return run
 
 
-def _config(srv, options):
-    body = options.get("body", "Pressure low.\n")
-    cfg = {
-        "server": options.get("host", getattr(srv, "host", "127.0.0.1")),
-        "port": options.get("port", getattr(srv, "port", 25)),
-        "from": SENDER,
-        "to": options.get("to", [RCPT]),
-        "subject": options.get("subject", "Boiler alert"),
-        "username": options.get("username", USER),
-        "password": options.get("password", PASSWORD),
-        "auth": options.get("auth", "PLAIN"),
-        "client_domain": options.get("client_domain", "boiler.example.com"),
-        "body_file": str(body) if hasattr(body, "read_bytes") else None,
-        "body": None if hasattr(body, "read_bytes") else body,
-        "timeouts": options.get("timeouts"),
-        "repeat": options.get("repeat", 1),
-    }
-    if cfg["username"] is None:
-        cfg["password"] = None
-    return cfg
-
-
-def _send_cpython(cfg, body):
-    client = microsmtp.Client(
-        cfg["server"], cfg["port"], from_address=cfg["from"], username=cfg["username"],
-        password=cfg["password"], client_domain=cfg["client_domain"],
-        auth=getattr(microsmtp, "AUTH_" + cfg["auth"]), timeouts=cfg["timeouts"],
-        net=net, tls=cfg.get("tls"), cadata=cfg.get("cadata"),
-        insecure=cfg.get("insecure", False), oauth_token=cfg.get("oauth_token"),
-        allow_plaintext_auth=cfg.get("allow_plaintext_auth", True))
-    results = []
-    for _ in range(cfg["repeat"]):
-        res = {"status": 0, "step": None, "reply_code": None, "error": None}
-        f = open(body, "rb") if hasattr(body, "read_bytes") else None
-        try:
-            client.send(cfg["to"], cfg["subject"], f or body)
-        except microsmtp.SMTPError as e:
-            res = {"status": e.status, "step": e.step, "reply_code": e.reply_code,
-                   "error": str(e)}
-        finally:
-            if f:
-                f.close()
-        res["pool_full"] = client.pool.available() == client.pool.count
-        results.append(res)
-    return results
-
-
-# The code runs from emulated flash (ROMFS) with runtimes.HEAP, as a board runs frozen code;
-# runtime "micropython-ram" (or MICROSMTP_TEST_RAM=1 for every test) imports the .mpy files
-# into the heap instead (a board's filesystem), with runtimes.RAM_HEAP.
-IN_RAM = os.environ.get("MICROSMTP_TEST_RAM") == "1"
-
-
-def _send_micropython(cfg, mp_dir, tmp_path, in_ram):
-    if cfg.get("body") and len(cfg["body"]) > 256:  # a big in-memory body: from its own file
-        text = tmp_path / "body.txt"
-        text.write_bytes(cfg["body"].encode())  # as is: no newline translation
-        cfg = dict(cfg, body=None, body_text_file=str(text))
-    path = tmp_path / "mp_send.json"
-    path.write_text(json.dumps(cfg))
-    heap = runtimes.RAM_HEAP if in_ram else runtimes.HEAP
-    proc = runtimes.run_micropython("mp_send", [str(path)], [mp_dir, runtimes.firmware_mpy()],
-                                    timeout=30, heap=heap, rom=not in_ram)
-    results = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
-    assert len(results) == cfg["repeat"], "MicroPython (heap %s%s) exit %d: %s" % (
-        heap, " in RAM" if in_ram else "", proc.returncode,
-        (proc.stderr or proc.stdout)[-2000:])
-    return results
-
-
 # --- checks on what the server received ------------------------------------------------------
-
-def normalised(body):
-    """The body as it must arrive: every CR, LF and CRLF as CRLF, and a final CRLF."""
-    if isinstance(body, str):
-        body = body.encode()
-    body = re.sub(rb"\r\n|\r|\n", b"\r\n", body)
-    return body if body.endswith(b"\r\n") else body + b"\r\n"
-
-
-def parse(content):
-    # No bare CR or LF anywhere in what the server took (RFC 5321 §2.3.8, SMTP smuggling).
-    bare = content.replace(b"\r\n", b"")
-    assert b"\r" not in bare and b"\n" not in bare, "a bare CR or LF reached the server"
-    return email.message_from_bytes(content, policy=email.policy.default)
-
 
 def body_of(msg):
     """The body bytes with the transfer encoding (7bit, 8bit, quoted-printable) undone."""

@@ -13,14 +13,12 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-import test_virtual_board as vb
 from microsmtp_host import cli, deploy, mipindex
 from microsmtp_host.virtual_board import unix_port_available
-from test_virtual_board import MPREMOTE, SOURCES, board_files, run_app
+from virtual_boards import MPREMOTE, SOURCES, board_files, run_app
 
 ROOT = Path(__file__).resolve().parents[1]
-# The virtual board's fixtures: a board in a tmp folder, an aiosmtpd inbox, config + app.
-board, inbox, files = vb.board, vb.inbox, vb.files
+# The virtual board's fixtures (conftest.py): vboard, board_inbox and board_app.
 needs_board = pytest.mark.skipif(not unix_port_available(),
                                  reason="needs the MicroPython unix port")
 
@@ -61,11 +59,11 @@ def mip_install(device, url, *extra):
     return res.stdout
 
 
-def copy_app(board, files):
+def copy_app(vboard, board_app):
     """config.json and the app (main.py) onto the board, as `microsmtp deploy` copies them."""
-    config, app = files
+    config, app = board_app
     for src, dst in ((config, ":config.json"), (app, ":main.py")):
-        res = subprocess.run([*MPREMOTE, "connect", board.device, "resume", "fs", "cp",
+        res = subprocess.run([*MPREMOTE, "connect", vboard.device, "resume", "fs", "cp",
                               str(src), dst], capture_output=True, text=True, timeout=60)
         assert res.returncode == 0, res.stderr
 
@@ -134,81 +132,83 @@ def test_every_board_architecture_is_in_the_index(index):
 # --- onto the virtual board ----------------------------------------------------------------
 
 @needs_board
-def test_mip_install_from_the_index_gives_mpy_only_and_sends(board, served, inbox, files):
+def test_mip_install_from_the_index_gives_mpy_only_and_sends(vboard, served, board_inbox,
+                                                             board_app):
     url, made = served
-    out = mip_install(board.device, url)
+    out = mip_install(vboard.device, url)
     assert "Installing microsmtp (latest) from %s" % url in out
-    lib = board.folder / "lib" / "microsmtp"
+    lib = vboard.folder / "lib" / "microsmtp"
     # mpremote put them in the lib folder of the board's sys.path: .mpy files only.
     installed = sorted(p.name for p in lib.iterdir())
     assert installed == sorted(Path(t).name for t, _ in made["mpy_files"])
     assert not [n for n in installed if not n.endswith(".mpy")]
-    copy_app(board, files)
-    assert "sent with %s/__init__.mpy" % lib in run_app(board, inbox)
+    copy_app(vboard, board_app)
+    assert "sent with %s/__init__.mpy" % lib in run_app(vboard, board_inbox)
     # The board's own native code (x64 on the unix port) runs the body.
-    res = subprocess.run([*MPREMOTE, "connect", board.device, "resume", "exec",
+    res = subprocess.run([*MPREMOTE, "connect", vboard.device, "resume", "exec",
                           "import sys; print(sorted(k for k in sys.modules "
                           "if k.startswith('microsmtp.n')))"],
                          capture_output=True, text=True, timeout=60)
     assert res.stdout.strip() == "['microsmtp.native', 'microsmtp.native_2']", res.stdout
     # Again: mip finds every file in place (same hash) and fetches nothing.
-    again = mip_install(board.device, url)
+    again = mip_install(vboard.device, url)
     assert "Installing:" not in again and again.count("Exists:") == len(installed)
 
 
 @needs_board
-def test_the_boards_own_mip_installs_from_the_index_and_sends(board, served, inbox, files):
+def test_the_boards_own_mip_installs_from_the_index_and_sends(vboard, served, board_inbox,
+                                                              board_app):
     """mip.install("microsmtp", index=URL) run on the board (the unix port has mip frozen,
     as the ESP32 and Pico W firmware do): it fetches over its own network stack."""
     url, made = served
     code = 'import mip; mip.install("microsmtp", index="%s", target="lib")' % url
-    res = subprocess.run([*MPREMOTE, "connect", board.device, "resume", "exec", code],
+    res = subprocess.run([*MPREMOTE, "connect", vboard.device, "resume", "exec", code],
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 0 and "Done" in res.stdout, res.stdout + res.stderr
-    lib = board.folder / "lib" / "microsmtp"
+    lib = vboard.folder / "lib" / "microsmtp"
     assert sorted(p.name for p in lib.iterdir()) == sorted(
         Path(t).name for t, _ in made["mpy_files"])
-    copy_app(board, files)
-    assert "sent with %s/__init__.mpy" % lib in run_app(board, inbox)
+    copy_app(vboard, board_app)
+    assert "sent with %s/__init__.mpy" % lib in run_app(vboard, board_inbox)
 
 
 @needs_board
-def test_deploy_after_mip_leaves_only_its_own_files(board, served, capsys):
+def test_deploy_after_mip_leaves_only_its_own_files(vboard, served, capsys):
     url, made = served
-    lib = board.folder / "lib" / "microsmtp"
-    mip_install(board.device, url)
-    assert cli.main(["deploy", "--port", board.device, "--mpy"]) == 0
+    lib = vboard.folder / "lib" / "microsmtp"
+    mip_install(vboard.device, url)
+    assert cli.main(["deploy", "--port", vboard.device, "--mpy"]) == 0
     assert "removed lib/microsmtp/native_10.mpy" in capsys.readouterr().out  # xtensawin
     assert sorted(p.name for p in lib.iterdir()) == sorted(
         Path(n).stem + ".mpy" for n in SOURCES)
-    mip_install(board.device, url)  # and back: the index's native.mpy and its natives
-    assert cli.main(["deploy", "--port", board.device]) == 0  # .py with mip (package.json)
-    assert board_files(board.folder) == ["lib/microsmtp/" + n for n in SOURCES]
+    mip_install(vboard.device, url)  # and back: the index's native.mpy and its natives
+    assert cli.main(["deploy", "--port", vboard.device]) == 0  # .py with mip (package.json)
+    assert board_files(vboard.folder) == ["lib/microsmtp/" + n for n in SOURCES]
 
 
 @needs_board
-def test_mip_after_a_py_install_needs_the_folder_cleared_first(board, served):
+def test_mip_after_a_py_install_needs_the_folder_cleared_first(vboard, served):
     """mip only adds files: over a .py install (`deploy`, or `mip install github:...`) the
     .py would still be imported before the .mpy beside it. README §1 says to remove
     lib/microsmtp first, as done here."""
     url, made = served
-    lib = board.folder / "lib" / "microsmtp"
-    assert cli.main(["deploy", "--port", board.device]) == 0
-    mip_install(board.device, url)
+    lib = vboard.folder / "lib" / "microsmtp"
+    assert cli.main(["deploy", "--port", vboard.device]) == 0
+    mip_install(vboard.device, url)
     assert (lib / "protocol.py").exists() and (lib / "protocol.mpy").exists()
-    res = subprocess.run([*MPREMOTE, "connect", board.device, "resume", "rm", "-r",
+    res = subprocess.run([*MPREMOTE, "connect", vboard.device, "resume", "rm", "-r",
                           ":lib/microsmtp"], capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stdout + res.stderr
-    mip_install(board.device, url)
+    mip_install(vboard.device, url)
     assert sorted(p.name for p in lib.iterdir()) == sorted(
         Path(t).name for t, _ in made["mpy_files"])
 
 
 @needs_board
-def test_mip_no_mpy_installs_the_sources(board, served):
+def test_mip_no_mpy_installs_the_sources(vboard, served):
     url, made = served
-    mip_install(board.device, url, "--no-mpy")
-    assert board_files(board.folder) == ["lib/microsmtp/" + n for n in SOURCES]
+    mip_install(vboard.device, url, "--no-mpy")
+    assert board_files(vboard.folder) == ["lib/microsmtp/" + n for n in SOURCES]
 
 
 def test_make_index_target_exists():

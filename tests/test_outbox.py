@@ -1,15 +1,13 @@
-"""The durable outbox against a real aiosmtpd server, on CPython and the MicroPython unix
+"""The durable outbox against a real aiosmtpd outbox_server, on CPython and the MicroPython unix
 port: one session for the whole queue, 5xx to dead/, 4xx and outages kept, a reboot, the
 full policies, and a put() cut short by a power cut; refusals per recipient, a message whose
 failure ends the session, a MemoryError, and a folder holding things put() never wrote."""
 
-import asyncio
 import email
 import email.policy
 import email.utils
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -18,54 +16,33 @@ import microsmtp
 import outbox_ops
 import pytest
 import runtimes
-from aiosmtpd.smtp import AuthResult
+import servers
 from microsmtp import outbox
 from microsmtp_host.shim import net
-from test_integration import ListeningThread, LoopbackController
+from servers import ListeningThread, Recorder, Server, free_port
 
 RUNTIMES = ["cpython", "micropython"]
 
 
-class Handler:
-    """Counts sessions; refuses by subject: "bad" → 550, "later" → 451, "hangup" → 554 and
-    the connection closed after it."""
+# The server's answers by subject: "bad" 550, "later" 451, "hangup" 554 and the connection
+# closed after it (servers.Recorder's data_replies and hang_up).
+REFUSALS = {"bad": "550 5.7.1 refused for good", "hangup": "554 5.7.1 refused, closing",
+            "later": "451 4.3.0 try again later"}
 
-    def __init__(self):
-        self.sessions = 0
-        self.subjects = []
-        self.tries = []  # (Subject, Date, Message-ID) of every message, refused ones too
 
-    async def handle_EHLO(self, server, session, envelope, hostname, responses):
-        self.sessions += 1
-        session.host_name = hostname
-        return responses
-
-    async def handle_DATA(self, server, session, envelope):
-        msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
-        subject = msg["Subject"]
-        self.tries.append((subject, msg["Date"], msg["Message-ID"]))
-        if "bad" in subject:
-            return "550 5.7.1 refused for good"
-        if "hangup" in subject:  # the reply goes out first: close() flushes it
-            asyncio.get_running_loop().call_soon(server.transport.close)
-            return "554 5.7.1 refused, closing"
-        if "later" in subject:
-            return "451 4.3.0 try again later"
-        self.subjects.append(subject)
-        return "250 OK"
+def recorder(**kwargs):
+    return Recorder(data_replies=REFUSALS, hang_up={"hangup"}, **kwargs)
 
 
 def serving(handler):
     """A fixture's body: aiosmtpd with `handler` on loopback, yielding (controller, handler)."""
-    ctl = LoopbackController(handler, hostname="127.0.0.1")
-    ctl.start()
-    yield ctl, handler
-    ctl.stop()
+    for srv in servers.serving(handler, auth=False):
+        yield srv.controller, srv.handler
 
 
 @pytest.fixture
-def server():
-    yield from serving(Handler())
+def outbox_server():
+    yield from serving(recorder())
 
 
 @pytest.fixture
@@ -105,8 +82,8 @@ def put(subject):
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
-def test_whole_queue_in_one_session(runtime, server, mp_dir, tmp_path):
-    ctl, handler = server
+def test_whole_queue_in_one_session(runtime, outbox_server, mp_dir, tmp_path):
+    ctl, handler = outbox_server
     res = run_ops(runtime, ctl.port, tmp_path / "outbox",
                   [put("one"), put("two"), put("three"), ["flush"]], mp_dir, tmp_path)
     assert res[3] == ["flush", 3, [], []]
@@ -115,8 +92,8 @@ def test_whole_queue_in_one_session(runtime, server, mp_dir, tmp_path):
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
-def test_refused_for_good_goes_to_dead_the_rest_goes_out(runtime, server, mp_dir, tmp_path):
-    ctl, handler = server
+def test_refused_for_good_goes_to_dead_the_rest_goes_out(runtime, outbox_server, mp_dir, tmp_path):
+    ctl, handler = outbox_server
     res = run_ops(runtime, ctl.port, tmp_path / "outbox",
                   [put("one"), put("bad one"), put("later one"), put("four"), ["flush"]],
                   mp_dir, tmp_path)
@@ -131,11 +108,11 @@ def test_refused_for_good_goes_to_dead_the_rest_goes_out(runtime, server, mp_dir
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
 def test_a_refusal_and_a_hang_up_after_the_dot_does_not_block_the_queue(
-        runtime, server, mp_dir, tmp_path):
+        runtime, outbox_server, mp_dir, tmp_path):
     # 554 after "." and then the connection closed: the next mail finds it gone. The
     # refusal used to be lost with the session (the batch hook came after RSET), so the
     # message stayed first in the queue and ended every session (issue 9, defect 3b).
-    ctl, handler = server
+    ctl, handler = outbox_server
     box = tmp_path / "outbox"
     res = run_ops(runtime, ctl.port, box, [put("one"), put("hangup two"), put("three"),
                                            ["flush"], ["error"], ["reboot"], ["flush"]],
@@ -150,29 +127,26 @@ def test_a_refusal_and_a_hang_up_after_the_dot_does_not_block_the_queue(
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
 def test_outage_keeps_everything_until_the_server_is_back(runtime, mp_dir, tmp_path):
-    with socket.socket() as s:  # a port with nothing listening: the server is down
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # nothing listening: the server is down
     box = tmp_path / "outbox"
     res = run_ops(runtime, port, box, [put("a"), put("b"), ["flush"], ["flush"]], mp_dir,
                   tmp_path)
     assert res[2] == ["flush", 0, ["00000001.msg", "00000002.msg"], []]
     assert res[3][1] == 0  # not due yet: backoff
     # The server comes back; the board reboots (backoff is in RAM): all due at once.
-    handler = Handler()
-    ctl = LoopbackController(handler, hostname="127.0.0.1")
-    ctl.start()
+    srv = Server(handler=recorder(), auth=False).start()
+    handler = srv.handler
     try:
-        res = run_ops(runtime, ctl.port, box, [["reboot"], ["flush"]], mp_dir, tmp_path)
+        res = run_ops(runtime, srv.port, box, [["reboot"], ["flush"]], mp_dir, tmp_path)
     finally:
-        ctl.stop()
+        srv.stop()
     assert res[0] == ["reboot", ["00000001.msg", "00000002.msg"]]
     assert res[1] == ["flush", 2, [], []] and handler.subjects == ["a", "b"]
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
-def test_full_outbox_policies(runtime, server, mp_dir, tmp_path):
-    ctl, handler = server
+def test_full_outbox_policies(runtime, outbox_server, mp_dir, tmp_path):
+    ctl, handler = outbox_server
     res = run_ops(runtime, ctl.port, tmp_path / "refuse", [put("1"), put("2"), put("3")],
                   mp_dir, tmp_path, max_messages=2)
     assert res[2] == ["put-error", microsmtp.OUTBOX_FULL]
@@ -183,8 +157,8 @@ def test_full_outbox_policies(runtime, server, mp_dir, tmp_path):
     assert res[3][1] == 2 and handler.subjects == ["2", "3"]
 
 
-def test_a_put_cut_short_leaves_no_message(server, tmp_path):
-    ctl, handler = server
+def test_a_put_cut_short_leaves_no_message(outbox_server, tmp_path):
+    ctl, handler = outbox_server
     box = tmp_path / "outbox"
     os.makedirs(box / "tmp")
     (box / "tmp" / "00000001.msg").write_bytes(b'{"to": ["ops@exa')  # power cut mid-write
@@ -224,9 +198,7 @@ class Clock:
 def unreachable_outbox(monkeypatch, tmp_path):
     """An outbox on the virtual clock whose server port has nothing listening: every
     flush fails at connect."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     clock = Clock()
     monkeypatch.setattr(outbox, "time", clock)
     client = microsmtp.Client("127.0.0.1", port, from_address="boiler@example.org",
@@ -270,8 +242,8 @@ def test_backoff_must_be_sensible(backoff, tmp_path):
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
-def test_every_try_has_the_same_message_id(runtime, server, mp_dir, tmp_path):
-    ctl, handler = server
+def test_every_try_has_the_same_message_id(runtime, outbox_server, mp_dir, tmp_path):
+    ctl, handler = outbox_server
     box = tmp_path / "outbox"
     res = run_ops(runtime, ctl.port, box, [put("later"), ["flush"], ["reboot"], ["flush"]],
                   mp_dir, tmp_path)
@@ -282,10 +254,10 @@ def test_every_try_has_the_same_message_id(runtime, server, mp_dir, tmp_path):
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
-def test_the_date_is_when_the_alert_was_queued(runtime, server, mp_dir, tmp_path):
+def test_the_date_is_when_the_alert_was_queued(runtime, outbox_server, mp_dir, tmp_path):
     # Files as put() writes them, queued an outage ago; the first mail of a flush and the
     # ones after it (handed over mid-session) each keep their own Date and Message-ID.
-    ctl, handler = server
+    ctl, handler = outbox_server
     box = tmp_path / "outbox"
     box.mkdir()
     for n, (when, token) in enumerate([(1767323045, "0123456789abcdef01234567"),
@@ -327,9 +299,9 @@ def test_put_stores_its_own_time(monkeypatch, tmp_path):
     b'{"to": [], "subject": "x"}\nbody\n',
     b'\xff\xfe\nbody\n',
 ], ids=["cut", "injected-rcpt", "injected-id", "no-to", "empty-to", "binary"])
-def test_an_unreadable_file_goes_to_dead_and_the_rest_goes_out(runtime, content, server,
+def test_an_unreadable_file_goes_to_dead_and_the_rest_goes_out(runtime, content, outbox_server,
                                                                mp_dir, tmp_path):
-    ctl, handler = server
+    ctl, handler = outbox_server
     box = tmp_path / "outbox"
     box.mkdir()
     (box / "00000001.msg").write_bytes(content)
@@ -341,9 +313,9 @@ def test_an_unreadable_file_goes_to_dead_and_the_rest_goes_out(runtime, content,
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
-def test_a_second_refusal_does_not_overwrite_the_first_in_dead(runtime, server, mp_dir,
+def test_a_second_refusal_does_not_overwrite_the_first_in_dead(runtime, outbox_server, mp_dir,
                                                                tmp_path):
-    ctl, handler = server
+    ctl, handler = outbox_server
     box = tmp_path / "outbox"
     res = run_ops(runtime, ctl.port, box, [put("bad 1"), ["flush"], put("bad 2"), ["flush"]],
                   mp_dir, tmp_path)
@@ -382,8 +354,8 @@ def test_outbox_is_loaded_only_by_apps_that_use_it(runtime, tmp_path):
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
-def test_dead_keeps_only_the_newest(runtime, server, mp_dir, tmp_path):
-    ctl, handler = server
+def test_dead_keeps_only_the_newest(runtime, outbox_server, mp_dir, tmp_path):
+    ctl, handler = outbox_server
     box = tmp_path / "outbox"
     res = run_ops(runtime, ctl.port, box, [put("bad 1"), put("bad 2"), ["flush"],
                                            put("bad 3"), ["flush"]],
@@ -399,33 +371,19 @@ def test_dead_keeps_only_the_newest(runtime, server, mp_dir, tmp_path):
 OPS, GREY, GONE = "ops@example.org", "grey@example.org", "gone@example.org"
 
 
-class RcptHandler(Handler):
+def grey_or_gone(handler, address):
     """Replies per recipient: "grey..." is greylisted (450) in the first session only,
-    "gone..." refused for good (550). taken: (Subject, recipients, Date, Message-ID) of
-    every mail the server took."""
-
-    def __init__(self):
-        super().__init__()
-        self.taken = []
-
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
-        if address.startswith("gone"):
-            return "550 5.1.1 no such mailbox here"
-        if address.startswith("grey") and self.sessions == 1:
-            return "450 4.2.0 greylisted, come back later"
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server, session, envelope):
-        msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
-        self.taken.append((msg["Subject"], list(envelope.rcpt_tos), msg["Date"],
-                           msg["Message-ID"]))
-        return await super().handle_DATA(server, session, envelope)
+    "gone..." refused for good (550)."""
+    if address.startswith("gone"):
+        return "550 5.1.1 no such mailbox here"
+    if address.startswith("grey") and handler.sessions == 1:
+        return "450 4.2.0 greylisted, come back later"
+    return None
 
 
 @pytest.fixture
 def rcpt_server():
-    yield from serving(RcptHandler())
+    yield from serving(recorder(rcpt_reply=grey_or_gone))
 
 
 def head_of(path):
@@ -455,17 +413,17 @@ def test_refused_recipients_are_retried_or_buried_one_by_one(runtime, rcpt_serve
     assert res[5] == ["reboot", ["00000001.msg", "00000002.msg"]]
     assert res[6] == ["flush", 2, [], ["00000004.msg", "00000005.msg"]]
     assert res[7] == ["error"] and res[-1] == ["pool", True]
-    assert [t[:2] for t in handler.taken] == [
+    assert [(m["subject"], m["rcpt_tos"]) for m in handler.messages] == [
         ("Door", [OPS]), ("Gate", [OPS]), ("Door", [GREY]), ("Window", [GREY])]
-    door, _, door_later, _ = handler.taken
-    assert door[2:] == door_later[2:]  # the retry is the same mail: Date and Message-ID
+    door, _, door_later, _ = handler.tries  # (Subject, Date, Message-ID) of each
+    assert door[1:] == door_later[1:]  # the retry is the same mail: Date and Message-ID
     dead = box / "dead"
     for name, subject in (("00000004", "Door"), ("00000005", "Window")):
         head = head_of(dead / (name + ".msg"))
         assert head["to"] == [GONE] and head["subject"] == subject
         reply = (dead / (name + ".reply")).read_text()
         assert GONE + " 550" in reply and "no such mailbox here" in reply
-    assert door[3] == "<%s@example.org>" % head_of(dead / "00000004.msg")["id"]
+    assert door[2] == "<%s@example.org>" % head_of(dead / "00000004.msg")["id"]
     assert (dead / "00000004.msg").read_bytes().endswith(b"\nBack door\n")
 
 
@@ -507,7 +465,7 @@ def test_a_power_cut_while_a_partly_refused_mail_is_rewritten(rcpt_server, tmp_p
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
-def test_a_message_that_cannot_be_sent_does_not_block_the_rest(runtime, server, mp_dir,
+def test_a_message_that_cannot_be_sent_does_not_block_the_rest(runtime, outbox_server, mp_dir,
                                                                tmp_path):
     # Issue 9, defect 3: a queued body with a line over 998 octets, read back from its file
     # under 8BITMIME, failed mid-DATA (MESSAGE_FORMAT_ERROR, permanent; the session ends)
@@ -515,7 +473,7 @@ def test_a_message_that_cannot_be_sent_does_not_block_the_rest(runtime, server, 
     # Now that failure sends it to dead/ and the rest go out in a new session. (Once file
     # bodies are scanned before MAIL, the line goes out quoted-printable instead: either
     # way nothing waits behind it.)
-    ctl, handler = server
+    ctl, handler = outbox_server
     box = tmp_path / "outbox"
     res = run_ops(runtime, ctl.port, box, [["put", [OPS], "Long", "x" * 1200 + "\n"],
                                            put("after"), ["flush"], ["error"]],
@@ -552,11 +510,11 @@ class PoisonClient(microsmtp.Client):
         return super()._deliver()
 
 
-def test_a_permanent_error_that_ends_the_session_buries_only_its_message(server, tmp_path):
+def test_a_permanent_error_that_ends_the_session_buries_only_its_message(outbox_server, tmp_path):
     # Issue 9, defect 3: such an error was taken for an outage: every message stayed
     # queued, the poisoned one first, for ever. Now it goes to dead/ and the others go out
     # in a new session, whether it came first in its session or in the middle.
-    ctl, handler = server
+    ctl, handler = outbox_server
     client = PoisonClient("127.0.0.1", ctl.port, from_address="boiler@example.org", net=net,
                           **CLIENT_ARGS)
     o = outbox.Outbox(client, str(tmp_path / "outbox"))
@@ -583,16 +541,6 @@ class Greeting554(ListeningThread):
                 pass
 
 
-class Ehlo550(Handler):
-    async def handle_EHLO(self, server, session, envelope, hostname, responses):
-        self.sessions += 1
-        return ["550 5.7.1 not you"]
-
-
-def refuse_auth(server, session, envelope, mechanism, auth_data):
-    return AuthResult(success=False, handled=False)  # aiosmtpd answers 535
-
-
 @pytest.mark.parametrize("runtime", RUNTIMES)
 @pytest.mark.parametrize("case", ["greeting-554", "ehlo-550", "auth-535", "tls-no-ca",
                                   "tls-handshake"])
@@ -608,19 +556,17 @@ def test_a_permanent_error_of_the_session_buries_nothing(runtime, case, mp_dir, 
         srv = Greeting554()
         stop, port = srv.stop, srv.port
     else:
-        kwargs = {}
+        handler = recorder(ehlo_reply=["550 5.7.1 not you"] if case == "ehlo-550" else None,
+                           credentials=None)  # every AUTH refused: aiosmtpd answers 535
         if case == "auth-535":
-            kwargs = {"authenticator": refuse_auth, "auth_require_tls": False}
             client_args = {"username": "alice", "password": "wrong",
                            "allow_plaintext_auth": True}
         elif case == "tls-no-ca":
             client_args = {"tls": microsmtp.TLS_STARTTLS}
         elif case == "tls-handshake":  # TLS at once (port 465's way) to a plaintext server
             client_args = {"tls": microsmtp.TLS_IMPLICIT, "insecure": True}
-        ctl = LoopbackController(Ehlo550() if case == "ehlo-550" else Handler(),
-                                 hostname="127.0.0.1", **kwargs)
-        ctl.start()
-        stop, port = ctl.stop, ctl.port
+        srv = Server(handler=handler, auth=case == "auth-535").start()
+        stop, port = srv.stop, srv.port
     try:
         res = run_ops(runtime, port, tmp_path / "outbox", [put("a"), put("b"), ["flush"],
                                                            ["error"]],
@@ -650,11 +596,11 @@ class JsonOutOfMemory:
 
 
 @pytest.mark.parametrize("at", [1, 2])
-def test_a_memory_error_in_flush_is_a_failed_try(at, server, monkeypatch, tmp_path):
+def test_a_memory_error_in_flush_is_a_failed_try(at, outbox_server, monkeypatch, tmp_path):
     # Issue 9, defect 3 (c): a MemoryError inside flush() escaped to the app. Now it is
     # recorded like any failed try: last_error (an SMTPError, as apps print .status), the
     # messages not yet sent wait with backoff, the pool is full; they go at the next try.
-    ctl, handler = server
+    ctl, handler = outbox_server
     clock = Clock()
     monkeypatch.setattr(outbox, "time", clock)
     client = microsmtp.Client("127.0.0.1", ctl.port, from_address="boiler@example.org",
@@ -675,11 +621,11 @@ def test_a_memory_error_in_flush_is_a_failed_try(at, server, monkeypatch, tmp_pa
 # Issue 9, defect 13: the outbox trusted its folder.
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
-def test_a_stray_msg_file_or_folder_is_moved_aside(runtime, server, mp_dir, tmp_path):
+def test_a_stray_msg_file_or_folder_is_moved_aside(runtime, outbox_server, mp_dir, tmp_path):
     # A stray notes.msg made put() raise ValueError; a folder named x.msg (or with a
     # message's name) made every flush raise OSError. Names are read strictly now (8
     # digits, ".msg", a regular file); the rest goes to dead/ with a reason.
-    ctl, handler = server
+    ctl, handler = outbox_server
     box = tmp_path / "outbox"
     box.mkdir()
     (box / "notes.msg").write_text("milk, eggs\n")
@@ -697,11 +643,11 @@ def test_a_stray_msg_file_or_folder_is_moved_aside(runtime, server, mp_dir, tmp_
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
-def test_names_never_collide_at_the_end_of_the_range(runtime, server, mp_dir, tmp_path):
+def test_names_never_collide_at_the_end_of_the_range(runtime, outbox_server, mp_dir, tmp_path):
     # dead/99999999.msg made two put() calls both return 100000000.msg, the second
     # overwriting the first. Names stay 8 digits: the count starts again at 1 and skips
     # the names in use.
-    ctl, handler = server
+    ctl, handler = outbox_server
     box = tmp_path / "outbox"
     (box / "dead").mkdir(parents=True)
     (box / "dead" / "99999999.msg").write_bytes(b'{"to": ["a@example.org"], "subject": "x"}\n')
@@ -714,11 +660,11 @@ def test_names_never_collide_at_the_end_of_the_range(runtime, server, mp_dir, tm
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
-def test_put_refuses_what_send_refuses(runtime, server, mp_dir, tmp_path):
+def test_put_refuses_what_send_refuses(runtime, outbox_server, mp_dir, tmp_path):
     # put(priority=[4]) was accepted and then every flush raised TypeError; put() took 150
     # recipients where send() takes at most 100. put() now checks what send() checks, and
     # a file read back that fails those checks goes to dead/ while the rest goes out.
-    ctl, handler = server
+    ctl, handler = outbox_server
     box = tmp_path / "outbox"
     res = run_ops(runtime, ctl.port, box, [
         ["put", [OPS], "p", "b\n", [4]], ["put", [OPS], "p", "b\n", "4"],

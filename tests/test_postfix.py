@@ -12,6 +12,7 @@ import re
 import socket
 
 import microsmtp
+import mta_checks
 import postfix_server
 import pytest
 import runtimes
@@ -28,22 +29,12 @@ both = pytest.mark.parametrize("runtime", RUNTIMES)
 SENDER = postfix_server.SENDER
 RCPT = postfix_server.RCPT
 delivered_one = postfix_server.delivered_one
-normalised = postfix_server.normalised
+check_body, ok = mta_checks.check_body, mta_checks.ok
 
 
 @pytest.fixture
 def send(postfix_send):
     return postfix_send
-
-
-def check_body(msg, body):
-    """The decoded body is `body`, byte for byte (the Maildir keeps LF line ends)."""
-    got = msg.get_payload(decode=True).replace(b"\r\n", b"\n")
-    assert got == normalised(body)
-
-
-def ok(res):
-    assert res["status"] == 0, res
 
 
 # --- every port, every mechanism -------------------------------------------------------------
@@ -79,14 +70,7 @@ def test_auth_port_mechanism(runtime, port, mech, pf, send):
 
 # --- bodies, byte-exact ----------------------------------------------------------------------
 
-LONG_LINE = "y" * 1500  # over 998 octets: only quoted-printable can carry it
-BODIES = {
-    "dot-lines": ".\n..\n.x\nmiddle\n.\n..\n.x\nend\n..\n.x\n.\n",
-    "smuggling": "before\n.\r\nMAIL FROM:<evil@example.net>\r\nafter\r\n.\nx\n.\n\r\r\n",
-    "bare-cr-lf": "one\ntwo\r\rfour\r\nfive",
-    "utf-8": "Temperatur 92 °C\nÜberdruck ✓ — prüfen\n.ünd\n",
-    "long-line": LONG_LINE + "\n.dot\nx=y\ntrailing space \n" + "z" * 73 + ".\n.\nend\n",
-}
+BODIES = mta_checks.BODIES
 
 
 @both

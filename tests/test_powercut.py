@@ -15,23 +15,12 @@ import time
 import pytest
 import runtimes
 from microsmtp_host import unixport
-from test_integration import LoopbackController
+from servers import Server
 
 pytestmark = pytest.mark.unixport
 
 TRIALS = 200
 SEED = 20261128
-
-
-class Handler:
-    def __init__(self):
-        self.subjects = []
-
-    async def handle_DATA(self, server, session, envelope):
-        for line in envelope.content.split(b"\r\n"):
-            if line.startswith(b"Subject: "):
-                self.subjects.append(line[9:].decode())
-        return "250 OK"
 
 
 def launcher(tmp_path):
@@ -48,12 +37,10 @@ def launcher(tmp_path):
 
 def test_no_alert_lost_across_200_power_cuts(tmp_path):
     rng = random.Random(SEED)
-    handler = Handler()
-    ctl = LoopbackController(handler, hostname="127.0.0.1")
-    ctl.start()
+    srv = Server(auth=False).start()
     box = tmp_path / "outbox"
     cfg = tmp_path / "cfg.json"
-    cfg.write_text(json.dumps({"port": ctl.port, "path": str(box), "per_trial": 3}))
+    cfg.write_text(json.dumps({"port": srv.port, "path": str(box), "per_trial": 3}))
     cmd, env = launcher(tmp_path)
     confirmed = []  # subjects whose put() returned before the kill
     deadline = time.monotonic() + 240
@@ -78,8 +65,8 @@ def test_no_alert_lost_across_200_power_cuts(tmp_path):
                                text=True, timeout=60)
         assert "left 0" in drain.stdout, drain.stdout + drain.stderr
     finally:
-        ctl.stop()
-    delivered = handler.subjects
+        srv.stop()
+    delivered = srv.handler.subjects
     lost = [s for s in confirmed if s not in delivered]
     assert not lost, "alerts lost: %r" % lost[:10]
     dups = len(delivered) - len(set(delivered))

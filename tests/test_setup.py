@@ -208,6 +208,8 @@ def test_each_target_installs_only_the_debian_packages_it_needs(tmp_path, target
     assert installs == packages, res.stdout
     if "chromium" not in packages:
         assert "chromium" not in res.stdout
+    # OpenSMTPD is unpacked, never installed (it conflicts with postfix): by test only.
+    assert ("tests/get_opensmtpd.sh build/opensmtpd" in res.stdout) == (target == "test")
 
 
 def fake_system(tmp_path, uid):

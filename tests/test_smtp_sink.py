@@ -13,24 +13,16 @@ import email.policy
 import json
 import os
 import select
-import shutil
 import socket
-import subprocess
-import tempfile
-import threading
-import time
-from pathlib import Path
 
 import microsmtp
 import pytest
 import runtimes
 import scenarios
 from microsmtp_host.shim import net
+from servers import RCPT, SENDER, SINK, ListeningThread
 
-SINK = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
 RUNTIMES = ("cpython", "micropython")
-SENDER = "boiler@example.com"
-RCPT = "ops@example.org"
 # Short phase timeouts, all below the -W delay, so a delayed reply is a timeout at once.
 TIMEOUTS = {"greeting": 1, "envelope": 1, "message": 2, "quit": 1}
 DELAY = 4  # seconds smtp-sink waits before a -W reply: above every timeout in TIMEOUTS
@@ -43,76 +35,7 @@ pytestmark = [
 both = pytest.mark.parametrize("runtime", RUNTIMES)
 
 
-# --- the server ------------------------------------------------------------------------------
-
-class Sink:
-    """One smtp-sink process on 127.0.0.1:<free port>; up when its port accepts."""
-
-    def __init__(self, options, dump_dir=None):
-        with socket.socket() as s:  # a free port (smtp-sink cannot take port 0)
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.host = "127.0.0.1"
-        self.dump_dir = dump_dir
-        cmd = [SINK]
-        if os.geteuid() == 0:  # smtp-sink refuses to run as root without -u
-            cmd += ["-u", "nobody"]
-        if dump_dir:
-            cmd += ["-d", str(dump_dir) + "/msg."]
-        cmd += list(options) + ["127.0.0.1:%d" % self.port, "10"]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 10
-        while True:
-            if self.proc.poll() is not None:
-                out, err = self.proc.communicate()
-                raise RuntimeError("smtp-sink exited %d: %s" % (self.proc.returncode,
-                                                               (err or out).decode()))
-            try:  # the probe connection is a session with no mail in it: harmless
-                socket.create_connection(("127.0.0.1", self.port), 0.5).close()
-                return
-            except OSError:
-                if time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError("smtp-sink did not listen on port %d" % self.port)
-                time.sleep(0.02)
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self.proc.stdout.close()
-        self.proc.stderr.close()
-
-    def dumps(self):
-        return sorted(Path(self.dump_dir).glob("msg.*"))
-
-
-@pytest.fixture
-def sink():
-    """sink(*options, dump=False) -> a running Sink; every one is stopped at teardown."""
-    started, dirs = [], []
-
-    def start(*options, dump=False):
-        dump_dir = None
-        if dump:
-            # Not under tmp_path: smtp-sink writes as `nobody`, which cannot enter pytest's
-            # 0700 temporary tree.
-            dump_dir = tempfile.mkdtemp(prefix="smtp-sink-")
-            os.chmod(dump_dir, 0o777)
-            dirs.append(dump_dir)
-        srv = Sink(options, dump_dir)
-        started.append(srv)
-        return srv
-
-    yield start
-    for srv in started:
-        srv.stop()
-    for d in dirs:
-        shutil.rmtree(d, ignore_errors=True)
+# The server: servers.Sink, started by the `sink` fixture (tests/conftest.py).
 
 
 # --- the two runtimes ------------------------------------------------------------------------
@@ -465,7 +388,7 @@ def test_no_8bitmime_quoted_printable(runtime, sink, send):
 
 # --- a pipelined session (RFC 2920): several mails over one connection -------------------------
 
-class TurnProxy:
+class TurnProxy(ListeningThread):
     """A loopback TCP proxy in front of a server that counts connections and the client's
     turns: the times it sends after the server has spoken. Turns, not time: the client
     writes a pipelined group in one write and then waits for the replies, so a group is one
@@ -475,22 +398,12 @@ class TurnProxy:
     def __init__(self, port):
         self.target = port
         self.turns = self.connections = 0
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.sock.settimeout(0.2)
-        self.port = self.sock.getsockname()[1]
-        self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
+        super().__init__()
 
-    def _serve(self):
-        while not self.stopping.is_set():
-            try:
-                client, _ = self.sock.accept()
-            except OSError:
-                continue
-            self.connections += 1
-            with client, socket.create_connection(("127.0.0.1", self.target), 5) as server:
-                self._pump(client, server)
+    def handle(self, client):
+        self.connections += 1
+        with client, socket.create_connection(("127.0.0.1", self.target), 5) as server:
+            self._pump(client, server)
 
     def _pump(self, client, server):
         peer = {client: server, server: client}
@@ -505,11 +418,6 @@ class TurnProxy:
                     self.turns += 1
                 last = sock
                 peer[sock].sendall(data)
-
-    def stop(self):
-        self.stopping.set()
-        self.thread.join(5)
-        self.sock.close()
 
 
 @both

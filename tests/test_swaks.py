@@ -19,7 +19,7 @@ import subprocess
 import microsmtp
 import postfix_server
 import pytest
-from conftest import in_ci
+from servers import in_ci
 
 SWAKS = shutil.which("swaks")
 INSTALL_HINT = "sudo apt-get install swaks (or make test as root)"

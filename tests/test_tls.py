@@ -2,8 +2,8 @@
 through the shim and from the MicroPython unix port (firmware as .mpy from emulated flash,
 tests/mp_send.py as the app, heap TLS_HEAP).
 
-Servers: aiosmtpd with STARTTLS (require_starttls, auth_require_tls) or implicit TLS, plus
-CRAM-MD5 and XOAUTH2 written here; small raw-socket servers for what aiosmtpd cannot do
+Servers (tests/tls_servers.py): aiosmtpd with STARTTLS (require_starttls, auth_require_tls)
+or implicit TLS, plus CRAM-MD5 and XOAUTH2; small raw-socket servers for what aiosmtpd cannot do
 (STARTTLS refused, response injection, capabilities that change after TLS). Certificates
 come from trustme CAs made at test time; the client names the server "localhost" and is
 given the CA as a file (PEM or DER), or on CPython as PEM text / DER bytes.
@@ -11,428 +11,39 @@ given the CA as a file (PEM or DER), or on CPython as PEM text / DER bytes.
 Every failing send is checked for leaked credentials: str(e), repr(e) and e.reply never hold
 the password, the token, or the base64 a mechanism would send."""
 
-import asyncio
 import base64
-import datetime
-import hmac
-import ipaddress
-import json
-import os
 import socket
-import ssl
-import tempfile
-import threading
-import time
 
 import microsmtp
 import pytest
-import runtimes
-import trustme
-from aiosmtpd.smtp import MISSING, SMTP, AuthResult, LoginPassword, auth_mechanism
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from microsmtp_host.shim import net
-from test_integration import ListeningThread, LoopbackController, SilentServer
+from sending import RUNTIMES
+from servers import RCPT, SENDER, ListeningThread, SilentServer
+from tls_servers import (
+    PASSWORD,
+    TLS_KINDS,
+    TOKEN,
+    USER,
+    WRONG_PASSWORD,
+    WRONG_TOKEN,
+    LineServer,
+    secrets_of,
+)
 
-# TLS needs more heap than plaintext (mbedTLS contexts, the certificate chain).
-TLS_HEAP = os.environ.get("MICROSMTP_TLS_HEAP", "64K")
-
-RUNTIMES = ("cpython", "micropython")
-HOST = "localhost"  # the name the client connects to and checks the certificate against
-USER = "alice@example.com"
-PASSWORD = "c0rrect-h0rse-B4ttery"
-WRONG_PASSWORD = "wr0ng-Zebra-pa55"
-TOKEN = "ya29.a0AfH6SM-test-T0ken_Q7x"
-WRONG_TOKEN = "ya29.expired-T0ken_Zk2"
-SENDER = "boiler@example.com"
-RCPT = "ops@example.org"
-CRAM_CHALLENGE = b"<1896.697170952@postoffice.example.net>"
-XOAUTH2_ERROR = {"status": "401", "schemes": "Bearer", "scope": "https://mail.google.com/"}
 SHORT = {"connect": 3, "greeting": 3, "envelope": 3, "quit": 1}  # failure cases
 
 pytestmark = pytest.mark.timeout(60)
 both = pytest.mark.parametrize("runtime", RUNTIMES)
 
 
-def _b64(data):
-    return base64.b64encode(data.encode() if isinstance(data, str) else data).decode()
-
-
-def secrets_of(password=PASSWORD, token=TOKEN, user=USER):
-    """What must never appear in an error: the secrets and every encoding AUTH sends."""
-    out = [password, _b64(password), _b64("%s\0%s\0%s" % (user, user, password))]
-    if token:
-        out += [token, _b64("user=%s\x01auth=Bearer %s\x01\x01" % (user, token))]
-    return out
-
-
-def assert_no_secrets(res, password=PASSWORD, token=TOKEN):
-    assert "repr" in res and "reply" in res, res  # a check on nothing would pass
-    texts = [res.get("error") or "", res.get("repr") or "", res.get("reply") or "",
-             res.get("client_repr") or ""]
-    for secret in secrets_of(password, token) + secrets_of(WRONG_PASSWORD, WRONG_TOKEN):
-        for text in texts:
-            assert secret not in text, "a credential leaked: %r in %r" % (secret, text)
-
-
-# --- certificates ----------------------------------------------------------------------------
-
-class SelfSigned:
-    """A certificate for localhost signed by its own key: no CA the client trusts."""
-
-    def __init__(self):
-        now = datetime.datetime.now(datetime.timezone.utc)
-        key = ec.generate_private_key(ec.SECP256R1())
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-        self.cert = (
-            x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=30))
-            .add_extension(x509.SubjectAlternativeName([
-                x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                critical=False)
-            .sign(key, hashes.SHA256()))
-        self.key = key
-
-    def configure_cert(self, ctx):
-        with tempfile.TemporaryDirectory() as tmp:
-            path = os.path.join(tmp, "cert.pem")
-            with open(path, "wb") as f:
-                f.write(self.key.private_bytes(serialization.Encoding.PEM,
-                                               serialization.PrivateFormat.PKCS8,
-                                               serialization.NoEncryption()))
-                f.write(self.cert.public_bytes(serialization.Encoding.PEM))
-            ctx.load_cert_chain(path)
-
-
-class NamedCert(SelfSigned):
-    """A certificate signed by `ca` (trustme) whose subject is CN=`cn`, with the names in
-    `san` (x509 general names) as its subjectAltName, or none at all."""
-
-    def __init__(self, ca, cn, san=()):
-        now = datetime.datetime.now(datetime.timezone.utc)
-        ca_key = serialization.load_pem_private_key(ca.private_key_pem.bytes(), None)
-        ca_cert = x509.load_pem_x509_certificate(ca.cert_pem.bytes())
-        self.key = ec.generate_private_key(ec.SECP256R1())
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
-            .issuer_name(ca_cert.subject).public_key(self.key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=30)))
-        if san:
-            builder = builder.add_extension(x509.SubjectAlternativeName(san), critical=False)
-        self.cert = builder.sign(ca_key, hashes.SHA256())
-
-
-class PKI:
-    def __init__(self, folder):
-        now = datetime.datetime.now(datetime.timezone.utc)
-        self.ca = trustme.CA()
-        self.certs = {
-            "good": self.ca.issue_cert("localhost", "127.0.0.1", "::1"),
-            "expired": self.ca.issue_cert("localhost", "127.0.0.1",
-                                          not_before=now - datetime.timedelta(days=30),
-                                          not_after=now - datetime.timedelta(days=1)),
-            "wrong-name": self.ca.issue_cert("other.example"),
-            "unknown-ca": trustme.CA().issue_cert("localhost", "127.0.0.1"),
-            "self-signed": SelfSigned(),
-            # Issue 9, defect 14: an IP address where only a DNS name belongs.
-            "ip-in-cn": NamedCert(self.ca, "127.0.0.1"),
-            "ip-as-dns-san": NamedCert(self.ca, "mail.example", [x509.DNSName("127.0.0.1")]),
-            "other-ip-in-cn": NamedCert(self.ca, "127.0.0.2"),
-        }
-        pem = self.ca.cert_pem.bytes()
-        self.pem_text = pem.decode()
-        self.der = ssl.PEM_cert_to_DER_cert(self.pem_text)
-        self.pem_path = folder / "ca.pem"
-        self.pem_path.write_bytes(pem)
-        self.der_path = folder / "ca.der"
-        self.der_path.write_bytes(self.der)
-        self.bad_path = folder / "bad.der"  # DER in name only: no certificate in it
-        self.bad_path.write_bytes(b"0\x03\x02\x01\x00 not a certificate")
-
-    def server_context(self, cert="good"):
-        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        self.certs[cert].configure_cert(ctx)
-        return ctx
-
-    def cadata(self, kind):
-        """cadata as the client is given it: a file path (both runtimes) or, on CPython,
-        the PEM text (str or bytes) or the DER bytes themselves."""
-        return {"pem": str(self.pem_path), "der": str(self.der_path),
-                "bad": str(self.bad_path),
-                "pem-text": self.pem_text, "pem-bytes": self.pem_text.encode(),
-                "der-bytes": self.der, None: None}[kind]
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory):
-    return PKI(tmp_path_factory.mktemp("pki"))
-
-
-# --- aiosmtpd, recording what it reads -------------------------------------------------------
-
-class Recorder:
-    """aiosmtpd handler: PLAIN and LOGIN (aiosmtpd's own, checked by `authenticate`),
-    CRAM-MD5 and XOAUTH2 (here); records every byte the client sent, with whether it came
-    over TLS, every AUTH attempt and every message."""
-
-    def __init__(self, weak=(), echo=False):
-        self.weak = set(weak)  # mechanisms answered with 534 "too weak"
-        self.echo = echo  # a hostile server: its 535 repeats the credentials it got
-        self.chunks = []  # (came over TLS, bytes) in arrival order
-        self.auth_log = []  # (mechanism, accepted or the refusing code)
-        self.messages = []
-
-    # what the client sent ---------------------------------------------------------------
-
-    def lines(self, secure=None):
-        """The client's lines (CRLF removed) in order; secure=True / False: only those
-        read over TLS / in clear."""
-        out = []
-        for tls, data in self.chunks:
-            if secure is None or tls == secure:
-                out.append(data)
-        return b"".join(out).split(b"\r\n")[:-1] if out else []
-
-    def commands(self, secure=None):
-        """The verbs of the command lines (message content and AUTH responses left out)."""
-        verbs = []
-        in_data = False
-        for line in self.lines(secure):
-            if in_data:
-                in_data = line != b"."
-                continue
-            verb = line.split(b" ", 1)[0].upper().decode("latin-1")
-            if verb in ("EHLO", "HELO", "STARTTLS", "AUTH", "MAIL", "RCPT", "DATA", "RSET",
-                        "QUIT", "NOOP"):
-                verbs.append(verb)
-                in_data = verb == "DATA"
-        return verbs
-
-    def auth_commands(self):
-        return [line for line in self.lines() if line[:5].upper() == b"AUTH "]
-
-    # aiosmtpd hooks ---------------------------------------------------------------------
-
-    def authenticate(self, server, session, envelope, mechanism, auth_data):
-        ok = (isinstance(auth_data, LoginPassword) and auth_data.login == USER.encode()
-              and auth_data.password == PASSWORD.encode())
-        if mechanism in self.weak:
-            self.auth_log.append((mechanism, 534))
-            return AuthResult(success=False, handled=False,
-                              message="534 5.7.9 Authentication mechanism is too weak")
-        self.auth_log.append((mechanism, ok))
-        if not ok and self.echo:  # each form of the password the client sent
-            password = auth_data.password.decode()
-            return AuthResult(success=False, handled=False, message=(
-                "535 5.7.8 Bad login %s %s (%s)" % (
-                    password, _b64(password), _b64("%s\0%s\0%s" % (USER, USER, password)))))
-        return AuthResult(success=ok, handled=False)
-
-    @auth_mechanism("CRAM-MD5")
-    async def auth_CRAM_MD5(self, server, args):
-        if "CRAM-MD5" in self.weak:
-            self.auth_log.append(("CRAM-MD5", 534))
-            return AuthResult(success=False, handled=False,
-                              message="534 5.7.9 Authentication mechanism is too weak")
-        answer = await server.challenge_auth(CRAM_CHALLENGE)
-        if answer is MISSING:
-            self.auth_log.append(("CRAM-MD5", "cancelled"))
-            return AuthResult(success=False, handled=True)
-        user, _, digest = answer.partition(b" ")
-        expected = hmac.new(PASSWORD.encode(), CRAM_CHALLENGE, "md5").hexdigest().encode()
-        ok = user == USER.encode() and hmac.compare_digest(digest, expected)
-        self.auth_log.append(("CRAM-MD5", ok))
-        return AuthResult(success=ok, handled=False, auth_data=user)
-
-    @auth_mechanism("XOAUTH2")
-    async def auth_XOAUTH2(self, server, args):
-        if len(args) > 1:
-            data = base64.b64decode(args[1], validate=True)
-        else:  # a long token comes after a 334 (RFC 4954 §4: line over 512 octets)
-            data = await server.challenge_auth(b"")
-            if data is MISSING:
-                self.auth_log.append(("XOAUTH2", "cancelled"))
-                return AuthResult(success=False, handled=True)
-        parts = data.split(b"\x01")
-        ok = (len(parts) == 4 and parts[2:] == [b"", b""] and parts[0] == b"user=" +
-              USER.encode() and parts[1] == b"auth=Bearer " + self.token.encode())
-        self.auth_log.append(("XOAUTH2", ok))
-        if ok:
-            return AuthResult(success=True, auth_data=USER)
-        # Google's failure: 334 with base64 JSON, the client's empty line, then 535.
-        error = dict(XOAUTH2_ERROR)
-        if self.echo:
-            error["token"] = parts[1].decode("latin-1")
-        await server.challenge_auth(json.dumps(error))  # the answer is an empty line
-        return AuthResult(success=False, handled=False)
-
-    token = TOKEN
-
-    async def handle_MAIL(self, server, session, envelope, address, mail_options):
-        envelope.mail_from = address
-        envelope.mail_options.extend(mail_options)
-        return "250 OK"
-
-    async def handle_DATA(self, server, session, envelope):
-        self.messages.append({
-            "content": bytes(envelope.original_content), "mail_from": envelope.mail_from,
-            "rcpt_tos": list(envelope.rcpt_tos), "auth": session.authenticated,
-            "tls": server.transport.get_extra_info("ssl_object") is not None})
-        return "250 OK queued"
-
-
-class RecordingSMTP(SMTP):
-    # aiosmtpd reads every line, AUTH responses too, with a 1001-byte limit; RFC 4954 §4
-    # lets a response (a long OAuth token) reach 12288 octets.
-    line_length_limit = 12290
-
-    def data_received(self, data):
-        tls = self.transport is not None and \
-            self.transport.get_extra_info("ssl_object") is not None
-        self.event_handler.chunks.append((tls, bytes(data)))
-        super().data_received(data)
-
-
-class RecordingController(LoopbackController):
-    def factory(self):
-        return RecordingSMTP(self.handler, **self.SMTP_kwargs)
-
-
-class AioServer:
-    """kind: "starttls" (STARTTLS required before anything, AUTH only over TLS), "implicit"
-    (TLS from the first byte, as on 465) or "plain" (no TLS at all, AUTH in clear)."""
-
-    def __init__(self, kind, ctx=None, mechs=None, weak=(), echo=False):
-        self.kind = kind
-        self.handler = Recorder(weak, echo)
-        all_mechs = {"PLAIN", "LOGIN", "CRAM-MD5", "XOAUTH2"}
-        kwargs = {"authenticator": self.handler.authenticate,
-                  "auth_exclude_mechanism": sorted(all_mechs - set(mechs or all_mechs))}
-        if kind == "starttls":
-            kwargs.update(tls_context=ctx, require_starttls=True, auth_require_tls=True)
-        elif kind == "implicit":
-            # aiosmtpd's auth_require_tls knows only STARTTLS; here all is TLS anyway.
-            kwargs.update(ssl_context=ctx, auth_require_tls=False)
-        else:
-            kwargs.update(auth_require_tls=False)
-        self.controller = RecordingController(self.handler, "127.0.0.1", **kwargs)
-        self.port = self.controller.port
-
-    def start(self):
-        self.controller.start()
-        self.settle()
-        self.handler.chunks.clear()  # the controller's own start-up probe
-        return self
-
-    def settle(self):
-        """Let the server's loop take in whatever the client has sent: the bytes are in the
-        socket already (send() has returned), a few loop turns read them."""
-        async def turns():
-            for _ in range(20):
-                await asyncio.sleep(0)
-
-        asyncio.run_coroutine_threadsafe(turns(), self.controller.loop).result(5)
-
-    def stop(self):
-        self.controller.stop()
-
-
-@pytest.fixture
-def aio_server(pki):
-    """aio_server(kind, cert="good", mechs=None, weak=(), echo=False) -> a running server."""
-    servers = []
-
-    def make(kind, cert="good", **kwargs):
-        ctx = pki.server_context(cert) if kind != "plain" else None
-        srv = AioServer(kind, ctx, **kwargs).start()
-        servers.append(srv)
-        return srv
-
-    yield make
-    for srv in servers:
-        srv.stop()
-
-
-# --- raw servers for what aiosmtpd will not do -----------------------------------------------
-
-class RawConn:
-    def __init__(self, sock):
-        self.sock = sock
-        self.buf = b""
-        self.secure = False
-        self.lines = []  # (over TLS, line) the client sent while the script ran
-        self.rest = b""  # what came after the script, up to EOF
-
-    def send(self, data):
-        self.sock.sendall(data)
-
-    def line(self):
-        while b"\n" not in self.buf:
-            chunk = self.sock.recv(4096)
-            if not chunk:
-                return None
-            self.buf += chunk
-        line, _, self.buf = self.buf.partition(b"\n")
-        line = line.rstrip(b"\r")
-        self.lines.append((self.secure, line))
-        return line
-
-    def starttls(self, ctx):
-        assert not self.buf, "client data before the TLS handshake"
-        self.sock = ctx.wrap_socket(self.sock, server_side=True)
-        self.secure = True
-
-    def commands(self):
-        return [line.split(b" ", 1)[0].upper().decode("latin-1") for _, line in self.lines]
-
-
-class RawServer(ListeningThread):
-    """Runs script(conn) for each connection, then records the rest until the client
-    closes; `done` is set when a connection is over."""
-
-    def __init__(self, script):
-        self.script = script
-        self.conns = []
-        self.errors = []
-        self.done = threading.Event()
-        super().__init__()
-
-    def handle(self, sock):
-        conn = RawConn(sock)
-        sock.settimeout(10)
-        try:
-            self.script(conn)
-            while True:
-                chunk = conn.sock.recv(4096)
-                if not chunk:
-                    break
-                conn.rest += chunk
-        except Exception as e:  # a script's surprise is the test's failure, not a hang
-            self.errors.append(repr(e))
-        finally:
-            conn.sock.close()
-            self.conns.append(conn)
-            self.done.set()
-
-    def only_conn(self):
-        assert self.done.wait(10), "the client never closed the connection"
-        assert len(self.conns) == 1, self.conns
-        return self.conns[0]
-
+# --- a raw server for what aiosmtpd will not do (tls_servers.LineServer) -----------------------
 
 @pytest.fixture
 def raw_server():
     servers = []
 
     def make(script):
-        srv = RawServer(script)
+        srv = LineServer(script)
         servers.append(srv)
         return srv
 
@@ -459,93 +70,11 @@ def _quit_loop(conn):
         conn.send(b"503 5.5.1 Not now\r\n")
 
 
-# --- the two runtimes ------------------------------------------------------------------------
-
-@pytest.fixture
-def send(request, tmp_path, pki):
-    """send(runtime, port, **options) -> the result dict (status 0 on success).
-
-    options: tls (TLS_* value or None), cadata ("pem", "der"; on CPython also "pem-text",
-    "pem-bytes", "der-bytes"; None), auth ("PLAIN", "LOGIN", "CRAM_MD5", "XOAUTH2", "AUTO",
-    "NONE"), username, password, token, insecure, allow_plaintext_auth, timeouts, host,
-    body_file (the path of a file to send as the body)."""
-
-    def run(runtime, port, **options):
-        cfg = {
-            "server": options.get("host", HOST), "port": port, "from": SENDER,
-            "to": [RCPT], "subject": "Boiler alert", "body": "Pressure low.\n",
-            "body_file": options.get("body_file"), "repeat": 1,
-            "client_domain": "boiler.example.com",
-            "username": options.get("username", USER),
-            "password": options.get("password", PASSWORD),
-            "oauth_token": options.get("token"),
-            "auth": options.get("auth", "AUTO"),
-            "tls": options.get("tls", microsmtp.TLS_STARTTLS),
-            "cadata": pki.cadata(options.get("cadata", "pem")),
-            "insecure": options.get("insecure", False),
-            "allow_plaintext_auth": options.get("allow_plaintext_auth", False),
-            "timeouts": options.get("timeouts"),
-        }
-        if runtime == "cpython":
-            res = _send_cpython(cfg)
-        else:
-            assert cfg["cadata"] is None or isinstance(cfg["cadata"], str), \
-                "MicroPython takes the CA as a file path (or PEM text)"
-            res = _send_micropython(cfg, request.getfixturevalue("mp_send_dir"), tmp_path)
-        assert res["pool_full"], "a pool buffer leaked"
-        if res["status"]:
-            assert_no_secrets(res)
-        return res
-
-    return run
-
-
-def _send_cpython(cfg):
-    client = microsmtp.Client(
-        cfg["server"], cfg["port"], from_address=cfg["from"], username=cfg["username"],
-        password=cfg["password"], client_domain=cfg["client_domain"],
-        auth=getattr(microsmtp, "AUTH_" + cfg["auth"]), timeouts=cfg["timeouts"], net=net,
-        tls=cfg["tls"], cadata=cfg["cadata"], insecure=cfg["insecure"],
-        oauth_token=cfg["oauth_token"], allow_plaintext_auth=cfg["allow_plaintext_auth"])
-    res = {"status": 0, "step": None, "reply_code": None, "error": None}
-    started = time.monotonic()
-    f = open(cfg["body_file"], "rb") if cfg["body_file"] else None
-    try:
-        client.send(cfg["to"], cfg["subject"], f or cfg["body"])
-    except microsmtp.SMTPError as e:
-        res = {"status": e.status, "step": e.step, "reply_code": e.reply_code,
-               "error": str(e), "repr": repr(e), "reply": e.reply}
-    finally:
-        if f:
-            f.close()
-    res["elapsed"] = time.monotonic() - started
-    res["client_repr"] = repr(client)
-    res["pool_full"] = client.pool.available() == client.pool.count
-    return res
-
-
-def _send_micropython(cfg, mp_dir, tmp_path):
-    path = tmp_path / "mp_send.json"
-    path.write_text(json.dumps(cfg))
-    started = time.monotonic()
-    proc = runtimes.run_micropython("mp_send", [str(path)], [mp_dir, runtimes.firmware_mpy()],
-                                    timeout=40, heap=TLS_HEAP)
-    results = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
-    assert len(results) == 1, "MicroPython (heap %s) exit %d: %s" % (
-        TLS_HEAP, proc.returncode, (proc.stderr or proc.stdout)[-2000:])
-    # Process start-up included: an upper bound only.
-    results[0]["elapsed"] = time.monotonic() - started
-    return results[0]
-
-
 def ok(res):
     assert res["status"] == 0, res
 
 
 # --- sends that succeed ----------------------------------------------------------------------
-
-TLS_KINDS = {"starttls": microsmtp.TLS_STARTTLS, "implicit": microsmtp.TLS_IMPLICIT}
-
 
 def _check_delivered(srv, mech):
     """One mail, over TLS, after one accepted AUTH with `mech`; no AUTH/MAIL in clear."""
@@ -565,10 +94,10 @@ def _check_delivered(srv, mech):
 @both
 @pytest.mark.parametrize("kind", list(TLS_KINDS))
 @pytest.mark.parametrize("mech", ["PLAIN", "LOGIN", "CRAM_MD5", "XOAUTH2"])
-def test_pinned_mechanism_over_tls(runtime, kind, mech, aio_server, send):
+def test_pinned_mechanism_over_tls(runtime, kind, mech, aio_server, tls_send):
     srv = aio_server(kind)
     creds = {"token": TOKEN, "password": None} if mech == "XOAUTH2" else {}
-    ok(send(runtime, srv.port, tls=TLS_KINDS[kind], auth=mech, **creds))
+    ok(tls_send(runtime, srv.port, tls=TLS_KINDS[kind], auth=mech, **creds))
     _check_delivered(srv, mech.replace("_", "-"))
     assert len(srv.handler.auth_log) == 1
 
@@ -579,12 +108,12 @@ def test_pinned_mechanism_over_tls(runtime, kind, mech, aio_server, send):
     ("CRAM_MD5", ("PLAIN", "LOGIN"), "PLAIN LOGIN"),
     ("XOAUTH2", ("PLAIN", "LOGIN", "CRAM-MD5"), "CRAM-MD5 PLAIN LOGIN"),
 ], ids=["cram-md5", "xoauth2"])
-def test_pinned_mechanism_not_offered(runtime, kind, mech, offered, listed, aio_server, send):
+def test_pinned_mechanism_not_offered(runtime, kind, mech, offered, listed, aio_server, tls_send):
     """Issue 12: a pinned mechanism the server's EHLO does not list is refused before any
     AUTH line (no blind "AUTH CRAM-MD5" -> 504): AUTHENTICATION_ERROR, then QUIT."""
     srv = aio_server(kind, mechs=offered)
     creds = {"token": TOKEN, "password": None} if mech == "XOAUTH2" else {}
-    res = send(runtime, srv.port, tls=TLS_KINDS[kind], auth=mech, timeouts=SHORT, **creds)
+    res = tls_send(runtime, srv.port, tls=TLS_KINDS[kind], auth=mech, timeouts=SHORT, **creds)
     assert res["status"] == microsmtp.AUTHENTICATION_ERROR == 0xA0, res
     assert res["step"] == "AUTH" and res["reply_code"] is None, res
     assert "The server does not offer AUTH %s (it offers %s); set auth=AUTH_AUTO" % (
@@ -603,57 +132,57 @@ def test_pinned_mechanism_not_offered(runtime, kind, mech, offered, listed, aio_
     (("PLAIN", "LOGIN"), {}, "PLAIN"),
     (("LOGIN",), {}, "LOGIN"),
 ], ids=["all-password", "all-token", "plain-login", "login-only"])
-def test_auto_picks_the_strongest(runtime, kind, offered, creds, expected, aio_server, send):
+def test_auto_picks_the_strongest(runtime, kind, offered, creds, expected, aio_server, tls_send):
     srv = aio_server(kind, mechs=offered)
-    ok(send(runtime, srv.port, tls=TLS_KINDS[kind], auth="AUTO", **creds))
+    ok(tls_send(runtime, srv.port, tls=TLS_KINDS[kind], auth="AUTO", **creds))
     _check_delivered(srv, expected)
     assert len(srv.handler.auth_log) == 1
 
 
 @both
 @pytest.mark.parametrize("cadata", ["pem", "der", "pem-text"])
-def test_cadata_forms(runtime, cadata, aio_server, send):
+def test_cadata_forms(runtime, cadata, aio_server, tls_send):
     srv = aio_server("implicit")
-    ok(send(runtime, srv.port, tls=microsmtp.TLS_IMPLICIT, cadata=cadata, auth="PLAIN"))
+    ok(tls_send(runtime, srv.port, tls=microsmtp.TLS_IMPLICIT, cadata=cadata, auth="PLAIN"))
     _check_delivered(srv, "PLAIN")
 
 
 @pytest.mark.parametrize("cadata", ["pem-bytes", "der-bytes"])
 @pytest.mark.parametrize("kind", list(TLS_KINDS))
-def test_cadata_bytes_cpython(kind, cadata, aio_server, send):
+def test_cadata_bytes_cpython(kind, cadata, aio_server, tls_send):
     srv = aio_server(kind)
-    ok(send("cpython", srv.port, tls=TLS_KINDS[kind], cadata=cadata, auth="PLAIN"))
+    ok(tls_send("cpython", srv.port, tls=TLS_KINDS[kind], cadata=cadata, auth="PLAIN"))
     _check_delivered(srv, "PLAIN")
 
 
 @both
-def test_starttls_sequence(runtime, aio_server, send):
+def test_starttls_sequence(runtime, aio_server, tls_send):
     """RFC 3207 §4.2: after TLS, EHLO again; STARTTLS once; everything else over TLS."""
     srv = aio_server("starttls")
-    ok(send(runtime, srv.port, cadata="der", auth="PLAIN"))
+    ok(tls_send(runtime, srv.port, cadata="der", auth="PLAIN"))
     assert srv.handler.commands(secure=False) == ["EHLO", "STARTTLS"]
     assert srv.handler.commands(secure=True) == ["EHLO", "AUTH", "MAIL", "RCPT", "DATA",
                                                  "QUIT"]
 
 
 @both
-def test_port_25_with_ca_uses_starttls(runtime, aio_server, send):
+def test_port_25_with_ca_uses_starttls(runtime, aio_server, tls_send):
     """tls=None on a port other than 465/587 with a CA: STARTTLS, required."""
     srv = aio_server("starttls")
-    ok(send(runtime, srv.port, tls=None, cadata="pem", auth="PLAIN"))
+    ok(tls_send(runtime, srv.port, tls=None, cadata="pem", auth="PLAIN"))
     _check_delivered(srv, "PLAIN")
     assert srv.handler.commands(secure=False) == ["EHLO", "STARTTLS"]
 
 
 @both
 @pytest.mark.parametrize("given", ["cadata", "insecure"])
-def test_port_25_with_ca_and_starttls_stripped_sends_nothing(runtime, given, aio_server, send):
+def test_port_25_with_ca_and_starttls_stripped_sends_nothing(runtime, given, aio_server, tls_send):
     """Issue 9, defect 9: a man in the middle strips STARTTLS from EHLO (here: a server
     that never offers it). A CA (or insecure=True) means TLS is required, so neither the
     password nor the mail goes out in clear, even with allow_plaintext_auth."""
     srv = aio_server("plain")
-    res = send(runtime, srv.port, tls=None, auth="PLAIN", allow_plaintext_auth=True,
-               timeouts=SHORT, **({"cadata": "pem"} if given == "cadata" else
+    res = tls_send(runtime, srv.port, tls=None, auth="PLAIN", allow_plaintext_auth=True,
+                   timeouts=SHORT, **({"cadata": "pem"} if given == "cadata" else
                                   {"cadata": None, "insecure": True}))
     assert res["status"] == microsmtp.TLS_NOT_OFFERED, res
     assert res["step"] == "EHLO" and "TLS_NONE" in res["error"], res
@@ -662,34 +191,34 @@ def test_port_25_with_ca_and_starttls_stripped_sends_nothing(runtime, given, aio
 
 
 @both
-def test_port_25_without_ca_stays_plain_and_keeps_credentials(runtime, aio_server, send):
+def test_port_25_without_ca_stays_plain_and_keeps_credentials(runtime, aio_server, tls_send):
     """tls=None and no CA: no STARTTLS; the password is then not sent in clear."""
     srv = aio_server("starttls")
-    res = send(runtime, srv.port, tls=None, cadata=None, auth="PLAIN", timeouts=SHORT)
+    res = tls_send(runtime, srv.port, tls=None, cadata=None, auth="PLAIN", timeouts=SHORT)
     assert res["status"] == microsmtp.PLAINTEXT_AUTH_REFUSED, res
     srv.settle()
     assert srv.handler.commands() == ["EHLO", "QUIT"]
 
 
 @both
-def test_long_token_on_a_continuation_line(runtime, aio_server, send):
+def test_long_token_on_a_continuation_line(runtime, aio_server, tls_send):
     """RFC 4954 §4: an initial response that would make the AUTH line over 512 octets
     waits for the server's 334 (RELIABILITY.md case 28)."""
     srv = aio_server("implicit", mechs=("XOAUTH2",))
     token = "ya29." + "LongT0ken-" * 150  # 1505 characters, about 2 KB in base64
     srv.handler.token = token
-    ok(send(runtime, srv.port, tls=microsmtp.TLS_IMPLICIT, auth="XOAUTH2", token=token,
-            password=None))
+    ok(tls_send(runtime, srv.port, tls=microsmtp.TLS_IMPLICIT, auth="XOAUTH2", token=token,
+                password=None))
     _check_delivered(srv, "XOAUTH2")
     assert srv.handler.auth_commands()[0].upper() == b"AUTH XOAUTH2"
 
 
 @both
-def test_insecure_accepts_a_self_signed_certificate(runtime, aio_server, send):
+def test_insecure_accepts_a_self_signed_certificate(runtime, aio_server, tls_send):
     """insecure=True (documented as dangerous: no certificate or name check)."""
     srv = aio_server("implicit", cert="self-signed")
-    ok(send(runtime, srv.port, tls=microsmtp.TLS_IMPLICIT, cadata=None, insecure=True,
-            auth="PLAIN"))
+    ok(tls_send(runtime, srv.port, tls=microsmtp.TLS_IMPLICIT, cadata=None, insecure=True,
+                auth="PLAIN"))
     _check_delivered(srv, "PLAIN")
 
 
@@ -697,10 +226,10 @@ def test_insecure_accepts_a_self_signed_certificate(runtime, aio_server, send):
 
 @both
 @pytest.mark.parametrize("kind", list(TLS_KINDS))
-def test_xoauth2_wrong_token(runtime, kind, aio_server, send):
+def test_xoauth2_wrong_token(runtime, kind, aio_server, tls_send):
     srv = aio_server(kind, mechs=("XOAUTH2", "PLAIN"))
-    res = send(runtime, srv.port, tls=TLS_KINDS[kind], auth="XOAUTH2", token=WRONG_TOKEN,
-               password=None, timeouts=SHORT)
+    res = tls_send(runtime, srv.port, tls=TLS_KINDS[kind], auth="XOAUTH2", token=WRONG_TOKEN,
+                   password=None, timeouts=SHORT)
     assert res["status"] == microsmtp.AUTH_REPLY_ERROR == 0xAD, res
     assert res["reply_code"] == 535 and res["step"] == "AUTH", res
     # A fixed sentence: the JSON is server text, never kept in AUTH (issue 9, defect 4);
@@ -715,18 +244,18 @@ def test_xoauth2_wrong_token(runtime, kind, aio_server, send):
 
 
 @both
-def test_534_moves_to_the_next_mechanism(runtime, aio_server, send):
+def test_534_moves_to_the_next_mechanism(runtime, aio_server, tls_send):
     srv = aio_server("starttls", mechs=("CRAM-MD5", "PLAIN"), weak=("CRAM-MD5",))
-    ok(send(runtime, srv.port, auth="AUTO"))
+    ok(tls_send(runtime, srv.port, auth="AUTO"))
     assert srv.handler.auth_log == [("CRAM-MD5", 534), ("PLAIN", True)]
     _check_delivered(srv, "PLAIN")
     assert [a.split()[1] for a in srv.handler.auth_commands()] == [b"CRAM-MD5", b"PLAIN"]
 
 
 @both
-def test_534_to_every_mechanism(runtime, aio_server, send):
+def test_534_to_every_mechanism(runtime, aio_server, tls_send):
     srv = aio_server("starttls", mechs=("CRAM-MD5", "PLAIN"), weak=("CRAM-MD5", "PLAIN"))
-    res = send(runtime, srv.port, auth="AUTO", timeouts=SHORT)
+    res = tls_send(runtime, srv.port, auth="AUTO", timeouts=SHORT)
     assert res["status"] == microsmtp.AUTH_REPLY_ERROR and res["step"] == "AUTH", res
     assert srv.handler.auth_log == [("CRAM-MD5", 534), ("PLAIN", 534)]
     assert srv.handler.messages == []
@@ -734,9 +263,9 @@ def test_534_to_every_mechanism(runtime, aio_server, send):
 
 @both
 @pytest.mark.parametrize("mech", ["AUTO", "PLAIN", "LOGIN", "CRAM_MD5"])
-def test_535_is_not_retried(runtime, mech, aio_server, send):
+def test_535_is_not_retried(runtime, mech, aio_server, tls_send):
     srv = aio_server("starttls", mechs=("CRAM-MD5", "PLAIN", "LOGIN"))
-    res = send(runtime, srv.port, auth=mech, password=WRONG_PASSWORD, timeouts=SHORT)
+    res = tls_send(runtime, srv.port, auth=mech, password=WRONG_PASSWORD, timeouts=SHORT)
     assert res["status"] == microsmtp.AUTH_REPLY_ERROR and res["reply_code"] == 535, res
     expected = "CRAM-MD5" if mech in ("AUTO", "CRAM_MD5") else mech
     assert srv.handler.auth_log == [(expected, False)]
@@ -748,7 +277,7 @@ def test_535_is_not_retried(runtime, mech, aio_server, send):
 
 @both
 @pytest.mark.parametrize("mech", ["PLAIN", "LOGIN", "XOAUTH2"])
-def test_server_echoing_credentials_is_scrubbed(runtime, mech, aio_server, send):
+def test_server_echoing_credentials_is_scrubbed(runtime, mech, aio_server, tls_send):
     """A hostile or buggy server repeats the credentials in its refusal: they never reach
     the error (RELIABILITY.md case 29). Issue 9, defect 4: the root fix keeps nothing of
     the server's text in AUTH but its codes (535 5.7.8); a fixed sentence says what
@@ -756,8 +285,8 @@ def test_server_echoing_credentials_is_scrubbed(runtime, mech, aio_server, send)
     srv = aio_server("implicit", mechs=(mech,), echo=True)
     creds = ({"token": WRONG_TOKEN, "password": None} if mech == "XOAUTH2"
              else {"password": WRONG_PASSWORD})
-    res = send(runtime, srv.port, tls=microsmtp.TLS_IMPLICIT, auth=mech, timeouts=SHORT,
-               **creds)
+    res = tls_send(runtime, srv.port, tls=microsmtp.TLS_IMPLICIT, auth=mech, timeouts=SHORT,
+                   **creds)
     assert res["status"] == microsmtp.AUTH_REPLY_ERROR and res["reply_code"] == 535, res
     if mech == "XOAUTH2":
         assert "token is expired" in res["error"], res
@@ -786,10 +315,10 @@ CERT_WORDS = {
 @both
 @pytest.mark.parametrize("kind", list(TLS_KINDS))
 @pytest.mark.parametrize("cert", ["self-signed", "wrong-name", "unknown-ca", "expired"])
-def test_bad_certificate_rejected(runtime, kind, cert, aio_server, send):
+def test_bad_certificate_rejected(runtime, kind, cert, aio_server, tls_send):
     srv = aio_server(kind, cert=cert)
-    res = send(runtime, srv.port, tls=TLS_KINDS[kind], cadata="pem", auth="PLAIN",
-               timeouts=SHORT)
+    res = tls_send(runtime, srv.port, tls=TLS_KINDS[kind], cadata="pem", auth="PLAIN",
+                   timeouts=SHORT)
     assert res["status"] == microsmtp.TLS_CERT_ERROR == 0xD3, res
     assert res["error"].startswith("The certificate of localhost was rejected"), res
     assert CERT_WORDS[runtime, cert] in res["error"], res
@@ -802,13 +331,13 @@ def test_bad_certificate_rejected(runtime, kind, cert, aio_server, send):
 
 @both
 @pytest.mark.timeout(30)
-def test_cadata_that_holds_no_certificate(runtime, listener, send):
+def test_cadata_that_holds_no_certificate(runtime, listener, tls_send):
     """A CA file that is no certificate: the TLS context refuses it (ValueError "invalid
     cert" on MicroPython, the shim alike) before a byte goes out. An SMTPError that says so,
     TLS_CERT_ERROR: it was an AttributeError (secure.wrap called a transport._reason that
     never existed), which left the failure unreported as a status."""
-    res = send(runtime, listener.getsockname()[1], host="127.0.0.1",
-               tls=microsmtp.TLS_IMPLICIT, cadata="bad", timeouts=SHORT)
+    res = tls_send(runtime, listener.getsockname()[1], host="127.0.0.1",
+                   tls=microsmtp.TLS_IMPLICIT, cadata="bad", timeouts=SHORT)
     assert res["status"] == microsmtp.TLS_CERT_ERROR, res
     assert res["step"] == "CONNECT", res
     assert "rejected: invalid cert" in res["error"], res
@@ -831,10 +360,10 @@ IP_NAME_OUTCOMES = {
 
 @both
 @pytest.mark.parametrize("cert", ["good", "ip-in-cn", "ip-as-dns-san", "other-ip-in-cn"])
-def test_ip_address_names_today(runtime, cert, aio_server, send):
+def test_ip_address_names_today(runtime, cert, aio_server, tls_send):
     srv = aio_server("implicit", cert=cert)
-    res = send(runtime, srv.port, host="127.0.0.1", tls=microsmtp.TLS_IMPLICIT, auth="PLAIN",
-               timeouts=SHORT)
+    res = tls_send(runtime, srv.port, host="127.0.0.1", tls=microsmtp.TLS_IMPLICIT, auth="PLAIN",
+                   timeouts=SHORT)
     assert res["status"] == IP_NAME_OUTCOMES[runtime, cert], res
     if res["status"]:
         assert res["error"].startswith("The certificate of 127.0.0.1 was rejected"), res
@@ -847,10 +376,10 @@ def test_ip_address_names_today(runtime, cert, aio_server, send):
 # --- TLS that cannot happen ------------------------------------------------------------------
 
 @both
-def test_tls_required_but_not_offered(runtime, aio_server, send):
+def test_tls_required_but_not_offered(runtime, aio_server, tls_send):
     """RFC 3207 §6: STARTTLS stripped from the EHLO reply: abort before AUTH and MAIL."""
     srv = aio_server("plain")
-    res = send(runtime, srv.port, tls=microsmtp.TLS_STARTTLS, auth="PLAIN", timeouts=SHORT)
+    res = tls_send(runtime, srv.port, tls=microsmtp.TLS_STARTTLS, auth="PLAIN", timeouts=SHORT)
     assert res["status"] == microsmtp.TLS_NOT_OFFERED == 0xD0, res
     assert res["step"] == "EHLO", res
     srv.settle()
@@ -874,9 +403,9 @@ def _refusing(answer):
                                     b"500 5.5.1 Unknown command\r\n",
                                     b"250 2.0.0 Sure, go on in clear\r\n"],
                          ids=["454", "500", "250"])
-def test_starttls_refused(runtime, answer, raw_server, send):
+def test_starttls_refused(runtime, answer, raw_server, tls_send):
     srv = raw_server(_refusing(answer))
-    res = send(runtime, srv.port, tls=microsmtp.TLS_STARTTLS, auth="PLAIN", timeouts=SHORT)
+    res = tls_send(runtime, srv.port, tls=microsmtp.TLS_STARTTLS, auth="PLAIN", timeouts=SHORT)
     assert res["status"] == microsmtp.TLS_REFUSED == 0xD1, res
     assert res["step"] == "STARTTLS" and res["reply_code"] == int(answer[:3]), res
     conn = srv.only_conn()
@@ -885,9 +414,9 @@ def test_starttls_refused(runtime, answer, raw_server, send):
 
 
 @both
-def test_starttls_garbage_answer(runtime, raw_server, send):
+def test_starttls_garbage_answer(runtime, raw_server, tls_send):
     srv = raw_server(_refusing(b"TLS? what is TLS\r\n"))
-    res = send(runtime, srv.port, tls=microsmtp.TLS_STARTTLS, auth="PLAIN", timeouts=SHORT)
+    res = tls_send(runtime, srv.port, tls=microsmtp.TLS_STARTTLS, auth="PLAIN", timeouts=SHORT)
     # A malformed reply code: the lines were intact, so QUIT, and nothing else.
     assert res["status"] == microsmtp.SERVER_ERROR_REPLY == 0xAE, res
     assert res["step"] == "STARTTLS", res
@@ -897,7 +426,7 @@ def test_starttls_garbage_answer(runtime, raw_server, send):
 
 
 @both
-def test_starttls_response_injection(runtime, raw_server, send):
+def test_starttls_response_injection(runtime, raw_server, tls_send):
     """Bytes after STARTTLS's 220 in the same read would pass for TLS-protected replies
     (CVE-2021-22947, Mutt CVE-2020-14954): the session ends, nothing more is sent."""
     def script(conn):
@@ -908,7 +437,7 @@ def test_starttls_response_injection(runtime, raw_server, send):
         conn.send(b"220 go ahead\r\n250-injected\r\n")  # one send: one read for the client
 
     srv = raw_server(script)
-    res = send(runtime, srv.port, tls=microsmtp.TLS_STARTTLS, auth="PLAIN", timeouts=SHORT)
+    res = tls_send(runtime, srv.port, tls=microsmtp.TLS_STARTTLS, auth="PLAIN", timeouts=SHORT)
     assert res["status"] == microsmtp.TLS_INJECTION == 0xD5, res
     assert res["step"] == "STARTTLS", res
     conn = srv.only_conn()
@@ -918,7 +447,7 @@ def test_starttls_response_injection(runtime, raw_server, send):
 
 
 @both
-def test_capabilities_after_starttls_replace_the_old(runtime, pki, raw_server, send):
+def test_capabilities_after_starttls_replace_the_old(runtime, pki, raw_server, tls_send):
     """RFC 3207 §4.2: what the server said in clear is forgotten after TLS. In clear it
     offers PLAIN and 8BITMIME, over TLS only LOGIN, no 8BITMIME, and STARTTLS again (which
     must not be taken twice)."""
@@ -952,7 +481,7 @@ def test_capabilities_after_starttls_replace_the_old(runtime, pki, raw_server, s
         _quit_loop(conn)
 
     srv = raw_server(script)
-    ok(send(runtime, srv.port, tls=microsmtp.TLS_STARTTLS, auth="AUTO"))
+    ok(tls_send(runtime, srv.port, tls=microsmtp.TLS_STARTTLS, auth="AUTO"))
     conn = srv.only_conn()
     assert srv.errors == []
     clear = [line for tls, line in conn.lines if not tls]
@@ -967,11 +496,11 @@ def test_capabilities_after_starttls_replace_the_old(runtime, pki, raw_server, s
 
 
 @both
-def test_implicit_tls_to_a_plaintext_server(runtime, aio_server, send):
+def test_implicit_tls_to_a_plaintext_server(runtime, aio_server, tls_send):
     """A server that greets in clear (wrong port): a clean handshake error, bounded."""
     srv = aio_server("plain")
-    res = send(runtime, srv.port, tls=microsmtp.TLS_IMPLICIT, auth="PLAIN",
-               timeouts={"connect": 2, "greeting": 2, "envelope": 2, "quit": 1})
+    res = tls_send(runtime, srv.port, tls=microsmtp.TLS_IMPLICIT, auth="PLAIN",
+                   timeouts={"connect": 2, "greeting": 2, "envelope": 2, "quit": 1})
     assert res["status"] == microsmtp.TLS_HANDSHAKE_ERROR == 0xD2, res
     # The handshake runs in the greeting's read (transport.py: it shares that deadline),
     # and its failure is the connection's.
@@ -993,13 +522,13 @@ class HangUp(ListeningThread):
 
 @both
 @pytest.mark.timeout(30)
-def test_implicit_tls_server_closes_in_the_handshake(runtime, send):
+def test_implicit_tls_server_closes_in_the_handshake(runtime, tls_send):
     """The handshake runs in the greeting's read; a close there is a handshake failure
     on both runtimes (CPython reads it as EOF, MicroPython raises: the shim matches)."""
     srv = HangUp()
     try:
-        res = send(runtime, srv.port, host="127.0.0.1", tls=microsmtp.TLS_IMPLICIT,
-                   timeouts=SHORT)
+        res = tls_send(runtime, srv.port, host="127.0.0.1", tls=microsmtp.TLS_IMPLICIT,
+                       timeouts=SHORT)
         assert res["status"] == microsmtp.TLS_HANDSHAKE_ERROR, res
         assert res["step"] == "CONNECT", res
     finally:
@@ -1008,13 +537,13 @@ def test_implicit_tls_server_closes_in_the_handshake(runtime, send):
 
 @both
 @pytest.mark.timeout(30)
-def test_implicit_tls_to_a_silent_server(runtime, send):
+def test_implicit_tls_to_a_silent_server(runtime, tls_send):
     """Nobody answers the ClientHello: the handshake runs in the greeting's read and is
     bounded by the greeting timeout."""
     srv = SilentServer()
     try:
-        res = send(runtime, srv.port, host="127.0.0.1", tls=microsmtp.TLS_IMPLICIT,
-                   timeouts={"connect": 3, "greeting": 2, "envelope": 2, "quit": 1})
+        res = tls_send(runtime, srv.port, host="127.0.0.1", tls=microsmtp.TLS_IMPLICIT,
+                       timeouts={"connect": 3, "greeting": 2, "envelope": 2, "quit": 1})
         assert res["status"] == microsmtp.TIMEOUT_ERROR == 0xC2, res
         assert res["step"] == "GREETING" and "2000 ms" in res["error"], res
         assert 1.5 < res["elapsed"] < 10, res
@@ -1045,8 +574,8 @@ def _connected(listener):
 
 @both
 @pytest.mark.parametrize("tls", [microsmtp.TLS_STARTTLS, microsmtp.TLS_IMPLICIT])
-def test_tls_without_a_ca(runtime, tls, listener, send):
-    res = send(runtime, listener.getsockname()[1], tls=tls, cadata=None, timeouts=SHORT)
+def test_tls_without_a_ca(runtime, tls, listener, tls_send):
+    res = tls_send(runtime, listener.getsockname()[1], tls=tls, cadata=None, timeouts=SHORT)
     assert res["status"] == microsmtp.TLS_NO_CA == 0xD4, res
     assert res["step"] == "CONNECT", res
     assert "cadata" in res["error"], res
@@ -1067,10 +596,10 @@ def test_tls_ports_without_a_ca(port):
 # --- credentials in clear --------------------------------------------------------------------
 
 @both
-def test_plaintext_auth_refused_by_default(runtime, aio_server, send):
+def test_plaintext_auth_refused_by_default(runtime, aio_server, tls_send):
     srv = aio_server("plain")
-    res = send(runtime, srv.port, tls=microsmtp.TLS_NONE, cadata=None, auth="AUTO",
-               timeouts=SHORT)
+    res = tls_send(runtime, srv.port, tls=microsmtp.TLS_NONE, cadata=None, auth="AUTO",
+                   timeouts=SHORT)
     assert res["status"] == microsmtp.PLAINTEXT_AUTH_REFUSED == 0xD6, res
     assert res["reply_code"] is None, res
     assert "allow_plaintext_auth=True" in res["error"], res
@@ -1080,12 +609,12 @@ def test_plaintext_auth_refused_by_default(runtime, aio_server, send):
 
 
 @both
-def test_plaintext_auth_refusal_sentence(runtime, aio_server, send):
+def test_plaintext_auth_refusal_sentence(runtime, aio_server, tls_send):
     """The refusal is about AUTH, so it names that step (not the EHLO before it), and the
     fix it suggests is spelt as a user writes it (tls=TLS_STARTTLS, not the firmware's
     private const names)."""
     srv = aio_server("plain")
-    res = send(runtime, srv.port, tls=microsmtp.TLS_NONE, cadata=None, timeouts=SHORT)
+    res = tls_send(runtime, srv.port, tls=microsmtp.TLS_NONE, cadata=None, timeouts=SHORT)
     assert res["status"] == microsmtp.PLAINTEXT_AUTH_REFUSED, res
     assert res["step"] == "AUTH" and res["error"].endswith("(AUTH)."), res
     assert "tls=TLS_STARTTLS" in res["error"] and "_TLS_" not in res["error"], res
@@ -1093,10 +622,10 @@ def test_plaintext_auth_refusal_sentence(runtime, aio_server, send):
 
 @both
 @pytest.mark.parametrize("mech", ["PLAIN", "LOGIN"])
-def test_plaintext_auth_when_allowed(runtime, mech, aio_server, send):
+def test_plaintext_auth_when_allowed(runtime, mech, aio_server, tls_send):
     srv = aio_server("plain")
-    ok(send(runtime, srv.port, tls=microsmtp.TLS_NONE, cadata=None, auth=mech,
-            allow_plaintext_auth=True))
+    ok(tls_send(runtime, srv.port, tls=microsmtp.TLS_NONE, cadata=None, auth=mech,
+                allow_plaintext_auth=True))
     assert srv.handler.auth_log == [(mech, True)]
     assert len(srv.handler.messages) == 1 and not srv.handler.messages[0]["tls"]
 

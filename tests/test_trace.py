@@ -1,5 +1,5 @@
 """Client(trace=...): the protocol transcript, on both runtimes (tests/mp_trace.py, one driver)
-against real servers on loopback: aiosmtpd (the recording one of tests/test_tls.py, every AUTH
+against real servers on loopback: aiosmtpd (the recording one of tests/tls_servers.py, every AUTH
 mechanism, an echoing one, STARTTLS) and Postfix's smtp-sink (PIPELINING). Then the host
 tools: `microsmtp send --verbose`, `microsmtp probe --verbose`, `microsmtp --version`."""
 
@@ -13,26 +13,22 @@ import sys
 import microsmtp
 import pytest
 import runtimes
+from host_cli import device_config, hostile_smtp, only_printable, parse
 from microsmtp_host import cli, probe
 from microsmtp_host import send as send_cmd
 from microsmtp_host.shim import net
-from test_host_tools import RawServer, device_config, hostile_smtp, only_printable, parse
-from test_smtp_sink import SINK, Sink
-from test_tls import (
+from servers import RCPT, SENDER, SINK, RawServer, Sink
+from tls_servers import (
     CRAM_CHALLENGE,
     PASSWORD,
-    PKI,
     TLS_HEAP,
     TOKEN,
     USER,
     WRONG_PASSWORD,
     WRONG_TOKEN,
-    AioServer,
     secrets_of,
 )
 
-SENDER = "boiler@example.com"
-RCPT = "ops@example.org"
 TIMEOUTS = {"greeting": 5, "envelope": 5, "message": 10, "quit": 2}
 both = pytest.mark.parametrize("runtime", ["cpython", "micropython"])
 pytestmark = pytest.mark.timeout(60)
@@ -42,21 +38,6 @@ pytestmark = pytest.mark.timeout(60)
 def mp_dir(tmp_path_factory):
     return runtimes.compile_mpy([runtimes.ROOT / "tests" / "mp_trace.py"],
                                 tmp_path_factory.mktemp("mp_trace"))
-
-
-@pytest.fixture
-def servers():
-    """servers(kind, **AioServer options) -> a running recording aiosmtpd; all stopped after."""
-    started = []
-
-    def start(kind="plain", ctx=None, **kw):
-        srv = AioServer(kind, ctx, **kw).start()
-        started.append(srv)
-        return srv
-
-    yield start
-    for srv in started:
-        srv.stop()
 
 
 def traced(runtime, port, mp_dir, tmp_path, heap=None, **options):
@@ -109,8 +90,8 @@ def no_secrets(res, password=PASSWORD, token=TOKEN):
 # --- the transcript ---------------------------------------------------------------------------
 
 @both
-def test_plain_send_transcript(runtime, servers, mp_dir, tmp_path):
-    srv = servers("plain")
+def test_plain_send_transcript(runtime, aio_server, mp_dir, tmp_path):
+    srv = aio_server("plain")
     (res,) = traced(runtime, srv.port, mp_dir, tmp_path, username=None)
     assert res["status"] == 0, res
     (got,) = srv.handler.messages
@@ -133,10 +114,10 @@ def test_plain_send_transcript(runtime, servers, mp_dir, tmp_path):
 
 
 @both
-def test_a_message_cut_off_is_one_unfinished_line(runtime, servers, mp_dir, tmp_path):
+def test_a_message_cut_off_is_one_unfinished_line(runtime, aio_server, mp_dir, tmp_path):
     # A streamed body with a line over 998 bytes cannot go as 8bit: the mail is cut off
     # before "." (MESSAGE_FORMAT_ERROR), and the trace says how much of it went.
-    srv = servers("plain")
+    srv = aio_server("plain")
     (res,) = traced(runtime, srv.port, mp_dir, tmp_path, username=None,
                     body=["short line\n", "x" * 1200 + "\n"])
     assert res["status"] == microsmtp.MESSAGE_FORMAT_ERROR, res
@@ -145,9 +126,9 @@ def test_a_message_cut_off_is_one_unfinished_line(runtime, servers, mp_dir, tmp_
     assert srv.handler.messages == []
 
 
-def test_no_trace_loads_nothing(servers, mp_dir, tmp_path):
+def test_no_trace_loads_nothing(aio_server, mp_dir, tmp_path):
     # MicroPython (a process of its own): without trace= trace.py never loads.
-    srv = servers("plain")
+    srv = aio_server("plain")
     (res,) = traced("micropython", srv.port, mp_dir, tmp_path, username=None, trace=False)
     assert res["status"] == 0 and res["trace"] == [], res
     assert res["trace_loaded"] is False
@@ -205,8 +186,8 @@ def credentials(mech, password=PASSWORD, token=TOKEN):
 
 @both
 @pytest.mark.parametrize("mech", list(AUTH_LINES))
-def test_auth_masked(runtime, mech, servers, mp_dir, tmp_path):
-    srv = servers("plain", mechs=(mech.replace("_", "-"),))
+def test_auth_masked(runtime, mech, aio_server, mp_dir, tmp_path):
+    srv = aio_server("plain", mechs=(mech.replace("_", "-"),))
     (res,) = traced(runtime, srv.port, mp_dir, tmp_path, auth=mech, **credentials(mech))
     assert res["status"] == 0, res
     assert auth_part(res) == AUTH_LINES[mech]
@@ -215,13 +196,13 @@ def test_auth_masked(runtime, mech, servers, mp_dir, tmp_path):
 
 
 @both
-def test_long_token_answer_is_one_masked_line(runtime, servers, mp_dir, tmp_path):
+def test_long_token_answer_is_one_masked_line(runtime, aio_server, mp_dir, tmp_path):
     # A token too long for the AUTH line goes after a 334, buffer by buffer (RFC 4954 §4):
     # one "****" for all of its pieces.
     # The harness heap plus room for the 1.5 KB token: the driver holds it as read from its
     # config, the client as its str and its base64 answer, beside trace.py; it passed at 57K
     # (56K, runtimes.HARNESS_HEAP, failed after native.py became a module of its own).
-    srv = servers("plain", mechs=("XOAUTH2",))
+    srv = aio_server("plain", mechs=("XOAUTH2",))
     token = "ya29." + "LongT0ken-" * 150
     srv.handler.token = token
     (res,) = traced(runtime, srv.port, mp_dir, tmp_path, heap=LONG_TOKEN_HEAP, auth="XOAUTH2",
@@ -234,11 +215,11 @@ def test_long_token_answer_is_one_masked_line(runtime, servers, mp_dir, tmp_path
 
 @both
 @pytest.mark.parametrize("mech", ["PLAIN", "LOGIN", "XOAUTH2"])
-def test_a_server_that_echoes_the_credentials_is_masked(runtime, mech, servers, mp_dir,
+def test_a_server_that_echoes_the_credentials_is_masked(runtime, mech, aio_server, mp_dir,
                                                         tmp_path):
     # A hostile server repeats in its 535 the password in clear, in base64 and as the PLAIN
     # string; XOAUTH2's repeats the token inside the base64 JSON of its 334.
-    srv = servers("plain", mechs=(mech,), echo=True)
+    srv = aio_server("plain", mechs=(mech,), echo=True)
     (res,) = traced(runtime, srv.port, mp_dir, tmp_path, auth=mech,
                     **credentials(mech, WRONG_PASSWORD, WRONG_TOKEN))
     assert res["status"] == microsmtp.AUTH_REPLY_ERROR and res["reply_code"] == 535, res
@@ -250,9 +231,8 @@ def test_a_server_that_echoes_the_credentials_is_masked(runtime, mech, servers, 
 
 
 @both
-def test_starttls_lines_are_the_decrypted_ones(runtime, servers, mp_dir, tmp_path):
-    pki = PKI(tmp_path)
-    srv = servers("starttls", pki.server_context())
+def test_starttls_lines_are_the_decrypted_ones(runtime, aio_server, pki, mp_dir, tmp_path):
+    srv = aio_server("starttls")
     (res,) = traced(runtime, srv.port, mp_dir, tmp_path, heap=TLS_HEAP, server="localhost",
                     tls=microsmtp.TLS_STARTTLS, cadata=str(pki.pem_path), auth="PLAIN",
                     allow_plaintext_auth=False, **credentials("PLAIN"))
@@ -272,11 +252,11 @@ def test_starttls_lines_are_the_decrypted_ones(runtime, servers, mp_dir, tmp_pat
     (("<", "250 OK queued"), microsmtp.DELIVERY_UNKNOWN, 1),  # the reply to "."
     (("<", "221"), microsmtp.SUCCESS, 1),  # QUIT's: the mail's result stands
 ], ids=["before-mail", "after-dot", "in-quit"])
-def test_a_raising_trace_ends_the_session_cleanly(runtime, where, status, delivered, servers,
+def test_a_raising_trace_ends_the_session_cleanly(runtime, where, status, delivered, aio_server,
                                                   mp_dir, tmp_path):
     # trace raises once: that send ends as documented (the connection closed, every buffer
     # back), and the same client sends the next mail, traced from its first line.
-    srv = servers("plain")
+    srv = aio_server("plain")
     first, second = traced(runtime, srv.port, mp_dir, tmp_path, username=None,
                            raise_on=list(where), sends=2)
     assert first["raised"] == 1 and first["status"] == status, first

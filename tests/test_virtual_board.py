@@ -5,7 +5,6 @@ arch the board reports), then an app on the board sends a mail to a local aiosmt
 The board's filesystem is its folder, so the tests list that folder to check that it holds
 exactly what was deployed. Every subprocess has a timeout; every board is stopped."""
 
-import json
 import os
 import signal
 import subprocess
@@ -14,141 +13,43 @@ import time
 from pathlib import Path
 
 import pytest
-from aiosmtpd.smtp import AuthResult, LoginPassword
 from microsmtp_host import cli
-from microsmtp_host.virtual_board import VirtualBoard
-from test_integration import LoopbackController
+from virtual_boards import MPREMOTE, ROOT, SOURCES, board_files, mpremote, run_app
 
 pytestmark = pytest.mark.unixport  # skipped, with the reason, where it cannot run
 
-ROOT = Path(__file__).resolve().parents[1]
-SOURCES = sorted(p.name for p in (ROOT / "firmware" / "microsmtp").glob("*.py"))
-MPREMOTE = [sys.executable, "-m", "mpremote"]
-USER, PASSWORD = "board", "s3cret"
-
-# The board's app: reads config.json as the board apps do (docs/CONFIG.md), sends one mail.
-APP = """\
-import json
-import microsmtp
-
-with open("config.json") as f:
-    smtp = json.load(f)["smtp"]
-client = microsmtp.Client(
-    smtp["server"], smtp["port"], from_address=smtp["from"], username=smtp["username"],
-    password=smtp["password"], client_domain=smtp["client_domain"],
-    tls=microsmtp.TLS_NONE if smtp["tls"] == "none" else None,
-    allow_plaintext_auth=smtp["allow_plaintext_auth"])
-client.send(smtp["to"], "Boiler at 91.5 C", "Sent by the virtual board.\\n")
-print("sent with", microsmtp.__file__)
-"""
-
-
-def mpremote(device, *args, timeout=30):
-    return subprocess.run([*MPREMOTE, "connect", device, *args], capture_output=True,
-                          text=True, timeout=timeout)
-
-
-def board_files(folder):
-    return sorted(str(p.relative_to(folder)) for p in Path(folder).rglob("*") if p.is_file())
-
-
-@pytest.fixture
-def board(tmp_path):
-    with VirtualBoard(tmp_path / "board") as b:
-        yield b
-    assert not b.alive
-
-
-class Inbox:
-    def __init__(self):
-        self.messages = []
-
-    def authenticate(self, server, session, envelope, mechanism, auth_data):
-        ok = (isinstance(auth_data, LoginPassword) and auth_data.login == USER.encode()
-              and auth_data.password == PASSWORD.encode())
-        return AuthResult(success=ok, handled=False)
-
-    async def handle_DATA(self, server, session, envelope):
-        self.messages.append((envelope.mail_from, list(envelope.rcpt_tos),
-                              bytes(envelope.original_content), session.authenticated))
-        return "250 OK"
-
-
-@pytest.fixture
-def inbox():
-    box = Inbox()
-    ctl = LoopbackController(box, "127.0.0.1", authenticator=box.authenticate,
-                             auth_require_tls=False)
-    ctl.start()
-    box.port = ctl.port
-    try:
-        yield box
-    finally:
-        ctl.stop()
-
-
-@pytest.fixture
-def files(tmp_path, inbox):
-    """config.json (outside the repository, as deploy insists) and the app."""
-    config = tmp_path / "config.json"
-    config.write_text(json.dumps({
-        "wifi": {"ssid": "none", "password": ""},
-        "smtp": {"server": "127.0.0.1", "port": inbox.port, "tls": "none",
-                 "username": USER, "password": PASSWORD, "oauth_token": None,
-                 "from": "boiler@example.com", "to": ["oncall@example.com"],
-                 "client_domain": "boiler.example.com", "cadata": None,
-                 "allow_plaintext_auth": True},
-        "alert": {"threshold": 85.0, "hysteresis": 5.0, "min_interval": 600,
-                  "subject": "Boiler at {value:.1f} C", "sensor": "simulated"}}))
-    app = tmp_path / "app.py"
-    app.write_text(APP)
-    return config, app
-
-
-def run_app(board, inbox):
-    res = mpremote(board.device, "resume", "exec", "import main", timeout=60)
-    assert res.returncode == 0, res.stdout + res.stderr
-    assert len(inbox.messages) == 1, res.stdout
-    mail_from, rcpts, content, authenticated = inbox.messages[0]
-    assert (mail_from, rcpts, authenticated) == ("boiler@example.com",
-                                                 ["oncall@example.com"], True)
-    assert b"Subject: Boiler at 91.5 C" in content
-    assert b"Sent by the virtual board." in content
-    return res.stdout
-
-
 # --- the board ----------------------------------------------------------------------------
 
-def test_mpremote_connects_runs_and_disconnects_again_and_again(board):
-    assert board.device.startswith("/dev/pts/")
+def test_mpremote_connects_runs_and_disconnects_again_and_again(vboard):
+    assert vboard.device.startswith("/dev/pts/")
     for i in range(5):
-        res = mpremote(board.device, "resume", "exec", "import os; print(%d, os.getcwd())" % i)
-        assert (res.returncode, res.stdout) == (0, "%d %s\n" % (i, board.folder)), res.stderr
+        res = mpremote(vboard.device, "resume", "exec", "import os; print(%d, os.getcwd())" % i)
+        assert (res.returncode, res.stdout) == (0, "%d %s\n" % (i, vboard.folder)), res.stderr
     # State stays between connections (resume: no soft reset), as on a board.
-    assert mpremote(board.device, "resume", "exec", "x = 42").returncode == 0
-    assert mpremote(board.device, "resume", "eval", "x").stdout == "42\n"
-    assert board.restarts == 0
+    assert mpremote(vboard.device, "resume", "exec", "x = 42").returncode == 0
+    assert mpremote(vboard.device, "resume", "eval", "x").stdout == "42\n"
+    assert vboard.restarts == 0
 
 
-def test_soft_reset_starts_a_new_process_and_ctrl_c_interrupts(board):
-    pid = board.pid
-    assert mpremote(board.device, "resume", "exec", "x = 1").returncode == 0
+def test_soft_reset_starts_a_new_process_and_ctrl_c_interrupts(vboard):
+    pid = vboard.pid
+    assert mpremote(vboard.device, "resume", "exec", "x = 1").returncode == 0
     # Without `resume` mpremote soft-resets (Ctrl-D in the raw REPL): the unix port exits,
     # the bridge starts a new process and answers "soft reboot" as a board would.
-    res = mpremote(board.device, "exec", "print('x' in globals())")
+    res = mpremote(vboard.device, "exec", "print('x' in globals())")
     assert (res.returncode, res.stdout) == (0, "False\n"), res.stderr
-    assert board.restarts == 1 and board.pid != pid and board.alive
+    assert vboard.restarts == 1 and vboard.pid != pid and vboard.alive
     # A program left running (mpremote killed mid-exec): the next mpremote's Ctrl-C stops it.
-    busy = subprocess.Popen([*MPREMOTE, "connect", board.device, "resume", "exec",
+    busy = subprocess.Popen([*MPREMOTE, "connect", vboard.device, "resume", "exec",
                              "while True: pass"], stdout=subprocess.DEVNULL)
     try:
         time.sleep(1.5)
     finally:
         busy.kill()
         busy.wait(10)
-    res = mpremote(board.device, "resume", "exec", "print('free')", timeout=20)
+    res = mpremote(vboard.device, "resume", "exec", "print('free')", timeout=20)
     assert (res.returncode, res.stdout) == (0, "free\n"), res.stderr
-    assert board.restarts == 1
+    assert vboard.restarts == 1
 
 
 def test_board_command_prints_the_device_and_stops_on_sigterm(tmp_path):
@@ -178,52 +79,52 @@ def test_board_command_prints_the_device_and_stops_on_sigterm(tmp_path):
 
 # --- deploy -------------------------------------------------------------------------------
 
-def test_deploy_py_with_mip_then_the_app_sends_a_mail(board, inbox, files, capsys):
-    config, app = files
-    assert cli.main(["deploy", "--port", board.device, "--config", str(config),
+def test_deploy_py_with_mip_then_the_app_sends_a_mail(vboard, board_inbox, board_app, capsys):
+    config, app = board_app
+    assert cli.main(["deploy", "--port", vboard.device, "--config", str(config),
                      "--app", str(app)]) == 0
     out = capsys.readouterr().out
     assert "Installing: lib/microsmtp/protocol.py" in out  # mip's progress, passed on
     assert "[6/6] checking lib/microsmtp" in out
-    assert board_files(board.folder) == sorted(
+    assert board_files(vboard.folder) == sorted(
         ["config.json", "main.py"] + ["lib/microsmtp/" + n for n in SOURCES])
-    lib = board.folder / "lib" / "microsmtp"
-    assert "sent with %s/__init__.py" % lib in run_app(board, inbox)
+    lib = vboard.folder / "lib" / "microsmtp"
+    assert "sent with %s/__init__.py" % lib in run_app(vboard, board_inbox)
 
 
-def test_deploy_mpy_replaces_py_then_the_app_sends_a_mail(board, inbox, files, capsys):
-    config, app = files
-    lib = board.folder / "lib" / "microsmtp"
+def test_deploy_mpy_replaces_py_then_the_app_sends_a_mail(vboard, board_inbox, board_app, capsys):
+    config, app = board_app
+    lib = vboard.folder / "lib" / "microsmtp"
     lib.mkdir(parents=True)
     for name in SOURCES:  # a .py deploy from before, and a module since gone
         (lib / name).write_text("raise ImportError('stale')\n")
     (lib / "gone.py").write_text("")
-    assert cli.main(["deploy", "--port", board.device, "--mpy", "--config", str(config),
+    assert cli.main(["deploy", "--port", vboard.device, "--mpy", "--config", str(config),
                      "--app", str(app)]) == 0
     out = capsys.readouterr().out
     assert ".mpy v6." in out and "x64" in out  # read from the board
     assert "-march=x64" in out
     assert "removed lib/microsmtp/gone.py" in out and "removed lib/microsmtp/pool.py" in out
     mpys = ["lib/microsmtp/" + Path(n).stem + ".mpy" for n in SOURCES]
-    assert board_files(board.folder) == sorted(["config.json", "main.py"] + mpys)
+    assert board_files(vboard.folder) == sorted(["config.json", "main.py"] + mpys)
     # .mpy v6 (bytecode only, so no arch in its flags byte: the same bytes as `make mpy`).
     assert (lib / "protocol.mpy").read_bytes()[:3] == b"M\x06\x00"
     # The app ran from the .mpy files (the stale .py would have raised ImportError).
-    assert "sent with %s/__init__.mpy" % lib in run_app(board, inbox)
+    assert "sent with %s/__init__.mpy" % lib in run_app(vboard, board_inbox)
 
 
-def test_deploy_py_removes_mpy_left_from_before(board, capsys):
-    lib = board.folder / "lib" / "microsmtp"
+def test_deploy_py_removes_mpy_left_from_before(vboard, capsys):
+    lib = vboard.folder / "lib" / "microsmtp"
     lib.mkdir(parents=True)
     for name in SOURCES:
         (lib / (Path(name).stem + ".mpy")).write_bytes(b"M\x06\x00\x1f")
-    assert cli.main(["deploy", "--port", board.device]) == 0, capsys.readouterr().err
+    assert cli.main(["deploy", "--port", vboard.device]) == 0, capsys.readouterr().err
     assert "removed lib/microsmtp/protocol.mpy" in capsys.readouterr().out
-    assert board_files(board.folder) == ["lib/microsmtp/" + n for n in SOURCES]
+    assert board_files(vboard.folder) == ["lib/microsmtp/" + n for n in SOURCES]
 
 
-def test_dry_run_prints_the_commands_and_touches_nothing(tmp_path, files, capsys):
-    config, app = files
+def test_dry_run_prints_the_commands_and_touches_nothing(tmp_path, board_app, capsys):
+    config, app = board_app
     port = str(tmp_path / "no-such-port")
     assert cli.main(["deploy", "--port", port, "--mpy", "--config", str(config),
                      "--app", str(app), "--dry-run"]) == 0

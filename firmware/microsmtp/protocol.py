@@ -546,7 +546,7 @@ class Session:
             self._envelope_reply()
         elif ph == _P_DOT:
             self.flags &= ~_F_AFTER_DOT
-            if c != 250:
+            if c != 250:  # (552 or X.3.4: too big, see refusal())
                 raise self.refusal(_OVERSIZE_MAIL_DATA if c == 552 else _MESSAGE_REPLY_ERROR,
                                   "Message not accepted")
             self.phase = _P_MAIL_DONE
@@ -783,6 +783,12 @@ class Session:
         if code == 421:  # §3.8: the server is going away; no QUIT, no RSET
             self.flags &= ~_F_CAN_QUIT
         text = self._text() if code else ""
+        if status == _MESSAGE_REPLY_ERROR and text[5:6] in ("", " ") and \
+                text[1:5] in (".3.4", ".2.3"):
+            # RFC 3463's X.3.4 "message too big for system" or X.2.3 "exceeds administrative
+            # limit" under a code other than 552 (OpenSMTPD: 554 5.3.4). Here, not in
+            # _handle: a local more there takes its frame from the heap at every reply.
+            status = _OVERSIZE_MAIL_DATA
         sentence = "%s (%s)" % (what, self.step)
         refused = self.refused if status == _RCPT_REPLY_ERROR and self.refused else None
         if refused:  # per-recipient results

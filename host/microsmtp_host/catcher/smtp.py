@@ -46,20 +46,36 @@ def install_log_filters():
             mail_log.addFilter(log_filter)
 
 
-def make_controller(catcher, sock):
-    """An aiosmtpd Controller for `catcher` serving `sock` (bound, not yet listening)."""
+def bound_controller(handler, sock, smtp_class=None, **kwargs):
+    """An aiosmtpd Controller for `handler` serving `sock`, bound and not yet listening.
+    kwargs: the Controller's and aiosmtpd SMTP's (hostname: the socket's address unless
+    given); smtp_class: an aiosmtpd SMTP subclass to serve each connection with.
+
+    aiosmtpd 1.4's Controller binds host:port itself and then connects to that port to
+    check it is up, so it cannot take port 0; serving a socket bound beforehand gives any
+    free port with no window for another process to take it. The tests' servers are made
+    here too (tests/servers.py)."""
     from aiosmtpd.controller import Controller
 
     class BoundController(Controller):
-        # aiosmtpd 1.4's Controller binds host:port itself and then connects to that
-        # port to check it is up, so it cannot take port 0; serving a socket bound
-        # beforehand gives any free port with no window for another process to take it.
         def _create_server(self):
-            return self.loop.create_server(self._factory_invoker, sock=sock)
+            return self.loop.create_server(self._factory_invoker, sock=sock,
+                                           ssl=self.ssl_context)
 
+        def factory(self):
+            if smtp_class is None:
+                return super().factory()
+            return smtp_class(self.handler, **self.SMTP_kwargs)
+
+    kwargs.setdefault("hostname", sock.getsockname()[0])
+    return BoundController(handler, port=sock.getsockname()[1], **kwargs)
+
+
+def make_controller(catcher, sock):
+    """An aiosmtpd Controller for `catcher` serving `sock` (bound, not yet listening)."""
     tls = catcher.tls_context
-    return BoundController(
-        SMTPHandler(catcher), hostname=catcher.host, port=catcher.smtp_port,
+    return bound_controller(
+        SMTPHandler(catcher), sock, hostname=catcher.host,
         server_hostname="localhost", ident="microsmtp catcher",
         authenticator=Authenticator(catcher.auth), auth_require_tls=tls is not None,
         tls_context=tls, require_starttls=False, enable_SMTPUTF8=True,

@@ -1,0 +1,111 @@
+"""Sending through a real MTA on both runtimes, and checking what it delivered: shared by the
+Postfix (tests/postfix_server.py, tests/test_postfix.py, tests/test_swaks.py) and OpenSMTPD
+(tests/opensmtpd_server.py, tests/test_opensmtpd.py) tests of issue 12. A server object here
+is anything with .ports ({name: port}) and .ca_pem (the CA file its certificate comes from)."""
+
+import json
+import os
+import socket
+from pathlib import Path
+
+TLS_HEAP = os.environ.get("MICROSMTP_TLS_HEAP", "64K")  # as tests/test_tls.py
+SENDER = "boiler@example.com"
+RCPT = "ops@example.org"
+HOST = "localhost"  # the name in the certificate
+
+LONG_LINE = "y" * 1500  # over 998 octets: only quoted-printable can carry it
+# Bodies that must arrive byte-exact (after CRLF normalisation) through a real server.
+BODIES = {
+    "dot-lines": ".\n..\n.x\nmiddle\n.\n..\n.x\nend\n..\n.x\n.\n",
+    "smuggling": "before\n.\r\nMAIL FROM:<evil@example.net>\r\nafter\r\n.\nx\n.\n\r\r\n",
+    "bare-cr-lf": "one\ntwo\r\rfour\r\nfive",
+    "utf-8": "Temperatur 92 °C\nÜberdruck ✓ — prüfen\n.ünd\n",
+    "long-line": LONG_LINE + "\n.dot\nx=y\ntrailing space \n" + "z" * 73 + ".\n.\nend\n",
+}
+
+
+def send_config(srv, port, user, default_password, **options):
+    """The mp_send.py config of one send to `srv`'s port `port` as `user` (options: tls,
+    auth, password, oauth_token, cadata, body, body_file, body_chunks (the file as an iterator of
+    chunks, its size unknown), to, sender, subject, priority)."""
+    import microsmtp
+
+    return {"server": HOST, "port": srv.ports[port], "from": options.get("sender", SENDER),
+            "to": options.get("to", [RCPT]), "subject": options.get("subject", "Boiler alert"),
+            "body": options.get("body", "Pressure low.\n"),
+            "body_file": options.get("body_file"), "repeat": 1,
+            "body_chunks": options.get("body_chunks", False),
+            "priority": options.get("priority", microsmtp.PRIORITY_NORMAL),
+            "client_domain": "boiler.example.com", "username": user,
+            "password": options.get("password", default_password),
+            "auth": options.get("auth", "NONE"), "oauth_token": options.get("oauth_token"),
+            "tls": options.get("tls", microsmtp.TLS_STARTTLS),
+            "cadata": options.get("cadata", srv.ca_pem),
+            "timeouts": {"connect": 5, "greeting": 10, "envelope": 10, "message": 20,
+                         "quit": 5}}
+
+
+def send_cpython(cfg):
+    import microsmtp
+    from microsmtp_host.shim import net
+
+    client = microsmtp.Client(
+        cfg["server"], cfg["port"], from_address=cfg["from"], username=cfg["username"],
+        password=cfg["password"], client_domain=cfg["client_domain"],
+        auth=getattr(microsmtp, "AUTH_" + cfg["auth"]), timeouts=cfg["timeouts"], net=net,
+        tls=cfg["tls"], cadata=cfg["cadata"], oauth_token=cfg.get("oauth_token"))
+    res = {"status": 0, "step": None, "reply_code": None, "error": None, "reply": None}
+    f = open(cfg["body_file"], "rb") if cfg["body_file"] else None
+    try:
+        src = f or cfg["body"]
+        if f and cfg.get("body_chunks"):  # as mp_send.py: a size the client cannot know
+            src = iter(lambda: f.read(512), b"")
+        client.send(cfg["to"], cfg["subject"], src, cfg["priority"])
+    except microsmtp.SMTPError as e:
+        res = {"status": e.status, "step": e.step, "reply_code": e.reply_code,
+               "error": str(e), "reply": e.reply}
+    finally:
+        if f:
+            f.close()
+    res["pool_full"] = client.pool.available() == client.pool.count
+    return res
+
+
+def send_micropython(cfg, mp_dir, tmp_path):
+    import runtimes
+
+    # The body through a file (the unix port's argv and a small heap's JSON stay small).
+    text = Path(tmp_path) / "body.txt"
+    text.write_bytes(cfg["body"].encode())
+    cfg = dict(cfg, body="", body_text_file=str(text))
+    path = Path(tmp_path) / "mp_send.json"
+    path.write_text(json.dumps(cfg))
+    proc = runtimes.run_micropython("mp_send", [str(path)], [mp_dir, runtimes.firmware_mpy()],
+                                    timeout=60, heap=TLS_HEAP)
+    results = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert len(results) == 1, "MicroPython (heap %s) exit %d: %s" % (
+        TLS_HEAP, proc.returncode, (proc.stderr or proc.stdout)[-2000:])
+    return results[0]
+
+
+def normalised(body):
+    """The body as it must arrive: every CR, LF and CRLF one line end, a last one added."""
+    body = body.encode().replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    return body if body.endswith(b"\n") else body + b"\n"
+
+
+def check_body(msg, body):
+    """The decoded body of `msg` (email.message) is `body`, byte for byte (a Maildir keeps
+    LF line ends)."""
+    got = msg.get_payload(decode=True).replace(b"\r\n", b"\n")
+    assert got == normalised(body)
+
+
+def ok(res):
+    assert res["status"] == 0, res
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
