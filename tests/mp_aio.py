@@ -8,7 +8,8 @@
 # ("send", "session": two mails, "mail_send"), tls, cadata (the CA file's path), username,
 # password, timeouts, cancel_after_ms (cancel the send this long after its body began: the
 # body is read from body_file by a generator that marks its first chunk), then: a second
-# send on the same client to next_port (reusable after any failure).
+# send on the same client to next_port (reusable after any failure); outbox (a folder),
+# alerts, up_port: alerts through an Outbox's run_forever() task (see outbox()).
 import asyncio
 import json
 import sys
@@ -66,6 +67,32 @@ async def one(client, cfg, state):
     return None
 
 
+async def outbox(client, cfg, state, res):
+    """cfg["alerts"] put into an Outbox whose run_forever() task sends them; with
+    cfg["up_port"], the server is down at first (cfg["port"] refuses) and comes up at
+    up_port once a try has failed. Until the queue is empty (or 20 s), then the task is
+    cancelled."""
+    from microsmtp.outbox import Outbox
+
+    box = Outbox(client, path=cfg["outbox"], backoff=0.2)
+    task = asyncio.create_task(box.run_forever(interval=5))
+    for k in range(cfg["alerts"]):  # before the task first runs: one flush takes them all
+        box.put(cfg["to"], "%s %d" % (cfg["subject"], k), "Boiler at 9%d C\n" % k)
+    started = ticks_ms()
+    failed = None
+    while box.pending() and ticks_diff(ticks_ms(), started) < 20000:
+        if cfg.get("up_port") and failed is None and box.last_error is not None:
+            failed = box.last_error.status
+            client._session.port = cfg["up_port"]  # the server is back
+        await asyncio.sleep(0.02)
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
+    res.update(pending=len(box.pending()), dead=len(box.dead()), first_failure=failed)
+
+
 async def main(cfg, report, net):
     global ticks_ms, ticks_diff
     if ticks_ms is None:
@@ -79,7 +106,10 @@ async def main(cfg, report, net):
     tick = asyncio.create_task(ticker(state))
     started = ticks_ms()
     res = {"status": 0, "cancelled": False}
-    task = asyncio.create_task(one(client, cfg, state))
+    if cfg.get("outbox"):
+        task = asyncio.create_task(outbox(client, cfg, state, res))
+    else:
+        task = asyncio.create_task(one(client, cfg, state))
     if cfg.get("cancel_after_ms"):
         while not state["body_started"] and not task.done():
             await asyncio.sleep(0.01)

@@ -208,3 +208,45 @@ def test_tls_with_the_wrong_ca_is_refused(runtime, kind, aio_server, pki, tmp_pa
     assert res["status"] == microsmtp.TLS_CERT_ERROR, res
     assert res["pool_full"], res
     assert srv.handler.auth_log == [] and srv.handler.messages == []
+
+
+@BOTH
+def test_the_outbox_task_sends_while_the_ticker_ticks(runtime, slow_server, tmp_path):
+    """Outbox.run_forever() as a task: three alerts put() go out over one session, each
+    reply 200 ms late, and the ticker is never held up more than 50 ms."""
+    res = run(runtime, {"port": slow_server.port, "outbox": str(tmp_path / "outbox"),
+                        "alerts": 3}, tmp_path)
+    assert res["pending"] == 0 and res["dead"] == 0, res
+    assert res["max_gap_ms"] <= 50, res
+    assert res["pool_full"], res
+    assert slow_server.handler.subjects == ["Boiler alert %d" % k for k in range(3)]
+    assert slow_server.handler.sessions == 1
+
+
+@BOTH
+def test_the_outbox_task_waits_out_an_outage(runtime, refused_port, tmp_path):
+    """The server is down at the first try (refused): the alerts stay queued, the task
+    tries again after its backoff, and once the server is up each arrives exactly once."""
+    srv = Server(auth=False).start()
+    try:
+        res = run(runtime, {"port": refused_port, "up_port": srv.port,
+                            "outbox": str(tmp_path / "outbox"), "alerts": 2}, tmp_path)
+    finally:
+        srv.stop()
+    assert res["first_failure"] == microsmtp.CONNECT_ERROR, res
+    assert res["pending"] == 0 and res["dead"] == 0, res
+    assert sorted(srv.handler.subjects) == ["Boiler alert 0", "Boiler alert 1"]
+    assert res["pool_full"], res
+
+
+def test_flush_and_aflush_refuse_the_other_kind_of_client(tmp_path):
+    from microsmtp import aio
+    from microsmtp.outbox import Outbox
+    from microsmtp_host.shim import net
+
+    blocking = microsmtp.Client("127.0.0.1", 25, from_address=SENDER, net=net)
+    awaited = aio.Client("127.0.0.1", 25, from_address=SENDER, net=net)
+    with pytest.raises(TypeError, match="await aflush"):
+        Outbox(awaited, path=str(tmp_path / "a")).flush()
+    with pytest.raises(TypeError, match="use flush"):
+        asyncio.run(Outbox(blocking, path=str(tmp_path / "b")).aflush())

@@ -62,6 +62,7 @@ class Outbox:
         self.backoff = int(backoff * 1000)  # ms before the first retry; doubles each time
         self.last_error = None  # why the last flush() left a message queued or dead
         self._retry = {}  # name -> (tries, ticks when due)
+        self._wake = None  # run_forever()'s asyncio.Event while it runs: put() sets it
         for sub in ("", "/tmp", "/dead"):
             if not _exists(self.path + sub):
                 os.mkdir(self.path + sub)
@@ -129,6 +130,8 @@ class Outbox:
                             "OUTBOX")
         name = self._name()
         self._write(name, head, body)
+        if self._wake is not None:
+            self._wake.set()
         return name
 
     def _name(self):
@@ -169,7 +172,53 @@ class Outbox:
         """Send every due message over one session (Client.session(), the public API); the
         number the server took. Failures stay queued (temporary) or go to dead/ (permanent);
         nothing raises for them, nor for a MemoryError (kept for the next try like an
-        outage)."""
+        outage). A microsmtp.aio client's outbox: `await outbox.aflush()`."""
+        if hasattr(self.client, "_step"):  # aio.Client's driver: its sends must be awaited
+            raise TypeError("this outbox's client is a microsmtp.aio.Client: await aflush()")
+        steps = self._flush(False)
+        try:  # a blocking client's sends never suspend: the coroutine ends at its first step
+            steps.send(None)
+        except StopIteration as e:
+            return e.value
+        raise RuntimeError("flush() was suspended")  # (cannot happen: see above)
+
+    async def aflush(self):
+        """flush() for a microsmtp.aio client: other tasks run while it sends. Cancelled,
+        the message under way stays queued (at least once, as after a lost connection)."""
+        if not hasattr(self.client, "_step"):
+            raise TypeError("aflush() needs a microsmtp.aio.Client; use flush()")
+        return await self._flush(True)
+
+    async def run_forever(self, interval=60):
+        """A task for an asyncio app: flushes whenever a message is due (a put() wakes it;
+        a failed try waits out its backoff), at least every `interval` seconds. Stop it
+        by cancelling its task; what was queued stays on flash."""
+        import asyncio
+
+        self._wake = asyncio.Event()
+        try:
+            while True:
+                self._wake.clear()
+                if self.due():
+                    await self.aflush()
+                wait = interval * 1000
+                now = time.ticks_ms()
+                for name in self.pending():  # the next retry that falls due, if sooner
+                    if name in self._retry:
+                        wait = min(wait, max(0, time.ticks_diff(self._retry[name][1], now)))
+                    else:  # a put() during the flush: due now
+                        wait = 0
+                if wait:
+                    try:
+                        await asyncio.wait_for(self._wake.wait(), wait / 1000)
+                    except asyncio.TimeoutError:
+                        pass
+        finally:
+            self._wake = None
+
+    async def _flush(self, aio):
+        """flush() and aflush(): the same steps, the session's calls awaited with an aio
+        client (aio), made at once with a blocking one."""
         self.last_error = None
         sent = 0
         due = ()
@@ -179,7 +228,12 @@ class Outbox:
             self._list(self.path, True)  # strays aside
             due = self.due()
             while i < len(due):
-                with self.client.session() as s:
+                s = self.client.session()
+                if aio:
+                    await s.__aenter__()
+                else:
+                    s.__enter__()
+                try:
                     while i < len(due):
                         mail = self._read(due[i])  # None: unreadable, moved to dead/
                         if mail is None:
@@ -188,7 +242,10 @@ class Outbox:
                         f = mail[2]
                         error = None
                         try:
-                            s.send(mail[0], mail[1], f, mail[3], mail[4], mail[5])
+                            if aio:
+                                await s.send(mail[0], mail[1], f, mail[3], mail[4], mail[5])
+                            else:
+                                s.send(mail[0], mail[1], f, mail[3], mail[4], mail[5])
                         except SMTPError as e:
                             error = e
                         f.close()
@@ -205,6 +262,11 @@ class Outbox:
                         i += 1
                         if not s.alive:
                             break  # this mail's own error ended it: a new session for the rest
+                finally:
+                    if aio:
+                        await s.__aexit__(None, None, None)
+                    else:
+                        s.__exit__(None, None, None)
         except (SMTPError, MemoryError) as e:
             if not isinstance(e, SMTPError):  # a fragmented heap: may fit next time
                 e = SMTPError(_PACKET_ALLOCATE_ERROR, "Out of memory (OUTBOX).", "OUTBOX")
