@@ -97,6 +97,10 @@ METHODS = {
     "same over STARTTLS with an ECDSA P-256 certificate checked. The driver's config (its "
     "paths) and the interned-name pools can move a minimum by a kilobyte between runs."
     % (HEAP_LO, HEAP_HI),
+    "aio": "The microsmtp.aio column: bench/mp_bench_aio.py, the same figures with the "
+    "asyncio client, .mpy in RAM, every send awaited inside one asyncio.run (as in an app); "
+    "its import figure is `import asyncio`, `import microsmtp` and `from microsmtp import "
+    "aio` together, and its smallest heaps hold asyncio's scheduler too.",
     "mpy_bytes": "Sizes of build/mpy/microsmtp/*.mpy as `make mpy` builds them for the unix "
     "port (mpy-cross -O3, x64 for native code: a board's architecture gives other sizes for "
     "@micropython.viper functions): package = all of them; plain_path = the modules in "
@@ -347,19 +351,21 @@ def bench_python(client, sink, proxy, bodies):
 class UnixPort:
     """Runs bench/mp_bench.py on the unix port, the code in RAM (rom=False) or ROMFS."""
 
-    def __init__(self, work, rom):
+    def __init__(self, work, rom, aio=False):
         self.work = work
         self.rom = rom
+        self.aio = aio  # microsmtp.aio's client: bench/mp_bench_aio.py drives it
+        self.driver = "mp_bench_aio" if aio else "mp_bench"
         self.trees = [unixport.firmware_mpy(),
-                      unixport.compile_mpy([HERE / "mp_bench.py", HERE / "mp_timed.py"],
-                                            work / "driver")]
+                      unixport.compile_mpy([HERE / "mp_bench.py", HERE / "mp_timed.py",
+                                            HERE / "mp_bench_aio.py"], work / "driver")]
 
     def run(self, cfg, heap=MP_HEAP):
         """The driver's output lines merged into one dict; None if it failed."""
         run_dir = Path(tempfile.mkdtemp(dir=self.work))
         cfg_file = run_dir / "cfg.json"
         cfg_file.write_text(json.dumps(dict(cfg, password=PASSWORD)))
-        proc = unixport.run("mp_bench", [str(cfg_file)], heap=heap, timeout=600,
+        proc = unixport.run(self.driver, [str(cfg_file)], heap=heap, timeout=600,
                             rom=self.trees if self.rom else (),
                             path=() if self.rom else self.trees, work=run_dir / "rt")
         shutil.rmtree(run_dir, ignore_errors=True)
@@ -425,7 +431,9 @@ def bench_micropython(port, sink, proxy, bodies):
                "alloc_bytes": {"1kb": direct["alloc"], "1mb": one_mb["alloc"]},
                "heap_bytes": {"import": direct["heap"][1] - direct["heap"][0],
                               "client": direct["heap"][2] - direct["heap"][1],
-                              "modules": import_by_module(port.work, port.rom)},
+                              # (per module: the blocking client's ports measure it)
+                              "modules": {} if port.aio else import_by_module(port.work,
+                                                                              port.rom)},
                "mb_per_s": {"10mb": SIZES["10mb"] / 1e6 / (big["new_total_ms"][0] / N_BIG
                                                            / 1000)}}
     for mode, key in (("new_connection", "new_total_ms"), ("one_session", "session_total_ms")):
@@ -500,10 +508,13 @@ def run_all(work):
         sink = stack.enter_context(smtp_sink())
         proxy = stack.enter_context(delay_proxy(sink))
         auth_port, tls_port, ca_file = stack.enter_context(aiosmtpd_servers(work))
-        ports = {"mp_ram": UnixPort(work, rom=False), "mp_rom": UnixPort(work, rom=True)}
+        ports = {"mp_ram": UnixPort(work, rom=False), "mp_rom": UnixPort(work, rom=True),
+                 "mp_aio": UnixPort(work, rom=False, aio=True)}
         for name, port in ports.items():
             log(name)
-            clients[name], plain_run = bench_micropython(port, sink, proxy, bodies)
+            clients[name], run = bench_micropython(port, sink, proxy, bodies)
+            if not port.aio:  # the plain path's modules: the blocking client's
+                plain_run = run
         for name, client in (("cpython", MicrosmtpCPython()), ("smtplib", Smtplib()),
                              ("aiosmtplib", Aiosmtplib()), ("smtp_source", SmtpSource())):
             log(name)

@@ -7,10 +7,11 @@ import re
 import textwrap
 
 # Columns, in the order of the table: microsmtp on both runtimes, then the references.
-CLIENTS = ("mp_ram", "mp_rom", "cpython", "smtplib", "aiosmtplib", "smtp_source")
+CLIENTS = ("mp_ram", "mp_rom", "mp_aio", "cpython", "smtplib", "aiosmtplib", "smtp_source")
 HEADERS = {
     "mp_ram": "microsmtp, MicroPython .mpy in RAM",
     "mp_rom": "microsmtp, MicroPython ROMFS",
+    "mp_aio": "microsmtp.aio, MicroPython .mpy in RAM",
     "cpython": "microsmtp, CPython",
     "smtplib": "smtplib",
     "aiosmtplib": "aiosmtplib",
