@@ -5,6 +5,7 @@
 # a watchdog go on while a mail goes. The server's name is still resolved blocking
 # (MicroPython has no asynchronous getaddrinfo): give its address to avoid the wait.
 import asyncio
+import time
 
 from micropython import const
 
@@ -82,6 +83,23 @@ class Client(_Client):
         finally:
             self._state = _OVER
             self._end()
+            timer = getattr(self, "_timer", None)
+            if timer is not None:  # _wait's, on MicroPython
+                self._timer = None
+                timer.cancel()
+
+    async def _watch(self):
+        """The timer of _step's waits: cancels the waiting task if it still waits at its
+        deadline. Wakes at least every 50 ms (sleep_ms allocates nothing): a later wait may
+        have an earlier deadline than the one it slept for (a 10 s connect, then a
+        greeting of 0.5 s)."""
+        while True:
+            left = time.ticks_diff(self._until, time.ticks_ms())
+            if left <= 0 and self._waiting:
+                self._waiting = False
+                self._expired = True
+                self._task.cancel()
+            await asyncio.sleep_ms(left if 0 < left < 50 else 50)
 
     async def _step(self, more):
         """transport.Driver.step, awaiting where it polls."""
@@ -89,7 +107,33 @@ class Client(_Client):
         try:
             op = d.loop.send(more)
             while op >= _IO_IN:
-                op = d.loop.send(await _wait(self._net, d.sock, op, d.timeout))
+                # Until d.sock is readable (op _IO_IN) or writable, at most d.timeout ms.
+                # On CPython the shim's net knows how (the event loop; TLS that wants the
+                # other way). On MicroPython the task sleeps in the scheduler's poller and
+                # this send's timer task ends the wait at its deadline by cancelling it:
+                # asyncio.wait_for makes two tasks and a timer a wait, 1.6 KB each time.
+                wait = getattr(self._net, "aio_wait", None)
+                if wait is not None:
+                    op = d.loop.send(await wait(d.sock, op == _IO_IN, d.timeout))
+                    continue
+                self._until = time.ticks_add(time.ticks_ms(), d.timeout)
+                if getattr(self, "_timer", None) is None:
+                    self._ready = _Ready()
+                    self._timer = asyncio.create_task(self._watch())
+                self._task = asyncio.current_task()  # (a session's mails may change task)
+                self._ready.sock = d.sock
+                self._ready.op = op
+                self._waiting = True
+                self._expired = False
+                try:
+                    await self._ready
+                    op = True
+                except asyncio.CancelledError:
+                    if not self._expired:  # the app's cancellation
+                        raise
+                    op = False
+                self._waiting = False
+                op = d.loop.send(op)
             return op
         except MemoryError:  # as Client._drive: the engine is over, the client goes on
             self._session.engine = None
@@ -103,24 +147,27 @@ class Client(_Client):
             raise
 
 
-async def _wait(net, sock, op, ms):
-    """True once sock can be read (op _IO_IN) or written, False after ms. On CPython the
-    shim's net module knows how (asyncio's event loop, TLS that wants the other way)."""
-    wait = getattr(net, "aio_wait", None)
-    if wait is not None:
-        return await wait(sock, op == _IO_IN, ms)
-    try:
-        await asyncio.wait_for_ms(_io(sock, op), ms)
-        return True
-    except asyncio.TimeoutError:
-        return False
+class _Ready:
+    """`await` it: the task sleeps in MicroPython's asyncio poller until sock is ready (as
+    asyncio's Stream.read does). Made once a client and awaited again each wait, as
+    asyncio's own SingletonGenerator (sleep_ms): a generator a wait would be heap."""
 
+    def __init__(self):
+        self.sock = None
+        self.op = 0
+        self.stop = StopIteration()
 
-def _io(sock, op):
-    # MicroPython's asyncio: the task sleeps in the scheduler's poller until sock is ready
-    # (as asyncio's own Stream.read does).
-    queue = asyncio.core._io_queue
-    yield queue.queue_read(sock) if op == _IO_IN else queue.queue_write(sock)
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self.sock is not None:  # the first step: into the poller, and sleep
+            queue = asyncio.core._io_queue
+            (queue.queue_read if self.op == _IO_IN else queue.queue_write)(self.sock)
+            self.sock = None
+            return None
+        self.stop.__traceback__ = None  # the second: done, with the one StopIteration
+        raise self.stop
 
 
 class Session:
