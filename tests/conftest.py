@@ -263,6 +263,16 @@ def _private_postfix(settings=None):
         shutil.rmtree(root, ignore_errors=True)
 
 
+@pytest.fixture(scope="session")
+def other_ca(tmp_path_factory):
+    """A CA file no test server's certificate comes from (a wrong-CA case)."""
+    import trustme
+
+    path = tmp_path_factory.mktemp("other-ca") / "ca.pem"
+    trustme.CA().cert_pem.write_to_path(str(path))
+    return str(path)
+
+
 @pytest.fixture
 def pf(postfix):
     """`postfix` for one test: an empty Maildir before; after, its log must hold no line of

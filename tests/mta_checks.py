@@ -6,6 +6,7 @@ is anything with .ports ({name: port}) and .ca_pem (the CA file its certificate 
 import json
 import os
 import socket
+import time
 from pathlib import Path
 
 TLS_HEAP = os.environ.get("MICROSMTP_TLS_HEAP", "64K")  # as tests/test_tls.py
@@ -109,3 +110,76 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+class MtaLog:
+    """What a private MTA logged and delivered (Postfix and OpenSMTPD share it): its
+    log_file read from a mark, each test its own part; its Maildir through maildir(). A
+    subclass names the log words that open and close an SMTP session (SESSION_WORDS)."""
+
+    SESSION_WORDS = ("", "")
+    log_file = None
+    _log_offset = 0
+
+    def read_log(self):
+        try:
+            return self.log_file.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def mark_log(self):
+        """From now on, log() is what the server logs after this call."""
+        self._log_offset = len(self.read_log())
+
+    def log(self):
+        """The log written since mark_log()."""
+        return self.read_log()[self._log_offset:]
+
+    def wait_log(self, words, count=1, deadline=20):
+        """log() once `words` occur `count` times in it (or the deadline has passed)."""
+        end = time.monotonic() + deadline
+        while True:
+            text = self.log()
+            if text.count(words) >= count or time.monotonic() > end:
+                return text
+            time.sleep(0.05)
+
+    def settled_log(self, deadline=10):
+        """log() once every session in it has ended (each opening word has its closing
+        one): both servers log a session's end a little after the client read its last
+        reply."""
+        opened, closed = self.SESSION_WORDS
+        end = time.monotonic() + deadline
+        while True:
+            text = self.log()
+            if text.count(opened) <= text.count(closed) or time.monotonic() > end:
+                return text
+            time.sleep(0.05)
+
+    def clear(self):
+        """Every mailbox of MAILBOXES (the subclass's module's) emptied."""
+        for mailbox in self.MAILBOXES:
+            for f in self.messages(mailbox):
+                f.unlink()
+
+    def messages(self, mailbox="ops"):
+        d = self.maildir(mailbox)
+        return sorted(d.iterdir()) if d.is_dir() else []
+
+    def wait_messages(self, count, mailbox="ops", deadline=20):
+        """The Maildir's messages once there are `count` (within `deadline` seconds)."""
+        end = time.monotonic() + deadline
+        while True:
+            got = self.messages(mailbox)
+            if len(got) >= count or time.monotonic() > end:
+                return got
+            time.sleep(0.05)
+
+
+def alive(pid):
+    """True while process pid exists."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True

@@ -147,9 +147,12 @@ def _free_ids(count):
     raise RuntimeError("no free user ids in 64100..65499")
 
 
-class OpenSMTPD:
+class OpenSMTPD(mta_checks.MtaLog):
     """One private OpenSMTPD under `root` (a folder), with a CA-signed certificate for
     localhost (cert_pem, key_pem: bytes) and AUTH users {name: password}."""
+
+    MAILBOXES = MAILBOXES
+    SESSION_WORDS = (" smtp connected ", " smtp disconnected ")  # a session in its log
 
     def __init__(self, root, cert_pem, key_pem, users):
         self.root = Path(root)
@@ -278,7 +281,7 @@ match from any for domain "{domain}" action "deliver"
         then wait until its whole process group is gone; what is left at the deadline is
         killed, and that is an error."""
         pid = self.pid()
-        if pid and _alive(pid):
+        if pid and mta_checks.alive(pid):
             os.kill(pid, signal.SIGTERM)
         end = time.monotonic() + deadline
         pgid = self.proc.pid if self.proc else pid
@@ -299,40 +302,6 @@ match from any for domain "{domain}" action "deliver"
 
     # --- what it did ---------------------------------------------------------------------
 
-    def read_log(self):
-        try:
-            return self.log_file.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    def mark_log(self):
-        """From now on, log() is what OpenSMTPD logs after this call."""
-        self._log_offset = len(self.read_log())
-
-    def log(self):
-        """The log written since mark_log()."""
-        return self.read_log()[self._log_offset:]
-
-    def wait_log(self, words, count=1, deadline=20):
-        """log() once `words` occur `count` times in it (or the deadline has passed)."""
-        end = time.monotonic() + deadline
-        while True:
-            text = self.log()
-            if text.count(words) >= count or time.monotonic() > end:
-                return text
-            time.sleep(0.05)
-
-    def settled_log(self, deadline=10):
-        """log() once every session in it has ended (each "smtp connected" has its "smtp
-        disconnected"; the dispatcher logs it after the client has read its last reply)."""
-        end = time.monotonic() + deadline
-        while True:
-            text = self.log()
-            if text.count(" smtp connected ") <= text.count(" smtp disconnected ") or \
-                    time.monotonic() > end:
-                return text
-            time.sleep(0.05)
-
     def commands(self, log=None):
         """The client's commands in `log` (default log()), as -T smtp traces them."""
         return re.findall(r"^smtp: 0x[0-9a-f]+: <<< (.*)$", self.log() if log is None else log,
@@ -341,36 +310,10 @@ match from any for domain "{domain}" action "deliver"
     def maildir(self, mailbox="ops"):
         return self.mail / mailbox / "new"
 
-    def messages(self, mailbox="ops"):
-        d = self.maildir(mailbox)
-        return sorted(d.iterdir()) if d.is_dir() else []
-
-    def wait_messages(self, count, mailbox="ops", deadline=20):
-        """The Maildir's messages once there are `count` (within `deadline` seconds)."""
-        end = time.monotonic() + deadline
-        while True:
-            got = self.messages(mailbox)
-            if len(got) >= count or time.monotonic() > end:
-                return got
-            time.sleep(0.05)
-
     def queued(self):
         """How many messages its spool holds, not yet delivered (0: all delivered)."""
         return sum(len(files) for _, _, files in os.walk(self.root / "spool" / "smtpd" /
                                                          "queue"))
-
-    def clear(self):
-        for mailbox in MAILBOXES:
-            for f in self.messages(mailbox):
-                f.unlink()
-
-
-def _alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def _group_alive(pgid):

@@ -97,9 +97,12 @@ _AUTH = ("-o smtpd_sasl_auth_enable=yes -o smtpd_sasl_security_options=noanonymo
          "-o smtpd_sasl_local_domain=$myhostname")
 
 
-class Postfix:
+class Postfix(mta_checks.MtaLog):
     """One private Postfix under `root` (a folder), with a CA-signed certificate for
     localhost (cert_pem, key_pem: bytes), SASL users {name: password}."""
+
+    MAILBOXES = MAILBOXES
+    SESSION_WORDS = (" connect from ", " disconnect from ")  # a session in its log
 
     def __init__(self, root, cert_pem, key_pem, users, settings=None):
         self.root = Path(root)
@@ -243,7 +246,7 @@ class Postfix:
         pid = self.master_pid()
         self._postfix("stop")
         end = time.monotonic() + deadline
-        while pid and _alive(pid):
+        while pid and mta_checks.alive(pid):
             if time.monotonic() > end:
                 raise RuntimeError("Postfix master %d still running after stop" % pid)
             time.sleep(0.05)
@@ -256,74 +259,13 @@ class Postfix:
 
     # --- what it did ---------------------------------------------------------------------
 
-    def read_log(self):
-        try:
-            return self.log_file.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    def mark_log(self):
-        """From now on, log() is what Postfix logs after this call."""
-        self._log_offset = len(self.read_log())
-
-    def log(self):
-        """The log written since mark_log()."""
-        return self.read_log()[self._log_offset:]
-
-    def wait_log(self, words, count=1, deadline=20):
-        """log() once `words` occur `count` times in it (or the deadline has passed)."""
-        end = time.monotonic() + deadline
-        while True:
-            text = self.log()
-            if text.count(words) >= count or time.monotonic() > end:
-                return text
-            time.sleep(0.05)
-
-    def settled_log(self, deadline=10):
-        """log() once every session in it has ended (each "connect from" has its
-        "disconnect from"): smtpd logs through postlogd, a little after the client has
-        read its last reply."""
-        end = time.monotonic() + deadline
-        while True:
-            text = self.log()
-            if text.count(" connect from ") <= text.count(" disconnect from ") or \
-                    time.monotonic() > end:
-                return text
-            time.sleep(0.05)
-
     def maildir(self, mailbox="ops"):
         return self.mail / DOMAIN / mailbox / "new"
-
-    def messages(self, mailbox="ops"):
-        d = self.maildir(mailbox)
-        return sorted(d.iterdir()) if d.is_dir() else []
-
-    def wait_messages(self, count, mailbox="ops", deadline=20):
-        """The Maildir's messages once there are `count` (within `deadline` seconds)."""
-        end = time.monotonic() + deadline
-        while True:
-            got = self.messages(mailbox)
-            if len(got) >= count or time.monotonic() > end:
-                return got
-            time.sleep(0.05)
 
     def queued(self):
         """How many mails Postfix holds in its queue, not yet delivered (0: all delivered)."""
         return sum(len(files) for sub in ("maildrop", "incoming", "active", "deferred", "hold")
                    for _, _, files in os.walk(self.queue / sub))
-
-    def clear(self):
-        for mailbox in MAILBOXES:
-            for f in self.messages(mailbox):
-                f.unlink()
-
-
-def _alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 # --- sending through it on both runtimes, and reading what it delivered ----------------------

@@ -22,7 +22,6 @@ import mta_checks
 import opensmtpd_server
 import pytest
 import runtimes
-import trustme
 
 RUNTIMES = ("cpython", "micropython")
 
@@ -189,13 +188,6 @@ def test_wrong_password(runtime, mech, osd, send):
     assert "smtp authentication user=%s result=permfail" % opensmtpd_server.USER in log, log
     assert "MAIL" not in verbs(osd, log), log
     assert not osd.messages()
-
-
-@pytest.fixture(scope="module")
-def other_ca(tmp_path_factory):
-    path = tmp_path_factory.mktemp("other-ca") / "ca.pem"
-    trustme.CA().cert_pem.write_to_path(str(path))
-    return str(path)
 
 
 @both

@@ -16,7 +16,6 @@ import mta_checks
 import postfix_server
 import pytest
 import runtimes
-import trustme
 
 RUNTIMES = ("cpython", "micropython")
 
@@ -156,13 +155,6 @@ def test_pinned_mechanism_not_offered_is_never_sent(runtime, pf, send):
                      re.M), log
     assert "auth=" not in log and "sasl_" not in log, log
     assert not pf.messages()
-
-
-@pytest.fixture(scope="module")
-def other_ca(tmp_path_factory):
-    path = tmp_path_factory.mktemp("other-ca") / "ca.pem"
-    trustme.CA().cert_pem.write_to_path(str(path))
-    return str(path)
 
 
 @both

@@ -50,16 +50,6 @@ def _micropython_results(tmp_path_factory, driver):
     return results, proc
 
 
-@pytest.fixture(scope="session")
-def micropython_results(tmp_path_factory):
-    return _micropython_results(tmp_path_factory, "blocking")
-
-
-@pytest.fixture(scope="session")
-def micropython_aio_results(tmp_path_factory):
-    return _micropython_results(tmp_path_factory, "aio")
-
-
 def status_name(status):
     """The public name of a status number (the runners report numbers)."""
     if not isinstance(status, int):
@@ -126,37 +116,33 @@ def _check(sc, res):
     assert "\r" not in wire and "\n" not in wire
 
 
+# Each scenario through the blocking client and through microsmtp.aio (issue 13): same
+# expectations, same statuses.
+DRIVERS = ("blocking", "aio")
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
 @pytest.mark.parametrize("sc", SCENARIOS, ids=IDS)
-def test_cpython(sc, tmp_path):
-    with open(tmp_path / "wire", "wb") as wire:
-        res = scripted.run(microsmtp, sc, scenarios.OK_SCRIPTS.get, wire)
-    res["wire"] = (tmp_path / "wire").read_bytes().decode()
-    _check(sc, res)
-
-
-@pytest.mark.unixport
-@pytest.mark.parametrize("sc", SCENARIOS, ids=IDS)
-def test_micropython(sc, micropython_results):
-    results, proc = micropython_results
-    assert sc["name"] in results, "MicroPython produced no result: %s" % proc.stderr[-2000:]
-    _check(sc, results[sc["name"]])
-
-
-# The same table through microsmtp.aio (issue 13): same expectations, same statuses.
-
-@pytest.mark.parametrize("sc", SCENARIOS, ids=IDS)
-def test_cpython_aio(sc, tmp_path):
-    from microsmtp import aio
-
+def test_cpython(sc, driver, tmp_path):
+    aio = None
+    if driver == "aio":
+        from microsmtp import aio
     with open(tmp_path / "wire", "wb") as wire:
         res = scripted.run(microsmtp, sc, scenarios.OK_SCRIPTS.get, wire, aio)
     res["wire"] = (tmp_path / "wire").read_bytes().decode()
     _check(sc, res)
 
 
+@pytest.fixture(scope="session")
+def micropython_results(tmp_path_factory):
+    """{driver: the unix port's results, one process a driver}."""
+    return {driver: _micropython_results(tmp_path_factory, driver) for driver in DRIVERS}
+
+
 @pytest.mark.unixport
+@pytest.mark.parametrize("driver", DRIVERS)
 @pytest.mark.parametrize("sc", SCENARIOS, ids=IDS)
-def test_micropython_aio(sc, micropython_aio_results):
-    results, proc = micropython_aio_results
+def test_micropython(sc, driver, micropython_results):
+    results, proc = micropython_results[driver]
     assert sc["name"] in results, "MicroPython produced no result: %s" % proc.stderr[-2000:]
     _check(sc, results[sc["name"]])
