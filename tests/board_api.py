@@ -16,6 +16,11 @@ IGNORED = {("micropython", "const")}  # the compiler's own; the CPython shim sup
 # On 1.23+ ports these are frozen Python modules typed by micropython-stdlib-stubs, whose
 # typeshed copy sits in .stubs/stdlib/stdlib/.
 STDLIB_MODULES = {"ssl", "asyncio"}
+# Names a board has that no stub types. MicroPython's asyncio is a package (extmod/asyncio,
+# frozen into the ESP32 and RP2 firmware by their manifests) whose `core` submodule holds
+# the scheduler; its own stream.py waits on a socket with `core._io_queue.queue_read`, and
+# microsmtp.aio does the same. micropython-stdlib-stubs types only the public API.
+UNTYPED = {("asyncio", "core")}
 
 
 def firmware_files():
@@ -201,6 +206,6 @@ def missing_on(board, uses):
         if names[module] is None:
             if name is None:
                 missing.append("module %s (%s)" % (module, ", ".join(where)))
-        elif name is not None and name not in names[module]:
+        elif name is not None and name not in names[module] and (module, name) not in UNTYPED:
             missing.append("%s.%s (%s)" % (module, name, ", ".join(where)))
     return missing

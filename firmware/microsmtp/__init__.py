@@ -252,9 +252,8 @@ class Client:
         finally:
             self._end()
 
-    def _deliver(self, more=1):
-        """The loaded mail over the open session; SMTPError for it (the session may go on).
-        more=0: only made ready to go (aio.py drives it, awaiting)."""
+    def _deliver(self):
+        """The loaded mail over the open session; SMTPError for it (the session may go on)."""
         if self._state == _OVER:  # the connection is gone: so is every mail after it
             raise self._session.error or SMTPError(CONNECTION_CLOSED, "The session is over "
                                                    "(SESSION).", "SESSION")
@@ -267,10 +266,9 @@ class Client:
             self._session.start(time.gmtime)
         except MemoryError:  # nothing sent of this mail; the session can go on
             raise _out_of_memory() from None
-        if more:
-            self._state = _OPEN if self._drive(1) == _MAIL else _OVER
-            if self._session.error is not None:
-                raise self._session.error
+        self._state = _OPEN if self._drive(1) == _MAIL else _OVER
+        if self._session.error is not None:
+            raise self._session.error
 
     def _drive(self, more):
         try:

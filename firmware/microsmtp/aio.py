@@ -57,17 +57,18 @@ class Client(_Client):
             raise _out_of_memory() from None
         return Session(ClientSession(self))
 
-    # Client.send, session.py's send and mail_send end in _single() or _deliver(): here
-    # they only make the mail ready (the buffers back if that fails); _run() sends it.
+    # Client.send, session.py's send and mail_send end in Client._deliver(), whose _drive()
+    # is this class's: the mail is made ready there, and _run() sends it, awaiting. (No
+    # method of Client's own for that: a name more in the plain path is heap on a board.)
     def _single(self):
         try:
-            _Client._deliver(self, 0)
-        except BaseException:
+            self._deliver()
+        except BaseException:  # not made ready: every buffer back
             self._end()
             raise
 
-    def _deliver(self, more=0):
-        _Client._deliver(self, 0)
+    def _drive(self, more):
+        return _MAIL  # (Client._deliver then leaves the session open for _run)
 
     async def _run(self):
         """The mail made ready, through the driver; SMTPError for it."""
