@@ -1,5 +1,5 @@
-"""The board app's alert logic (boards/*/main.py): Alarm gives the same answers on CPython
-and on the MicroPython unix port; the simulated sensor; send_alert, queue_alert and deliver
+"""The board app's alert logic (boards/common/alert_app.py): Alarm gives the same answers on
+CPython and on the MicroPython unix port; the simulated sensor; send_alert, queue_alert and deliver
 never raise, whatever the client or the outbox does."""
 
 import inspect
@@ -10,7 +10,7 @@ import microsmtp
 import pytest
 from microsmtp_host import unixport
 
-from boards import APP_HEAP, APPS, BOARDS, load_app
+from boards import APP_HEAP, APPS, app_files, load_app
 
 # (name, threshold, hysteresis, min_interval s, [(value, time, mail delivered)], indices of
 # the readings Alarm.update() says to mail). A time is ms from a ticks_ms of 0, negative
@@ -64,20 +64,16 @@ import json
 import os
 import time
 
-import alertapp
+import alert_app
 
 with open("cases.json") as f:
-    print(json.dumps(replay(alertapp, json.load(f))))
+    print(json.dumps(replay(alert_app, json.load(f))))
 """
 
 
 def compile_app(board, out):
-    """boards/<board>/main.py compiled as alertapp.mpy: imported under that name it only
-    defines its functions (as `main` it would run the app)."""
-    source = out / "alertapp.py"
-    source.write_text((BOARDS / board / "main.py").read_text(encoding="utf-8"),
-                      encoding="utf-8")
-    return unixport.compile_mpy([source], out / "app")
+    """The board's app compiled (main.py too, which only an `import main` runs)."""
+    return unixport.compile_mpy(app_files(board), out / "app")
 
 
 def expected():

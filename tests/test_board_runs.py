@@ -157,7 +157,7 @@ def test_an_alert_raised_while_wifi_is_down_goes_out_when_it_is_back(board, catc
         "alert": {"threshold": 85.0, "hysteresis": 5.0, "min_interval": 600,
                   "subject": "Boiler at {value:.1f} °C", "period": 0, "max_readings": 25},
         "outbox": {"path": str(tmp_path / "outbox")}}))
-    app.main(str(config))
+    app.main(app.board, str(config))
     out = capsys.readouterr().out
     assert [m["Subject"] for m in handler.emails()] == ["Boiler at 85.0 °C"]
     queued, no_link = out.index("alert queued: Boiler at 85.0 °C"), out.index("wifi: no link")
@@ -247,7 +247,7 @@ def test_app_without_a_usable_config_reads_on(board, text, monkeypatch, tmp_path
     if text is not None:
         config.write_text(text)
     with pytest.raises(StopIteration):
-        app.main(str(config))
+        app.main(app.board, str(config))
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("config: %s: " % config) and len(lines) == 1 + 1 + 5, lines
     assert lines[2:] == ["80.0 °C", "81.0 °C", "82.0 °C", "83.0 °C", "84.0 °C"]

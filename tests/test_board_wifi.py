@@ -1,4 +1,5 @@
-"""The board app's Wi-Fi bring-up (boards/*/main.py wifi_up) on a virtual clock, with a
+"""The board app's Wi-Fi bring-up (boards/common/alert_app.py wifi_up,
+with each board's board.wifi quirks) on a virtual clock, with a
 fake WLAN: up, bounded tries, and no trust in a link that drops at once."""
 
 import pytest
