@@ -1,14 +1,20 @@
 # microsmtp's alert app, shared by every board (boards/<board>/main.py runs it): mail an
 # alert when a temperature crosses a threshold. What differs per board (the sensor, Wi-Fi
 # quirks) is in boards/<board>/board.py. Settings in config.json (docs/CONFIG.md). MIT licence.
+#
+# An asyncio app of three tasks: the sensor reads at its period (and says when to mail),
+# the alerts go into the outbox and out through microsmtp.aio, and a supervisor keeps
+# Wi-Fi up. A mail awaits its server's replies, so a slow or dead server never holds up
+# the readings.
+import asyncio
 import gc
 import json
 import time
 
 import microsmtp
 from micropython import const
-from microsmtp import message
-from microsmtp.outbox import DROP_OLDEST, REFUSE_NEW, Outbox
+from microsmtp import aio, message, outbox
+from microsmtp.outbox import DROP_OLDEST, REFUSE_NEW
 
 try:
     import network
@@ -18,6 +24,9 @@ except ImportError:  # the virtual board (unix port) has no Wi-Fi: the host's ne
 _WIFI_TRIES = const(3)
 _WIFI_DEADLINE_MS = const(20000)  # per try: association, then DHCP
 _WIFI_SETTLE_MS = const(1000)  # a link that drops at once is no link (Peter Hinch, mqtt_as)
+_WIFI_POLL_MS = const(250)  # how often a try looks whether the link is up
+_WIFI_CHECK_MS = const(1000)  # how often the supervisor looks at a link that is up
+_WIFI_REST_MS = const(30000)  # after _WIFI_TRIES failed tries: the radio rests, then again
 # ticks_ms wraps at 2**30 ms: a time is at most 2**29 - 1 ms ago, so a longer min_interval
 # would never end.
 _MAX_INTERVAL = const(536870)  # seconds
@@ -27,6 +36,12 @@ _WHEN_FULL = {"drop_oldest": DROP_OLDEST, "refuse_new": REFUSE_NEW}
 # The board's module (boards/<board>/board.py): sensor() and wifi(wlan). main() sets it;
 # it is a module rather than arguments so the board's quirks stay out of every signature.
 board = None
+
+try:
+    sleep_ms = asyncio.sleep_ms
+except AttributeError:  # CPython (the tests): no sleep_ms
+    def sleep_ms(ms):
+        return asyncio.sleep(ms / 1000)
 
 
 class Alarm:
@@ -81,8 +96,9 @@ def sensor(alert):
     return board.sensor()
 
 
-def wifi_up(wlan, wifi):
-    """Bring the station link up: bounded tries, each with a deadline. True once up."""
+async def wifi_up(wlan, wifi):
+    """Bring the station link up: bounded tries, each with a deadline. True once up.
+    wlan.connect() returns at once; the waits are awaited, so the readings go on."""
     if wlan.isconnected():
         return True
     wlan.active(True)
@@ -92,9 +108,9 @@ def wifi_up(wlan, wifi):
         wlan.connect(*args)
         start = time.ticks_ms()
         while time.ticks_diff(time.ticks_ms(), start) < _WIFI_DEADLINE_MS:
-            time.sleep_ms(250)
+            await sleep_ms(_WIFI_POLL_MS)
             if wlan.isconnected():
-                time.sleep_ms(_WIFI_SETTLE_MS)
+                await sleep_ms(_WIFI_SETTLE_MS)
                 if wlan.isconnected():
                     print("wifi: up as %s" % wlan.ifconfig()[0])
                     return True
@@ -105,7 +121,8 @@ def wifi_up(wlan, wifi):
 
 
 def set_clock():
-    """UTC from NTP, for the mail's Date header (a reset sets it back to 2000 or 2021)."""
+    """UTC from NTP, for the mail's Date header (a reset sets it back to 2000 or 2021).
+    Blocking, once a boot: ntptime has no asyncio form; at most 3 tries of 2 s."""
     try:
         import ntptime
     except ImportError:
@@ -124,7 +141,7 @@ def set_clock():
 def make_client(smtp):
     if smtp.get("tls") not in _TLS:
         raise ValueError("smtp.tls %r is unknown" % smtp.get("tls"))
-    return microsmtp.Client(
+    return aio.Client(
         smtp["server"], smtp.get("port", 25), from_address=smtp["from"],
         username=smtp.get("username"), password=smtp.get("password"),
         oauth_token=smtp.get("oauth_token"), client_domain=smtp.get("client_domain"),
@@ -186,12 +203,12 @@ def alert_text(alert, value):
     return subject, "Reading %.1f °C, threshold %.1f °C.\n" % (value, alert["threshold"])
 
 
-def send_alert(client, smtp, alert, value):
+async def send_alert(client, smtp, alert, value):
     """Mail one alert now, without the outbox. True when it is dealt with (sent, or refused
     for good); False to try again at the next reading. Never raises."""
     subject, body = alert_text(alert, value)
     try:
-        client.send(smtp["to"], subject, body, microsmtp.PRIORITY_HIGH)
+        await client.send(smtp["to"], subject, body, microsmtp.PRIORITY_HIGH)
     except microsmtp.SMTPError as e:
         print("alert not sent: %s (status 0x%02X)" % (e, e.status))
         return not e.temporary  # a permanent refusal will not change by retrying
@@ -204,7 +221,7 @@ def send_alert(client, smtp, alert, value):
     return True
 
 
-def queue_alert(box, client, smtp, alert, value):
+async def queue_alert(box, client, smtp, alert, value):
     """Put one alert in the outbox: on flash it survives an outage and a reboot. True when
     it is dealt with; False to try again at the next reading. Never raises."""
     subject, body = alert_text(alert, value)
@@ -215,7 +232,7 @@ def queue_alert(box, client, smtp, alert, value):
         return False
     except OSError as e:  # the filesystem failed (full, worn): better sent now than lost
         print("alert not queued: %r; sending it now" % e)
-        return send_alert(client, smtp, alert, value)
+        return await send_alert(client, smtp, alert, value)
     except (MemoryError, ValueError) as e:  # ValueError: as in send_alert
         print("alert not queued: %r" % e)
         return isinstance(e, ValueError)
@@ -223,11 +240,14 @@ def queue_alert(box, client, smtp, alert, value):
     return True
 
 
-def deliver(box):
-    """Send what is due in the outbox over one session and say how it went. Never raises:
-    what could not go stays queued (temporary) or goes to dead/ (refused for good)."""
+async def deliver(box):
+    """Send what is due in the outbox, if anything, over one session and say how it went.
+    Never raises: what could not go stays queued (temporary) or goes to dead/ (refused for
+    good)."""
     try:
-        sent = box.flush()
+        if not box.due():
+            return
+        sent = await box.aflush()
         waiting = len(box.pending())
     except (OSError, MemoryError) as e:
         print("outbox: %r" % e)
@@ -240,15 +260,133 @@ def deliver(box):
               % (waiting, len(box.dead()), e, e.status))
 
 
-def main(hw, path="config.json"):
-    """The app on the board whose module (boards/<board>/board.py) is hw. Read the sensor
-    every alert.period seconds, for ever or alert.max_readings times.
-    An alert goes into the outbox first, then out whenever the link and server allow.
-    A bad config is one line at start; the readings go on, and no alert is mailed."""
-    global board
-    board = hw
+class Outbox(outbox.Outbox):
+    """The outbox, its flush awaited through the aio.Client. Only until microsmtp.outbox has
+    its own (aflush): Outbox.flush's steps, with `async with` and `await s.send`."""
+
+    async def aflush(self):
+        """As Outbox.flush: the number sent; never raises for a failed mail."""
+        self.last_error = None
+        sent = i = 0
+        due = ()
+        f = None
+        try:
+            self._list(self.path, True)  # strays aside
+            due = self.due()
+            while i < len(due):
+                async with self.client.session() as s:
+                    while i < len(due):
+                        mail = self._read(due[i])  # None: unreadable, moved to dead/
+                        if mail is None:
+                            i += 1
+                            continue
+                        f = mail[2]
+                        error = None
+                        try:
+                            await s.send(mail[0], mail[1], f, mail[3], mail[4], mail[5])
+                        except microsmtp.SMTPError as e:
+                            error = e
+                        f.close()
+                        f = None
+                        if error is not None and not s.alive and not self._own(error):
+                            self.last_error = error  # the session ended: the rest wait
+                            for name in due[i:]:
+                                self._later(name)
+                            return sent
+                        sent += self._done(due[i], mail[6], error)
+                        i += 1
+                        if not s.alive:
+                            break  # this mail's own error ended it: a new session
+        except (microsmtp.SMTPError, MemoryError) as e:
+            if not isinstance(e, microsmtp.SMTPError):  # a fragmented heap: next time
+                e = microsmtp.SMTPError(microsmtp.PACKET_ALLOCATE_ERROR, "Out of memory "
+                                        "(OUTBOX).", "OUTBOX")
+            self.last_error = e
+            for name in due[i:]:
+                self._later(name)
+        finally:
+            if f is not None:
+                f.close()
+        return sent
+
+
+class State:
+    """What the tasks share. up: the station link (always, with no Wi-Fi to manage).
+    value, when: the reading an alert is raised for and its ticks, until dealt with.
+    tick: set by each reading, the alert task's cue. idle: the alert task waits for one."""
+
+    def __init__(self, up):
+        self.up = up
+        self.value = self.when = None
+        self.tick = asyncio.Event()
+        self.idle = False
+
+
+async def read_task(st, read, alarm, period, readings):
+    """Read every period ms, for ever or `readings` times, on a fixed schedule: a reading
+    late by a blocking step (NTP, a flash write) moves the next ones rather than bunching
+    them. An alert is raised for the reading that crossed, and kept until dealt with: a
+    crossing while the alert task is still busy with it (a period shorter than a send) is
+    the same alert."""
+    n = 0
+    at = time.ticks_ms()
+    while readings is None or n < readings:
+        value = read()
+        now = time.ticks_ms()
+        print("%.1f °C" % value)
+        if alarm is not None and alarm.update(value, now) and st.value is None:
+            st.value, st.when = value, now
+        st.tick.set()
+        n += 1
+        at = time.ticks_add(at, period)
+        wait = time.ticks_diff(at, time.ticks_ms())
+        if wait < 0:
+            at, wait = time.ticks_ms(), 0
+        await sleep_ms(wait)
+
+
+async def alert_task(st, client, box, smtp, alert, alarm):
+    """At each reading: an alert raised goes into the outbox (or, with none, straight to
+    the server while the link is up), then whatever is due goes out while it is up."""
+    while True:
+        st.idle = True
+        await st.tick.wait()
+        st.tick.clear()
+        st.idle = False
+        if st.value is not None:
+            if box is not None:
+                done = await queue_alert(box, client, smtp, alert, st.value)
+            else:
+                done = st.up and await send_alert(client, smtp, alert, st.value)
+            if done:
+                alarm.done(st.when)
+            st.value = None  # not done: the next reading raises it again
+        if box is not None and st.up:
+            await deliver(box)
+
+
+async def wifi_task(st, wlan, wifi):
+    """Bring the link up, set the clock once, and bring the link back whenever it drops:
+    _WIFI_TRIES tries with a deadline each, then a rest, then again."""
+    clock = False
+    while True:
+        if not wlan.isconnected():
+            st.up = False
+            if not await wifi_up(wlan, wifi):
+                await sleep_ms(_WIFI_REST_MS)
+                continue
+        st.up = True
+        if not clock:
+            set_clock()
+            clock = True
+        await sleep_ms(_WIFI_CHECK_MS)
+
+
+async def run(path):
+    """The app: the config, then the three tasks until the readings end (never, on a
+    board: alert.max_readings is for tests and demos)."""
     alert, period, readings = {}, 10000, None
-    client = alarm = box = wlan = smtp = wifi = None
+    client = alarm = box = wlan = smtp = None
     try:
         # Relative: a board starts in "/", the virtual board in its own folder.
         with open(path) as f:
@@ -264,38 +402,40 @@ def main(hw, path="config.json"):
         # one that repeats the line every reading buries the readings.
         print("config: %s: %s; readings go on, no alert is mailed (docs/CONFIG.md)"
               % (path, "%r is missing" % e.args[0] if isinstance(e, KeyError) else e))
+    tasks = []
+    alerts = None
+    st = State(True)
     if client is not None:
         smtp, wifi = cfg["smtp"], cfg.get("wifi")
         if network is not None and wifi:
             wlan = network.WLAN(network.STA_IF)
-            if wifi_up(wlan, wifi):
-                set_clock()
+            st.up = wlan.isconnected()
+            tasks.append(asyncio.create_task(wifi_task(st, wlan, wifi)))
         try:
             box = make_outbox(client, cfg.get("outbox", {}))
         except (OSError, ValueError, KeyError) as e:  # no writable flash, or a bad "outbox"
             print("outbox: not usable (%r); alerts are sent directly, not kept" % e)
+        alerts = asyncio.create_task(alert_task(st, client, box, smtp, alert, alarm))
+        tasks.append(alerts)
     # A bad config: the sensor is told only its kind (its numbers may be what is wrong).
     read = sensor(alert if alarm is not None else
                   {"sensor": alert.get("sensor")} if isinstance(alert, dict) else {})
     gc.collect()
     print("free heap: %d bytes, %d alerts queued"
           % (gc.mem_free(), len(box.pending()) if box else 0))
-    n = 0
-    while readings is None or n < readings:
-        value = read()
-        now = time.ticks_ms()
-        print("%.1f °C" % value)
-        if alarm is not None and alarm.update(value, now):
-            if box is not None:
-                done = queue_alert(box, client, smtp, alert, value)
-            else:
-                done = (wlan is None or wifi_up(wlan, wifi)) and send_alert(
-                    client, smtp, alert, value)
-            if done:
-                alarm.done(now)
-        # The link is brought back only when an alert is due: with Wi-Fi down, that is
-        # one bounded reconnect (wifi_up) per reading until it is back.
-        if box is not None and box.due() and (wlan is None or wifi_up(wlan, wifi)):
-            deliver(box)
-        n += 1
-        time.sleep_ms(period)
+    await read_task(st, read, alarm, period, readings)
+    # The readings are over: what the last one started (a send, a flush) ends first.
+    while alerts is not None and not alerts.done() and not (st.idle and not st.tick.is_set()):
+        await sleep_ms(10)
+    for task in tasks:
+        task.cancel()
+
+
+def main(hw, path="config.json"):
+    """The app on the board whose module (boards/<board>/board.py) is hw. Read the sensor
+    every alert.period seconds, for ever or alert.max_readings times. An alert goes into
+    the outbox first, then out whenever the link and server allow. A bad config is one
+    line at start; the readings go on, and no alert is mailed."""
+    global board
+    board = hw
+    asyncio.run(run(path))
