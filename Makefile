@@ -123,7 +123,7 @@ bench: setup mpy smtp-sink
 	$(PY) bench/install_heap.py $(BENCH_FLAGS)
 
 # deploy: microsmtp (.mpy), an app and a config onto a board: make deploy PORT=/dev/ttyUSB0
-#         [APP=boards/esp32/main.py] [CONFIG=~/boiler-config.json]
+#         [APP=boards/esp32] [CONFIG=~/boiler-config.json]   (a board folder: its app modules too)
 deploy: setup
 	@test -n "$(PORT)" || { echo "usage: make deploy PORT=/dev/ttyUSB0 [APP=...] [CONFIG=...]"; exit 2; }
 	$(VENV)/bin/microsmtp deploy --port $(PORT) --mpy $(if $(APP),--app $(APP)) $(if $(CONFIG),--config $(CONFIG))

@@ -212,6 +212,30 @@ class Recorder:
         return "250 OK queued"
 
 
+class SlowRecorder(Recorder):
+    """A Recorder whose every reply but the greeting comes `delay` seconds late."""
+
+    def __init__(self, delay, **kwargs):
+        self.delay = delay
+        super().__init__(credentials=None, **kwargs)
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        await asyncio.sleep(self.delay)
+        return await super().handle_EHLO(server, session, envelope, hostname, responses)
+
+    async def handle_MAIL(self, *args):
+        await asyncio.sleep(self.delay)
+        return await super().handle_MAIL(*args)
+
+    async def handle_RCPT(self, *args):
+        await asyncio.sleep(self.delay)
+        return await super().handle_RCPT(*args)
+
+    async def handle_DATA(self, *args):
+        await asyncio.sleep(self.delay)
+        return await super().handle_DATA(*args)
+
+
 class Server:
     """A Recorder behind aiosmtpd on `host` (AUTH PLAIN and LOGIN in clear). eight_bit=False:
     decode_data=True, which does not offer 8BITMIME and refuses non-ASCII data ("500 Error:

@@ -3,7 +3,6 @@ ticker task keeps its cadence while a send waits on a slow server; a cancelled s
 closes the connection before its "." and gives every buffer back; TLS both ways; a
 session and mail_send. The scenario table runs through aio too (test_scenarios.py)."""
 
-import asyncio
 import json
 import socket
 import threading
@@ -11,36 +10,12 @@ import threading
 import microsmtp
 import pytest
 import runtimes
-from servers import RCPT, SENDER, ListeningThread, Recorder, Server
+from servers import RCPT, SENDER, ListeningThread, Server, SlowRecorder
 
 BOTH = pytest.mark.parametrize("runtime", ["cpython", pytest.param(
     "micropython", marks=pytest.mark.unixport)])
 AIO_HEAP = "80K"  # the app, asyncio's scheduler and aio.py besides the client; TLS needs more
 AIO_TLS_HEAP = "96K"
-
-
-class SlowRecorder(Recorder):
-    """A Recorder whose every reply but the greeting comes `delay` seconds late."""
-
-    def __init__(self, delay, **kwargs):
-        self.delay = delay
-        super().__init__(credentials=None, **kwargs)
-
-    async def handle_EHLO(self, server, session, envelope, hostname, responses):
-        await asyncio.sleep(self.delay)
-        return await super().handle_EHLO(server, session, envelope, hostname, responses)
-
-    async def handle_MAIL(self, *args):
-        await asyncio.sleep(self.delay)
-        return await super().handle_MAIL(*args)
-
-    async def handle_RCPT(self, *args):
-        await asyncio.sleep(self.delay)
-        return await super().handle_RCPT(*args)
-
-    async def handle_DATA(self, *args):
-        await asyncio.sleep(self.delay)
-        return await super().handle_DATA(*args)
 
 
 class StallsInTheBody(ListeningThread):

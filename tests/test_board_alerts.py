@@ -1,7 +1,8 @@
-"""The board app's alert logic (boards/*/main.py): Alarm gives the same answers on CPython
-and on the MicroPython unix port; the simulated sensor; send_alert, queue_alert and deliver
-never raise, whatever the client or the outbox does."""
+"""The board app's alert logic (boards/common/alert_app.py): Alarm gives the same answers on
+CPython and on the MicroPython unix port; the simulated sensor; send_alert, queue_alert and
+deliver never raise, whatever the client or the outbox does."""
 
+import asyncio
 import inspect
 import json
 import time
@@ -10,7 +11,7 @@ import microsmtp
 import pytest
 from microsmtp_host import unixport
 
-from boards import APP_HEAP, APPS, BOARDS, load_app
+from boards import APP_HEAP, APPS, app_files, load_app
 
 # (name, threshold, hysteresis, min_interval s, [(value, time, mail delivered)], indices of
 # the readings Alarm.update() says to mail). A time is ms from a ticks_ms of 0, negative
@@ -64,20 +65,16 @@ import json
 import os
 import time
 
-import alertapp
+import alert_app
 
 with open("cases.json") as f:
-    print(json.dumps(replay(alertapp, json.load(f))))
+    print(json.dumps(replay(alert_app, json.load(f))))
 """
 
 
 def compile_app(board, out):
-    """boards/<board>/main.py compiled as alertapp.mpy: imported under that name it only
-    defines its functions (as `main` it would run the app)."""
-    source = out / "alertapp.py"
-    source.write_text((BOARDS / board / "main.py").read_text(encoding="utf-8"),
-                      encoding="utf-8")
-    return unixport.compile_mpy([source], out / "app")
+    """The board's app compiled (main.py too, which only an `import main` runs)."""
+    return unixport.compile_mpy(app_files(board), out / "app")
 
 
 def expected():
@@ -136,7 +133,7 @@ class FakeClient:
         self.error = error
         self.sent = []
 
-    def send(self, to, subject, body, priority):
+    async def send(self, to, subject, body, priority):  # as aio.Client's
         if self.error:
             raise self.error
         self.sent.append((to, subject, body, priority))
@@ -162,7 +159,7 @@ MAIL_AT_86_25 = (["ops@example.org"], "Boiler at 86.2 °C",
 def test_send_alert_never_raises(board, error, done, capsys):
     app = load_app(board)
     client = FakeClient(error)
-    assert app.send_alert(client, SMTP, ALERT, 86.25) is done
+    assert asyncio.run(app.send_alert(client, SMTP, ALERT, 86.25)) is done
     out = capsys.readouterr().out
     assert out.count("\n") == 1, out
     if error is None:
@@ -173,7 +170,7 @@ def test_send_alert_never_raises(board, error, done, capsys):
 
 
 class FakeOutbox:
-    """An outbox whose put() raises `error`; flush() reports `sent` and `last_error`."""
+    """An outbox whose put() raises `error`; aflush() reports `sent` and `last_error`."""
 
     def __init__(self, error=None, sent=0, last_error=None, waiting=0):
         self.error, self.sent, self.last_error, self.waiting = error, sent, last_error, waiting
@@ -184,13 +181,16 @@ class FakeOutbox:
             raise self.error
         self.queued.append((to, subject, body, priority))
 
-    def flush(self):
+    async def aflush(self):
         if isinstance(self.sent, Exception):
             raise self.sent
         return self.sent
 
     def pending(self):
         return ["%08d.msg" % i for i in range(self.waiting)]
+
+    def due(self):
+        return ["due.msg"]  # something due: deliver() flushes
 
     def dead(self):
         return []
@@ -208,7 +208,7 @@ class FakeOutbox:
 def test_queue_alert_never_raises(board, error, done, mailed, capsys):
     app = load_app(board)
     box, client = FakeOutbox(error), FakeClient()
-    assert app.queue_alert(box, client, SMTP, ALERT, 86.25) is done
+    assert asyncio.run(app.queue_alert(box, client, SMTP, ALERT, 86.25)) is done
     out = capsys.readouterr().out
     if error is None:
         assert box.queued == [MAIL_AT_86_25]
@@ -230,5 +230,5 @@ def test_queue_alert_never_raises(board, error, done, mailed, capsys):
     (FakeOutbox(sent=OSError(5, "EIO")), ["outbox: OSError(5, 'EIO')"]),
 ], ids=["sent", "some-wait", "flash-error"])
 def test_deliver_says_what_happened_and_never_raises(board, box, printed, capsys):
-    load_app(board).deliver(box)
+    asyncio.run(load_app(board).deliver(box))
     assert capsys.readouterr().out.splitlines() == printed

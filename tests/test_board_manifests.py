@@ -1,6 +1,7 @@
-"""boards/: the firmware manifests, the board facts (board.json), and the app (main.py)
-compiled with mpy-cross 1.29 for each board's architecture, using only what its board has
-(the PyPI stubs, as tests/test_board_api.py checks firmware/) and no assert."""
+"""boards/: the firmware manifests, the board facts (board.json), and the app (main.py,
+board.py, common/alert_app.py) compiled with mpy-cross 1.29 for each board's architecture,
+using only what its board has (the PyPI stubs, as tests/test_board_api.py checks firmware/)
+and no assert."""
 
 import ast
 import json
@@ -13,7 +14,7 @@ import pytest
 from board_api import STUBS, collect_uses, missing_on
 from microsmtp_host import flash
 
-from boards import APPS, BOARD_DIRS, BOARDS, ROOT
+from boards import APPS, BOARD_DIRS, BOARDS, ROOT, SHARED, app_files
 
 # Facts from Espressif's and Raspberry Pi's documentation, checked against board.json:
 # chip -> (MicroPython port, offset of the firmware image in flash, mpy-cross -march).
@@ -122,7 +123,7 @@ def evaluate_manifest(path):
 def test_every_board_folder_is_complete():
     assert {"esp32", "rp2-pico-w"} <= set(APPS), APPS
     for folder in BOARD_DIRS:
-        for name in ("board.json", "manifest.py", "main.py", "README.md"):
+        for name in ("board.json", "manifest.py", "main.py", "board.py", "README.md"):
             assert (folder / name).is_file(), "boards/%s has no %s" % (folder.name, name)
 
 
@@ -134,6 +135,9 @@ def test_manifest_freezes_microsmtp_on_the_port_base(board):
     assert calls[0] == ("include", PORT_BASE[facts["port"]]), calls
     packages = [c for c in calls if c[0] == "package"]
     assert ("package", "microsmtp", ROOT / "firmware" / "microsmtp") in packages, calls
+    # The app's modules frozen too (main.py stays a file: the board runs it at boot).
+    modules = [c for c in calls if c[0] == "module"]
+    assert modules == [("module", SHARED), ("module", BOARDS / board / "board.py")], calls
 
 
 def test_manifest_checker_finds_what_is_missing(tmp_path):
@@ -187,7 +191,7 @@ def test_the_flash_command_knows_the_four_boards():
     assert {"esp32", "esp32s3", "esp32c3", "rp2-pico-w"} <= set(flash.load_boards())
 
 
-# --- main.py: compiles, and uses only what its board has ----------------------------------
+# --- the app: compiles, and uses only what its board has ---------------------------------
 
 def test_mpy_cross_is_1_29():
     out = subprocess.run(mpy_cross() + ["--version"], capture_output=True, text=True,
@@ -198,20 +202,22 @@ def test_mpy_cross_is_1_29():
 @pytest.mark.parametrize("name", sorted(flash.load_boards()))
 def test_app_compiles_for_the_board(name, tmp_path):
     facts = flash.load_boards()[name]
-    target = tmp_path / "main.mpy"
-    out = subprocess.run(mpy_cross() + ["-O3", "-march=" + facts["mpy_arch"], "-o",
-                                        str(target), str(facts["dir"] / "main.py")],
-                         capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr or out.stdout
-    assert target.read_bytes()[:1] == b"M"
+    for source in app_files(facts["dir"].name):
+        target = tmp_path / (source.stem + ".mpy")
+        out = subprocess.run(mpy_cross() + ["-O3", "-march=" + facts["mpy_arch"], "-o",
+                                            str(target), str(source)],
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr or out.stdout
+        assert target.read_bytes()[:1] == b"M"
 
 
 @pytest.mark.parametrize("board", APPS)
 def test_app_uses_only_what_its_board_has(board):
     folder = STUB_FOLDER[flash.load_boards()[board]["port"]]
     assert (STUBS / folder).is_dir(), "no .stubs/%s: run `make setup`" % folder
-    path = BOARDS / board / "main.py"
-    uses = collect_uses([path])
+    files = app_files(board)
+    uses = {use: where for use, where in collect_uses(files).items()
+            if use[0] not in {f.stem for f in files}}  # its own modules
     assert ("network", "WLAN") in uses and ("time", "ticks_diff") in uses, sorted(uses)
     missing = missing_on(folder, uses)
     assert not missing, "%s lacks %s" % (board, missing)
@@ -219,5 +225,6 @@ def test_app_uses_only_what_its_board_has(board):
 
 @pytest.mark.parametrize("board", APPS)
 def test_app_has_no_assert(board):
-    tree = ast.parse((BOARDS / board / "main.py").read_text())
-    assert not [n for n in ast.walk(tree) if isinstance(n, ast.Assert)]
+    for path in app_files(board):
+        tree = ast.parse(path.read_text())
+        assert not [n for n in ast.walk(tree) if isinstance(n, ast.Assert)], path

@@ -1,18 +1,22 @@
 """The board app end to end against aiosmtpd on loopback: the whole app on the unix port as
 the virtual board (sensor "simulated"): a mail for each crossing, an alert kept through an
-outage and a reboot, a refused one moved to dead/, no usable outbox; main() on CPython with
-the link down for a while; and a bad config said once while the readings go on."""
+outage and a reboot, a refused one moved to dead/, no usable outbox, and the readings'
+cadence kept through an outage and a slow server; main() on CPython's asyncio with the link
+down for a while (the Wi-Fi supervisor); and a bad config said once while the readings go
+on."""
 
 import json
 import os
 import re
+import time
 
 import microsmtp
 import pytest
 import servers
+from microsmtp import aio
 from microsmtp_host.shim import net
 
-from boards import APPS, DELETE, FakeTime, load_app, queued, run_virtual_board, wifi_app
+from boards import APPS, DELETE, FakeTime, load_app, queued, run_virtual_board, watch_virtual_board
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +39,10 @@ def test_virtual_board_mails_each_crossing(board, readings, min_interval, alerts
                                            tmp_path):
     handler, port = catcher
     handler.reset()
-    res = run_virtual_board(board, tmp_path, port, readings, min_interval)
+    # A reading every 20 ms: a mail goes out long before the next crossing, 40 readings
+    # on. (Crossings raised while the alert task is still busy with one are one alert.)
+    res = run_virtual_board(board, tmp_path, port, readings, min_interval,
+                            changes={"alert.period": 0.02})
     assert res.returncode == 0, res.stdout + res.stderr
     assert res.stdout.count("alert queued: Boiler at 85.0 °C") == alerts, res.stdout
     assert res.stdout.count("outbox: 1 sent, 0 waiting") == alerts, res.stdout
@@ -116,8 +123,9 @@ class SwitchedWLAN:
         return ("192.168.1.50", "255.255.255.0", "192.168.1.1", "192.168.1.1")
 
 
-class HostClient(microsmtp.Client):
-    """A Client on CPython's sockets through the shim (a board's are MicroPython's)."""
+class HostClient(aio.Client):
+    """The app's aio.Client on CPython's sockets through the shim (a board's are
+    MicroPython's)."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, net=net, **kwargs)
@@ -127,11 +135,15 @@ class HostClient(microsmtp.Client):
 def test_an_alert_raised_while_wifi_is_down_goes_out_when_it_is_back(board, catcher,
                                                                       monkeypatch, tmp_path,
                                                                       capsys):
-    # The whole main() on CPython: a real aiosmtpd server and outbox folder; only the
-    # radio (down from reading 8 to reading 20) and the clock of the Wi-Fi waits are fakes.
+    # The whole app on CPython's asyncio, in real time: a real aiosmtpd server and outbox
+    # folder; only the radio (down from reading 8 to reading 20) is a fake, and the Wi-Fi
+    # waits are shortened (a try 100 ms, a rest 50 ms) to fit in 50 ms readings.
     handler, port = catcher
     handler.reset()
-    app, clock = wifi_app(board, monkeypatch)
+    app = load_app(board)
+    for name, ms in (("_WIFI_DEADLINE_MS", 100), ("_WIFI_POLL_MS", 10),
+                     ("_WIFI_SETTLE_MS", 10), ("_WIFI_CHECK_MS", 10), ("_WIFI_REST_MS", 50)):
+        monkeypatch.setattr(app, name, ms)
     wlan = SwitchedWLAN()
     monkeypatch.setattr(app, "network", type("network", (), {
         "STA_IF": 0, "WLAN": staticmethod(lambda interface: wlan)}))
@@ -146,7 +158,7 @@ def test_an_alert_raised_while_wifi_is_down_goes_out_when_it_is_back(board, catc
         return values()
 
     monkeypatch.setattr(app, "sensor", lambda alert: read)
-    monkeypatch.setattr(microsmtp, "Client", HostClient)
+    monkeypatch.setattr(app.aio, "Client", HostClient)
     monkeypatch.setattr(app, "gc", type("gc", (), {  # CPython's gc has no mem_free
         "collect": staticmethod(lambda: None), "mem_free": staticmethod(lambda: 0)}))
     config = tmp_path / "config.json"
@@ -155,16 +167,17 @@ def test_an_alert_raised_while_wifi_is_down_goes_out_when_it_is_back(board, catc
         "smtp": {"server": "127.0.0.1", "port": port, "tls": "none",
                  "from": "boiler@example.com", "to": ["oncall@example.com"]},
         "alert": {"threshold": 85.0, "hysteresis": 5.0, "min_interval": 600,
-                  "subject": "Boiler at {value:.1f} °C", "period": 0, "max_readings": 25},
+                  "subject": "Boiler at {value:.1f} °C", "period": 0.05, "max_readings": 25},
         "outbox": {"path": str(tmp_path / "outbox")}}))
-    app.main(str(config))
+    app.main(app.board, str(config))
     out = capsys.readouterr().out
     assert [m["Subject"] for m in handler.emails()] == ["Boiler at 85.0 °C"]
-    queued, no_link = out.index("alert queued: Boiler at 85.0 °C"), out.index("wifi: no link")
-    sent = out.index("outbox: 1 sent, 0 waiting")
-    assert queued < no_link < sent
-    # Readings 11 to 20 each tried the link (3 tries each), and nothing after it was back.
-    assert out.count("wifi: no link") == 10 * 3, out
+    queued, sent = out.index("alert queued: Boiler at 85.0 °C"), out.index("outbox: 1 sent")
+    # The supervisor tried while the link was down (3 tries, a rest, 3 more...), and the
+    # alert went out once it was back.
+    assert out.count("wifi: no link") >= 3, out
+    back = out.rindex("wifi: up as")
+    assert queued < out.rindex("wifi: no link") < back < sent, out
     assert sorted(os.listdir(tmp_path / "outbox")) == ["dead", "tmp"]  # nothing left
 
 
@@ -233,12 +246,16 @@ def test_app_without_a_usable_config_reads_on(board, text, monkeypatch, tmp_path
     clock = FakeTime()
     sleeps = []
 
-    def sleep_ms(ms):
+    class Enough(Exception):
+        pass
+
+    async def sleep_ms(ms):
         sleeps.append(ms)
+        clock.sleep_ms(ms)
         if len(sleeps) == 5:
-            raise StopIteration  # out of the endless loop, after 5 readings
-    clock.sleep_ms = sleep_ms
+            raise Enough  # out of the endless loop, after 5 readings
     monkeypatch.setattr(app, "time", clock)
+    monkeypatch.setattr(app, "sleep_ms", sleep_ms)
     monkeypatch.setattr(app, "gc", type("gc", (), {  # CPython's gc has no mem_free
         "collect": staticmethod(lambda: None), "mem_free": staticmethod(lambda: 0)}))
     values = iter(range(80, 90))
@@ -246,9 +263,56 @@ def test_app_without_a_usable_config_reads_on(board, text, monkeypatch, tmp_path
     config = tmp_path / "config.json"
     if text is not None:
         config.write_text(text)
-    with pytest.raises(StopIteration):
-        app.main(str(config))
+    with pytest.raises(Enough):
+        app.main(app.board, str(config))
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("config: %s: " % config) and len(lines) == 1 + 1 + 5, lines
     assert lines[2:] == ["80.0 °C", "81.0 °C", "82.0 °C", "83.0 °C", "84.0 °C"]
     assert sleeps == [10000] * 5  # the default period
+
+
+# --- the asyncio app: the readings keep their cadence while a mail waits on its server -------
+
+@pytest.mark.unixport
+@pytest.mark.parametrize("board", APPS)
+def test_readings_keep_their_cadence_through_an_outage_and_a_slow_server(board, tmp_path):
+    """As `make demo` shows it, on the unix port: the server is down when the alert is
+    raised, and comes back (on the same port) once the board says the alert waits; then it
+    answers each command 500 ms late. A reading every 200 ms throughout: never a gap above
+    400 ms, though one blocked reply alone would make one; readings go on while the alert
+    waits for the server and while it goes through."""
+    period = 200
+    srv = servers.Server(handler=servers.SlowRecorder(0.5), auth=False)
+    back = []
+
+    def on_line(line):
+        if line.startswith("outbox: 1 waiting") and not back:
+            srv.start()  # the same port, as the demo's catcher
+            back.append(time.monotonic())
+
+    try:
+        lines = watch_virtual_board(board, tmp_path, srv.port, 40, 600, on_line=on_line,
+                                    changes={"alert.period": period / 1000,
+                                             "outbox.retry": 0.5})
+    finally:
+        if back:
+            srv.stop()
+    out = "\n".join(line for _, line in lines)
+    assert "Traceback" not in out, out
+    times = [t for t, line in lines if re.fullmatch(r"\d+\.\d °C", line)]
+    assert len(times) == 40, out
+    gaps = [round((b - a) * 1000) for a, b in zip(times, times[1:], strict=False)]
+    assert max(gaps) <= 2 * period, (gaps, out)
+    # In this order: queued, the try that found no server, back, sent.
+    at = [next(i for i, (_, line) in enumerate(lines) if line.startswith(step)) for step in (
+        "alert queued: Boiler at 85.0 °C",
+        "outbox: 1 waiting, 0 refused; last error: Cannot connect",
+        "outbox: 1 sent, 0 waiting")]
+    assert at == sorted(at), out
+    # The mail took its four late replies (EHLO, MAIL, RCPT, the end of DATA: 2 s), and
+    # the readings went on meanwhile.
+    sent = lines[at[2]][0]
+    assert sent - back[0] >= 2.0, out
+    assert len([t for t in times if back[0] < t < sent]) >= 8, out
+    assert [m["Subject"] for m in srv.handler.emails()] == ["Boiler at 85.0 °C"]
+    assert queued(tmp_path) == []

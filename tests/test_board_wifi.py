@@ -1,5 +1,8 @@
-"""The board app's Wi-Fi bring-up (boards/*/main.py wifi_up) on a virtual clock, with a
+"""The board app's Wi-Fi bring-up (boards/common/alert_app.py wifi_up,
+with each board's board.wifi quirks) on a virtual clock, with a
 fake WLAN: up, bounded tries, and no trust in a link that drops at once."""
+
+import asyncio
 
 import pytest
 
@@ -48,13 +51,13 @@ class FakeWLAN:
 def test_wifi_up(board, monkeypatch, capsys):
     app, clock = wifi_app(board, monkeypatch)
     wlan = FakeWLAN(clock, up_after=3000)
-    assert app.wifi_up(wlan, {"ssid": "home", "password": "pw"}) is True
+    assert asyncio.run(app.wifi_up(wlan, {"ssid": "home", "password": "pw"})) is True
     assert ("connect", "home", "pw") in wlan.calls
     assert "wifi: up as 192.168.1.50" in capsys.readouterr().out
     if board == "rp2-pico-w":  # power saving off before connecting
         assert wlan.calls.index(("config", {"pm": 0xA11140})) < wlan.calls.index(
             ("connect", "home", "pw"))
-    assert app.wifi_up(wlan, {"ssid": "home"}) is True  # already up: nothing more
+    assert asyncio.run(app.wifi_up(wlan, {"ssid": "home"})) is True  # already up: nothing more
     assert len([c for c in wlan.calls if c[0] == "connect"]) == 1
 
 
@@ -62,7 +65,7 @@ def test_wifi_up(board, monkeypatch, capsys):
 def test_wifi_gives_up_after_bounded_tries(board, monkeypatch, capsys):
     app, clock = wifi_app(board, monkeypatch)
     wlan = FakeWLAN(clock)  # never links
-    assert app.wifi_up(wlan, {"ssid": "home", "password": None}) is False
+    assert asyncio.run(app.wifi_up(wlan, {"ssid": "home", "password": None})) is False
     connects = [c for c in wlan.calls if c[0] == "connect"]
     assert connects == [("connect", "home")] * 3  # open network: no password argument
     assert 3 * 20000 <= clock.now <= 3 * 21000, clock.now
@@ -73,4 +76,4 @@ def test_wifi_gives_up_after_bounded_tries(board, monkeypatch, capsys):
 def test_wifi_does_not_trust_a_link_that_drops_at_once(board, monkeypatch):
     app, clock = wifi_app(board, monkeypatch)
     wlan = FakeWLAN(clock, up_after=1000, drops_after=300)
-    assert app.wifi_up(wlan, {"ssid": "home", "password": "pw"}) is False
+    assert asyncio.run(app.wifi_up(wlan, {"ssid": "home", "password": "pw"})) is False

@@ -141,6 +141,17 @@ def test_dry_run_prints_the_commands_and_touches_nothing(tmp_path, board_app, ca
     assert not os.path.exists(port)
 
 
+@pytest.mark.parametrize("app", ["boards/esp32", "boards/rp2-pico-w/main.py"])
+def test_dry_run_copies_a_board_app_with_its_modules(app, tmp_path, capsys):
+    port = str(tmp_path / "no-such-port")
+    assert cli.main(["deploy", "--port", port, "--app", str(ROOT / app), "--dry-run"]) == 0
+    folder = ROOT / "boards" / app.split("/")[1]
+    cps = [ln.split(" fs cp ", 1)[1] for ln in capsys.readouterr().out.splitlines()
+           if " fs cp " in ln]
+    assert cps[-3:] == ["%s :main.py" % (folder / "main.py"), "%s :board.py" % (
+        folder / "board.py"), "%s :alert_app.py" % (ROOT / "boards/common/alert_app.py")], cps
+
+
 def test_dry_run_without_mpy_uses_mip_with_the_local_package_json(capsys):
     code = cli.main(["deploy", "--port", "/dev/ttyUSB9", "--dry-run"])
     out, err = capsys.readouterr()

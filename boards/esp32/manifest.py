@@ -8,3 +8,6 @@
 include("$(PORT_DIR)/boards/manifest.py")
 
 package("microsmtp", base_path="../../firmware")
+# The alert app's modules, from flash (main.py stays a file on the board: it runs at boot).
+module("alert_app.py", base_path="../common")
+module("board.py")

@@ -4,8 +4,9 @@
    AUTH with a password made for this run), storing mail in a Maildir and showing it on a
    web page;
 2. `microsmtp board` — a virtual board: the real MicroPython unix port behind a pty;
-3. `microsmtp deploy` — mpremote puts microsmtp (.mpy), the ESP32 example app and its
-   config.json (pointing at the catcher) on the board, plus the CA file;
+3. `microsmtp deploy` — mpremote puts microsmtp (.mpy), the ESP32 example app (main.py,
+   board.py, alert_app.py) and its config.json (pointing at the catcher) on the board,
+   plus the CA file;
 4. the catcher is stopped: the mail server is down;
 5. the app runs on the board with a simulated temperature that crosses the threshold: the
    alert goes into the outbox on the board's flash, the first try finds no server, and the
@@ -26,7 +27,7 @@ from pathlib import Path
 from microsmtp_host import devconfig, mpremote_cmd, unixport
 
 ROOT = Path(__file__).resolve().parents[2]
-APP = ROOT / "boards" / "esp32" / "main.py"
+APP = ROOT / "boards" / "esp32"  # deploy copies main.py, board.py and alert_app.py
 RUN_TIMEOUT = 90  # seconds for the app's run on the board (about 8 s here)
 WAITING = "outbox: 1 waiting"  # the board's line once its first try found no server
 
@@ -136,7 +137,7 @@ def main():
             print("catcher stopped: nothing listens on %s" % catcher.smtp_address)
 
             section("6. The app on the board")
-            print("mpremote exec 'import main': boards/esp32/main.py with a simulated sensor;"
+            print("mpremote exec 'import main': boards/esp32's app with a simulated sensor;"
                   " alerts go into the outbox on the board's flash, then out")
             restarted = []
 

@@ -1,6 +1,6 @@
 """`microsmtp deploy`: put microsmtp, the board's app and its config on a board with mpremote.
 
-    microsmtp deploy --port /dev/ttyUSB0 --config ~/boiler.json --app boards/esp32/main.py
+    microsmtp deploy --port /dev/ttyUSB0 --config ~/boiler.json --app boards/esp32
     microsmtp deploy --port /dev/pts/5 --mpy          # the virtual board (`microsmtp board`)
 
 The library goes to lib/microsmtp: by default as source with mpremote's mip and this
@@ -14,7 +14,10 @@ linger. The check at the end refuses (exit 2) if lib/microsmtp holds anything bu
 just deployed.
 
 --config copies a local config.json (docs/CONFIG.md; it holds secrets, so it never comes
-from the repository) to config.json; --app copies the board's app to main.py (run at boot).
+from the repository) to config.json; --app copies an app to main.py (run at boot). A board
+app of this checkout (--app boards/esp32, or its main.py: a folder with a board.json) is three
+files, all copied beside each other: its main.py, its board.py (the sensor, Wi-Fi quirks) and
+boards/common/alert_app.py (the alert loop both boards share).
 
 Every mpremote command is `mpremote connect PORT resume ...` (mpremote_cmd.py: why `resume`).
 Board paths are relative (":lib/...", ":config.json"): the board's working directory, / on a
@@ -30,6 +33,7 @@ from . import mpremote_cmd
 ROOT = Path(__file__).resolve().parents[2]
 FIRMWARE = ROOT / "firmware" / "microsmtp"
 PACKAGE_JSON = ROOT / "package.json"
+SHARED_APP = ROOT / "boards" / "common"  # the board apps' shared modules
 LIB = "lib/microsmtp"  # on the board, relative to its working directory
 STEP_TIMEOUT = 300  # seconds for one mpremote command (mip install over 115200 baud: ~20 s)
 
@@ -67,7 +71,8 @@ def add_parser(parser):
                         help="install .mpy files compiled by mpy-cross for the board's "
                         "MicroPython (less RAM at import) instead of .py with mip")
     parser.add_argument("--app", type=Path, metavar="FILE",
-                        help="the board's app (e.g. boards/esp32/main.py), copied as main.py")
+                        help="the app, copied as main.py: a .py file, or a board folder of "
+                        "this checkout (boards/esp32), whose modules go beside it")
     parser.add_argument("--config", type=Path, metavar="FILE",
                         help="a config.json of yours (docs/CONFIG.md; kept outside the "
                         "repository), copied as config.json")
@@ -152,6 +157,8 @@ def _check_inputs(args):
             raise _error(str(e))
         args.config = path
     if args.app is not None:
+        if args.app.is_dir():
+            args.app = args.app / "main.py"
         if not args.app.is_file():
             raise _error("no such app file: %s" % args.app)
         if args.app.suffix != ".py":
@@ -161,6 +168,17 @@ def _check_inputs(args):
             mpremote_cmd.check_port(args.port)
         except mpremote_cmd.MpremoteError as e:
             raise _error(str(e)) from None
+
+
+def app_modules(app):
+    """The modules a board app of this checkout imports, copied beside its main.py: its
+    folder's other .py files (board.py; not manifest.py, which only a firmware build reads)
+    and boards/common's. Empty for any other app (one file)."""
+    folder = app.resolve().parent
+    if app.name != "main.py" or not (folder / "board.json").is_file():
+        return []
+    own = [p for p in sorted(folder.glob("*.py")) if p.name not in ("main.py", "manifest.py")]
+    return own + sorted(SHARED_APP.glob("*.py"))
 
 
 def decode_mpy(mpy):
@@ -298,8 +316,11 @@ def run(args):
         title("copying the config to config.json")
         mpremote("copying the config", "fs", "cp", str(args.config), ":config.json")
     if args.app is not None:
-        title("copying the app to main.py")
+        modules = app_modules(args.app)
+        title("copying the app to main.py%s" % "".join(", " + p.name for p in modules))
         mpremote("copying the app", "fs", "cp", str(args.app.resolve()), ":main.py")
+        for p in modules:  # one by one: ":" is no folder mpremote finds on every board
+            mpremote("copying %s" % p.name, "fs", "cp", str(p), ":" + p.name)
 
     # 7. Exactly the deployed files in lib/microsmtp: no stale .py beside an .mpy.
     title("checking %s" % LIB)
