@@ -3,6 +3,7 @@ ticker task keeps its cadence while a send waits on a slow server; a cancelled s
 closes the connection before its "." and gives every buffer back; TLS both ways; a
 session and mail_send. The scenario table runs through aio too (test_scenarios.py)."""
 
+import asyncio
 import json
 import socket
 import threading

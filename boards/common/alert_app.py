@@ -193,9 +193,9 @@ def make_outbox(client, cfg):
     """The alert queue on flash (config "outbox", docs/CONFIG.md). Relative path: a board
     starts in "/", the virtual board in its own folder. Full: the oldest alert goes, as the
     newest tells the most about now."""
-    return Outbox(client, cfg.get("path", "outbox"), cfg.get("max_messages", 20),
-                  cfg.get("max_bytes", 32768), _WHEN_FULL[cfg.get("when_full", "drop_oldest")],
-                  cfg.get("retry", 30))
+    return outbox.Outbox(client, cfg.get("path", "outbox"), cfg.get("max_messages", 20),
+                         cfg.get("max_bytes", 32768),
+                         _WHEN_FULL[cfg.get("when_full", "drop_oldest")], cfg.get("retry", 30))
 
 
 def alert_text(alert, value):
@@ -258,56 +258,6 @@ async def deliver(box):
     if e is not None:
         print("outbox: %d waiting, %d refused; last error: %s (status 0x%02X)"
               % (waiting, len(box.dead()), e, e.status))
-
-
-class Outbox(outbox.Outbox):
-    """The outbox, its flush awaited through the aio.Client. Only until microsmtp.outbox has
-    its own (aflush): Outbox.flush's steps, with `async with` and `await s.send`."""
-
-    async def aflush(self):
-        """As Outbox.flush: the number sent; never raises for a failed mail."""
-        self.last_error = None
-        sent = i = 0
-        due = ()
-        f = None
-        try:
-            self._list(self.path, True)  # strays aside
-            due = self.due()
-            while i < len(due):
-                async with self.client.session() as s:
-                    while i < len(due):
-                        mail = self._read(due[i])  # None: unreadable, moved to dead/
-                        if mail is None:
-                            i += 1
-                            continue
-                        f = mail[2]
-                        error = None
-                        try:
-                            await s.send(mail[0], mail[1], f, mail[3], mail[4], mail[5])
-                        except microsmtp.SMTPError as e:
-                            error = e
-                        f.close()
-                        f = None
-                        if error is not None and not s.alive and not self._own(error):
-                            self.last_error = error  # the session ended: the rest wait
-                            for name in due[i:]:
-                                self._later(name)
-                            return sent
-                        sent += self._done(due[i], mail[6], error)
-                        i += 1
-                        if not s.alive:
-                            break  # this mail's own error ended it: a new session
-        except (microsmtp.SMTPError, MemoryError) as e:
-            if not isinstance(e, microsmtp.SMTPError):  # a fragmented heap: next time
-                e = microsmtp.SMTPError(microsmtp.PACKET_ALLOCATE_ERROR, "Out of memory "
-                                        "(OUTBOX).", "OUTBOX")
-            self.last_error = e
-            for name in due[i:]:
-                self._later(name)
-        finally:
-            if f is not None:
-                f.close()
-        return sent
 
 
 class State:
