@@ -21,7 +21,7 @@ APPS = [d.name for d in BOARD_DIRS]
 # emulated flash as when frozen (an outage, the alert kept through a reboot, two crossings
 # mailed): 56K for the asyncio app on microsmtp.aio (55K fails), measured 2026-11-30
 # (46.75K for the blocking app as three modules, 43K as one main.py). A 32-bit board needs
-# about 57-74 % of it. 1.75K more for slack: near its edge the heap's layout, not only its
+# about 57-74 % of it. 2K more for slack: near its edge the heap's layout, not only its
 # size, decides (45056 bytes once failed where 44544 passed).
 APP_HEAP = "58K"
 
