@@ -173,6 +173,11 @@ def import_block(data):
         cell(ram, ("heap_bytes", "import"), "bytes"),
         cell(rom, ("heap_bytes", "import"), "bytes")))
     for name in sorted(set(files) - set(plain)):
+        if name == "aio":  # it needs the package's __init__ and asyncio: §6's own column
+            size = files.get(name)
+            lines.append("| `aio` (imported by asyncio apps) | %s | with asyncio: the "
+                         "`microsmtp.aio` column of §6 | – |" % fmt(size, "bytes"))
+            continue
         add("`%s` (loaded when used)" % name, name)
     return "\n".join(lines)
 
