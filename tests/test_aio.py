@@ -57,7 +57,9 @@ class StallsInTheBody(ListeningThread):
 
 
 def run(runtime, cfg, tmp_path, heap=AIO_HEAP):
-    """tests/mp_aio.py's result for cfg on runtime."""
+    """tests/mp_aio.py's result for cfg on runtime: "micropython" runs the code from
+    emulated flash (as frozen), "micropython-ram" with the .mpy files in the heap (as
+    `mip install` or `deploy --mpy` leave them on stock firmware)."""
     cfg = dict({"server": "127.0.0.1", "from": SENDER, "to": [RCPT],
                 "subject": "Boiler alert"}, **cfg)
     if runtime == "cpython":
@@ -71,7 +73,7 @@ def run(runtime, cfg, tmp_path, heap=AIO_HEAP):
     path = tmp_path / "mp_aio.json"
     path.write_text(json.dumps(cfg))
     proc = runtimes.run_micropython("mp_aio", [str(path)], [mpy, runtimes.firmware_mpy()],
-                                    timeout=60, heap=heap)
+                                    timeout=60, heap=heap, rom=runtime == "micropython")
     out = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     assert out, "MicroPython exit %d: %s" % (proc.returncode,
                                              (proc.stderr or proc.stdout)[-2000:])
@@ -85,7 +87,9 @@ def slow_server():
     srv.stop()
 
 
-@BOTH
+@pytest.mark.parametrize("runtime", ["cpython", pytest.param(
+    "micropython", marks=pytest.mark.unixport), pytest.param(
+    "micropython-ram", marks=pytest.mark.unixport)])
 def test_the_ticker_keeps_its_cadence_while_a_send_waits(runtime, slow_server, tmp_path):
     """Every reply 200 ms late (4 of them: about 0.8 s of waiting): a task ticking every
     10 ms is never held up more than 50 ms."""
