@@ -144,15 +144,17 @@ class MtaLog:
                 return text
             time.sleep(0.05)
 
-    def settled_log(self, deadline=10):
-        """log() once every session in it has ended (each opening word has its closing
-        one): both servers log a session's end a little after the client read its last
-        reply."""
+    def settled_log(self, deadline=10, sessions=1):
+        """log() once at least `sessions` sessions are in it and every one has ended (each
+        opening word has its closing one): both servers log a session a little after the
+        client read its last reply, Postfix through postlogd, so a test's own session may
+        not be in the log at all yet when the client is done."""
         opened, closed = self.SESSION_WORDS
         end = time.monotonic() + deadline
         while True:
             text = self.log()
-            if text.count(opened) <= text.count(closed) or time.monotonic() > end:
+            done = text.count(closed)
+            if done >= sessions and text.count(opened) <= done or time.monotonic() > end:
                 return text
             time.sleep(0.05)
 

@@ -221,7 +221,7 @@ def test_the_log_guard_sees_what_it_looks_for(postfix):
         while chunk := s.recv(1000):  # Postfix hangs up after its 554
             data += chunk
         assert b"554 5.5.0 Error: SMTP protocol synchronization" in data, data
-    log = postfix.settled_log()
+    log = postfix.settled_log(sessions=2)
     for word in postfix_server.BAD_LOG:
         assert word in log, (word, log)
     assert not postfix.messages()
