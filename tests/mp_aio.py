@@ -70,13 +70,16 @@ async def one(client, cfg, state):
 async def outbox(client, cfg, state, res):
     """cfg["alerts"] put into an Outbox whose run_forever() task sends them; with
     cfg["up_port"], the server is down at first (cfg["port"] refuses) and comes up at
-    up_port once a try has failed. Until the queue is empty (or 20 s), then the task is
-    cancelled."""
+    up_port once a try has failed; with cfg["put_later"], put once the task sleeps (its
+    interval is 30 s: only put() waking it sends them soon). Until the queue is empty (or
+    20 s: res["ms"] says how long), then the task is cancelled."""
     from microsmtp.outbox import Outbox
 
     box = Outbox(client, path=cfg["outbox"], backoff=0.2)
-    task = asyncio.create_task(box.run_forever(interval=5))
-    for k in range(cfg["alerts"]):  # before the task first runs: one flush takes them all
+    task = asyncio.create_task(box.run_forever(interval=30 if cfg.get("put_later") else 5))
+    if cfg.get("put_later"):
+        await asyncio.sleep(0.3)  # the task has found nothing due and sleeps
+    for k in range(cfg["alerts"]):  # before the task runs again: one flush takes them all
         box.put(cfg["to"], "%s %d" % (cfg["subject"], k), "Boiler at 9%d C\n" % k)
     started = ticks_ms()
     failed = None
@@ -90,7 +93,28 @@ async def outbox(client, cfg, state, res):
         await task
     except asyncio.CancelledError:
         pass
-    res.update(pending=len(box.pending()), dead=len(box.dead()), first_failure=failed)
+    res.update(pending=len(box.pending()), dead=len(box.dead()), first_failure=failed,
+               delivered_ms=ticks_diff(ticks_ms(), started))
+
+
+async def outbox_cancel(client, cfg, state, res):
+    """One alert; its aflush() task cancelled after cfg["cancel_after_ms"] (the server
+    answers slowly, so mid-session): the alert stays queued; then aflush() sends it."""
+    from microsmtp.outbox import Outbox
+
+    box = Outbox(client, path=cfg["outbox"], backoff=0.2)
+    box.put(cfg["to"], cfg["subject"], "Boiler at 92 C\n")
+    task = asyncio.create_task(box.aflush())
+    await asyncio.sleep(cfg["cancel_after_ms"] / 1000)
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        res["cancelled"] = True
+    res["pending_after_cancel"] = len(box.pending())
+    res["pool_full_after_cancel"] = client.pool.available() == client.pool.count
+    res["sent_later"] = await box.aflush()
+    res.update(pending=len(box.pending()), dead=len(box.dead()))
 
 
 async def main(cfg, report, net):
@@ -106,11 +130,13 @@ async def main(cfg, report, net):
     tick = asyncio.create_task(ticker(state))
     started = ticks_ms()
     res = {"status": 0, "cancelled": False}
-    if cfg.get("outbox"):
+    if cfg.get("outbox") and cfg.get("cancel_after_ms"):
+        task = asyncio.create_task(outbox_cancel(client, cfg, state, res))
+    elif cfg.get("outbox"):
         task = asyncio.create_task(outbox(client, cfg, state, res))
     else:
         task = asyncio.create_task(one(client, cfg, state))
-    if cfg.get("cancel_after_ms"):
+    if cfg.get("cancel_after_ms") and not cfg.get("outbox"):  # (outbox_cancel: its own)
         while not state["body_started"] and not task.done():
             await asyncio.sleep(0.01)
         await asyncio.sleep(cfg["cancel_after_ms"] / 1000)

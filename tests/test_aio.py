@@ -219,6 +219,32 @@ def test_the_outbox_task_waits_out_an_outage(runtime, refused_port, tmp_path):
     assert res["pool_full"], res
 
 
+@BOTH
+def test_a_put_wakes_the_outbox_task(runtime, tmp_path):
+    """The task sleeps for up to 30 s when nothing is due; a put() wakes it at once."""
+    srv = Server(auth=False).start()
+    try:
+        res = run(runtime, {"port": srv.port, "outbox": str(tmp_path / "outbox"),
+                            "alerts": 1, "put_later": True}, tmp_path)
+    finally:
+        srv.stop()
+    assert res["pending"] == 0 and res["dead"] == 0, res
+    assert res["delivered_ms"] < 5000, res  # not the 30 s interval
+    assert srv.handler.subjects == ["Boiler alert 0"]
+
+
+@BOTH
+def test_a_cancelled_aflush_keeps_the_alert(runtime, slow_server, tmp_path):
+    """aflush() cancelled mid-session (every reply 200 ms late, cancelled at 500 ms): the
+    alert stays queued, every buffer is back, and the next aflush() sends it, once."""
+    res = run(runtime, {"port": slow_server.port, "outbox": str(tmp_path / "outbox"),
+                        "cancel_after_ms": 500}, tmp_path)
+    assert res["cancelled"], res
+    assert res["pending_after_cancel"] == 1 and res["pool_full_after_cancel"], res
+    assert res["sent_later"] == 1 and res["pending"] == 0 and res["dead"] == 0, res
+    assert slow_server.handler.subjects == ["Boiler alert"]
+
+
 def test_flush_and_aflush_refuse_the_other_kind_of_client(tmp_path):
     from microsmtp import aio
     from microsmtp.outbox import Outbox
