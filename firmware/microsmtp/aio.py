@@ -24,6 +24,11 @@ class Client(_Client):
     Cancelling any of them closes the connection at once (no QUIT, and a message cut
     before its "." is never delivered) and gives every buffer back; the client goes on."""
 
+    # MicroPython only (_step): the awaitable every wait reuses, made at the first; the
+    # timer task of the send under way.
+    _ready = None
+    _timer = None
+
     async def send(self, recipients, subject, body, priority=PRIORITY_NORMAL):
         """As Client.send."""
         _Client.send(self, recipients, subject, body, priority)  # checked, loaded, ready
@@ -84,8 +89,8 @@ class Client(_Client):
         finally:
             self._state = _OVER
             self._end()
-            timer = getattr(self, "_timer", None)
-            if timer is not None:  # _wait's, on MicroPython
+            timer = self._timer
+            if timer is not None:  # _step's, on MicroPython: the send is over
                 self._timer = None
                 timer.cancel()
 
@@ -118,8 +123,9 @@ class Client(_Client):
                     op = d.loop.send(await wait(d.sock, op == _IO_IN, d.timeout))
                     continue
                 self._until = time.ticks_add(time.ticks_ms(), d.timeout)
-                if getattr(self, "_timer", None) is None:
+                if self._ready is None:
                     self._ready = _Ready()
+                if self._timer is None:
                     self._timer = asyncio.create_task(self._watch())
                 self._task = asyncio.current_task()  # (a session's mails may change task)
                 self._ready.sock = d.sock
@@ -133,7 +139,8 @@ class Client(_Client):
                     if not self._expired:  # the app's cancellation
                         raise
                     op = False
-                self._waiting = False
+                finally:
+                    self._waiting = False
                 op = d.loop.send(op)
             return op
         except MemoryError:  # as Client._drive: the engine is over, the client goes on
