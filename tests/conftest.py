@@ -236,31 +236,41 @@ def own_postfix():
     yield from _private_postfix(QUICK_QUEUE)
 
 
-def _private_postfix(settings=None):
-    import postfix_server
-    import trustme
-
-    why = postfix_server.missing()
+def _private_mta(name, module, make):
+    """A fixture's body for a private MTA: skipped where `module.missing()` says it cannot
+    run (failed in CI), else make(root) started in a new folder, stopped and removed after.
+    The folder is not under pytest's 0700 temporary tree: the MTA's own users (postfix,
+    vmail) write the Maildir there and read its files."""
+    why = module.missing()
     if why:
         if in_ci():
-            pytest.fail("CI must run the Postfix tests: " + why)
+            pytest.fail("CI must run the %s tests: %s" % (name, why))
         pytest.skip(why)
-    # Not under pytest's 0700 temporary tree: Postfix's daemons (user postfix) write the
-    # Maildir and read the sasldb here.
-    root = tempfile.mkdtemp(prefix="microsmtp-postfix-")
-    ca = trustme.CA()
-    cert = ca.issue_cert("localhost", "127.0.0.1")
-    srv = postfix_server.Postfix(root, b"".join(p.bytes() for p in cert.cert_chain_pems),
-                                 cert.private_key_pem.bytes(),
-                                 {postfix_server.USER: postfix_server.PASSWORD}, settings)
-    srv.ca_pem = os.path.join(root, "ca.pem")
-    ca.cert_pem.write_to_path(srv.ca_pem)
+    root = tempfile.mkdtemp(prefix="microsmtp-%s-" % name.lower())
+    srv = make(root)
     try:
         srv.start()
         yield srv
     finally:
         srv.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _private_postfix(settings=None):
+    import postfix_server
+    import trustme
+
+    def make(root):
+        ca = trustme.CA()
+        cert = ca.issue_cert("localhost", "127.0.0.1")
+        srv = postfix_server.Postfix(root, b"".join(p.bytes() for p in cert.cert_chain_pems),
+                                     cert.private_key_pem.bytes(),
+                                     {postfix_server.USER: postfix_server.PASSWORD}, settings)
+        srv.ca_pem = os.path.join(root, "ca.pem")
+        ca.cert_pem.write_to_path(srv.ca_pem)
+        return srv
+
+    yield from _private_mta("Postfix", postfix_server, make)
 
 
 @pytest.fixture(scope="session")
@@ -331,20 +341,7 @@ def opensmtpd():
     cannot run, saying how to make it run, except in CI, where that fails."""
     import opensmtpd_server
 
-    why = opensmtpd_server.missing()
-    if why:
-        if in_ci():
-            pytest.fail("CI must run the OpenSMTPD tests: " + why)
-        pytest.skip(why)
-    # Not under pytest's 0700 temporary tree: its delivery (user vmail) writes the Maildir.
-    root = tempfile.mkdtemp(prefix="microsmtp-opensmtpd-")
-    srv = opensmtpd_server.private(root)
-    try:
-        srv.start()
-        yield srv
-    finally:
-        srv.stop()
-        shutil.rmtree(root, ignore_errors=True)
+    yield from _private_mta("OpenSMTPD", opensmtpd_server, opensmtpd_server.private)
 
 
 @pytest.fixture
