@@ -21,6 +21,7 @@ import glob
 import grp
 import os
 import pwd
+import re
 import shutil
 import socket
 import subprocess
@@ -41,6 +42,7 @@ PASSWORD = "c0rrect-h0rse-B4ttery"
 # Lines of Postfix's log that fail any test that made them (issue 12): the client sent a
 # bare LF, or wrote ahead where the server had not offered PIPELINING.
 BAD_LOG = ("bare <LF>", "improper command pipelining")
+_QUEUE_ID = re.compile(r"[0-9A-F]{6,}")  # a short queue ID: the name of a queued mail's file
 
 
 def missing():
@@ -262,10 +264,36 @@ class Postfix(mta_checks.MtaLog):
     def maildir(self, mailbox="ops"):
         return self.mail / DOMAIN / mailbox / "new"
 
+    def queue_files(self):
+        """The files of the mails Postfix holds in its queue, not yet delivered: those named
+        by a queue ID (short IDs, hex: enable_long_queue_ids is off). Not the empty
+        "<inode>.<pid>" file that cleanup(8) makes first and renames to a queue ID once it
+        has a mail: a stop that kills it in between leaves that file behind, which
+        postsuper(1) logs as a "bogus file name" at the next start; no mail is in it."""
+        return [os.path.join(top, name)
+                for sub in ("maildrop", "incoming", "active", "deferred", "hold")
+                for top, _, files in os.walk(self.queue / sub) for name in files
+                if _QUEUE_ID.fullmatch(name)]
+
     def queued(self):
-        """How many mails Postfix holds in its queue, not yet delivered (0: all delivered)."""
-        return sum(len(files) for sub in ("maildrop", "incoming", "active", "deferred", "hold")
-                   for _, _, files in os.walk(self.queue / sub))
+        """How many mails Postfix holds in its queue (0: all delivered)."""
+        return len(self.queue_files())
+
+    def queue_report(self):
+        """What a failing test shows of the mails still queued: each file (its folder, mode,
+        size) and the log lines that name its queue ID."""
+        log = self.read_log().splitlines()
+        out = []
+        for path in self.queue_files():
+            try:
+                st = os.stat(path)
+                out.append("%s %o %d B" % (os.path.relpath(path, self.queue), st.st_mode,
+                                           st.st_size))
+            except OSError:  # delivered since it was listed
+                continue
+            name = os.path.basename(path)
+            out.extend("    " + line for line in log if name in line)
+        return "\n".join(out)
 
 
 # --- sending through it on both runtimes, and reading what it delivered ----------------------
