@@ -111,6 +111,18 @@ def check_mail(recipients, subject, priority):
     return recipients
 
 
+def named(recipients):
+    """True when a recipient (a str, or one in a list or tuple) has a display name,
+    "Name" <addr>: a rich mail, mime.py's to check and send."""
+    if isinstance(recipients, str):
+        return "<" in recipients
+    if isinstance(recipients, list) or isinstance(recipients, tuple):
+        for i in range(len(recipients)):
+            if isinstance(recipients[i], str) and "<" in recipients[i]:
+                return True
+    return False
+
+
 # RFC 5321 §4.1.2-4.1.3, for check(): data[0:sep] a local part (the "@" at sep),
 # data[sep+1:end] a domain.
 def _local(data, sep):
