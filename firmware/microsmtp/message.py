@@ -225,6 +225,8 @@ _H_FROM = const(3)
 _H_TO = const(6)
 _H_SUBJECT = const(7)
 _H_ID = const(10)
+_H_TYPE = const(14)  # the MIME headers up to the transfer encoding's name (mime.py: multipart)
+_H_CTE = const(15)
 _H_END = const(17)
 
 
@@ -304,10 +306,10 @@ class Head:
             return b"@"
         if k == 13:
             return self.domain
-        if k == 14:
+        if k == _H_TYPE:
             return (b">\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8"
                     b"\r\nContent-Transfer-Encoding: ")
-        if k == 15:
+        if k == _H_CTE:
             return CTE_WIRE[self.cte]
         if k == 16:
             p = self.priority

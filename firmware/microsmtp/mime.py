@@ -18,7 +18,7 @@
 from micropython import const
 
 from . import message
-from .message import CTE_8BIT, CTE_QP, CTE_WIRE, as_bytes, check
+from .message import CTE_8BIT, CTE_QP, CTE_WIRE, check
 from .native import copy
 
 _H_TO = const(6)  # message.Head's parts (its _H_*): tests/test_units.py checks they agree
@@ -33,13 +33,13 @@ _B64_LINE = const(57)  # input bytes of one 76-character base64 line (RFC 2045 Â
 _B64_RAW = const(342)  # 6 lines: 468 bytes of output, within a 536-byte pool buffer
 
 # The body's program (Mail.ops): one op a byte, its argument (a level or a file) above 4 bits.
-_OP_DELIM = const(1)  # "\r\n--" boundary "\r\n"
-_OP_CLOSE = const(2)  # "\r\n--" boundary "--\r\n"
-_OP_ALT = const(3)  # a multipart/alternative part's header
-_OP_REL = const(4)  # a multipart/related part's header
-_OP_TEXT = const(5)  # the text/plain part
-_OP_HTML = const(6)  # the text/html part
-_OP_FILE = const(7)  # attachment k: its header, then its base64
+_DO_DELIM = const(1)  # "\r\n--" boundary "\r\n"
+_DO_CLOSE = const(2)  # "\r\n--" boundary "--\r\n"
+_DO_ALT = const(3)  # a multipart/alternative part's header
+_DO_REL = const(4)  # a multipart/related part's header
+_DO_TEXT = const(5)  # the text/plain part
+_DO_HTML = const(6)  # the text/html part
+_DO_FILE = const(7)  # attachment k: its header, then its base64
 _MIXED = const(0)  # boundary levels
 _ALT = const(1)
 _REL = const(2)
@@ -393,26 +393,26 @@ class Mail(message.Head):
         self.nops = 0
         self.top = _MIXED if attached else _ALT if html else -1
         if attached:
-            self._add(_OP_DELIM | _MIXED << 4)
+            self._add(_DO_DELIM | _MIXED << 4)
             if html:
-                self._add(_OP_ALT)
+                self._add(_DO_ALT)
         if html:
-            self._add(_OP_DELIM | _ALT << 4)
-            self._add(_OP_TEXT)
-            self._add(_OP_DELIM | _ALT << 4)
+            self._add(_DO_DELIM | _ALT << 4)
+            self._add(_DO_TEXT)
+            self._add(_DO_DELIM | _ALT << 4)
             if inline:
-                self._add(_OP_REL)
-                self._add(_OP_DELIM | _REL << 4)
-            self._add(_OP_HTML)
+                self._add(_DO_REL)
+                self._add(_DO_DELIM | _REL << 4)
+            self._add(_DO_HTML)
             if inline:
                 self._files(True, _REL)
-                self._add(_OP_CLOSE | _REL << 4)
-            self._add(_OP_CLOSE | _ALT << 4)
+                self._add(_DO_CLOSE | _REL << 4)
+            self._add(_DO_CLOSE | _ALT << 4)
         elif attached:
-            self._add(_OP_TEXT)
+            self._add(_DO_TEXT)
         if attached:
             self._files(False, _MIXED)
-            self._add(_OP_CLOSE | _MIXED << 4)
+            self._add(_DO_CLOSE | _MIXED << 4)
 
     def _add(self, op):
         self.ops[self.nops] = op
@@ -421,8 +421,8 @@ class Mail(message.Head):
     def _files(self, inline, level):
         for i in range(len(self.files)):
             if (len(self.files[i]) == 4) == inline:
-                self._add(_OP_DELIM | level << 4)
-                self._add(_OP_FILE | i << 4)
+                self._add(_DO_DELIM | level << 4)
+                self._add(_DO_FILE | i << 4)
 
     # --- at the session's start of the mail ---------------------------------------------
 
@@ -582,18 +582,18 @@ class Mail(message.Head):
         code = op & 15
         k = self.bstage
         # (If-chains, no tuple of pieces: a tuple would be built at every call.)
-        if code == _OP_DELIM or code == _OP_CLOSE:
+        if code == _DO_DELIM or code == _DO_CLOSE:
             return b"\r\n--" if k == 0 else _BOUNDARY[op >> 4] if k == 1 else \
-                b"\r\n" if code == _OP_DELIM else b"--\r\n"
-        if code == _OP_ALT or code == _OP_REL:
+                b"\r\n" if code == _DO_DELIM else b"--\r\n"
+        if code == _DO_ALT or code == _DO_REL:
             return b"Content-Type: multipart/" if k == 0 else \
-                _MULTIPART[_ALT if code == _OP_ALT else _REL] if k == 1 else \
-                b"; boundary=\"" if k == 2 and code == _OP_ALT else \
+                _MULTIPART[_ALT if code == _DO_ALT else _REL] if k == 1 else \
+                b"; boundary=\"" if k == 2 and code == _DO_ALT else \
                 b"; type=\"text/html\"; boundary=\"" if k == 2 else \
-                _BOUNDARY[_ALT if code == _OP_ALT else _REL] if k == 3 else b"\"\r\n\r\n"
-        if code == _OP_TEXT or code == _OP_HTML:
+                _BOUNDARY[_ALT if code == _DO_ALT else _REL] if k == 3 else b"\"\r\n\r\n"
+        if code == _DO_TEXT or code == _DO_HTML:
             if k == 0:
-                return b"Content-Type: text/plain; charset=utf-8\r\n" if code == _OP_TEXT \
+                return b"Content-Type: text/plain; charset=utf-8\r\n" if code == _DO_TEXT \
                     else b"Content-Type: text/html; charset=utf-8\r\n"
             return b"Content-Transfer-Encoding: " if k == 1 else CTE_WIRE[self.cte] if k == 2 \
                 else b"\r\n\r\n" if k == 3 else _CONTENT
@@ -629,7 +629,7 @@ class Mail(message.Head):
         self.bpos = 0
         self.bstage += 1
         op = self.ops[self.op] & 15
-        if self.bstage == (3 if op <= _OP_CLOSE else 5 if op <= _OP_REL else 99):
+        if self.bstage == (3 if op <= _DO_CLOSE else 5 if op <= _DO_REL else 99):
             self._done()
 
     def _done(self):
@@ -643,10 +643,10 @@ class Mail(message.Head):
         p = self.part
         if self.bstage != 99:  # the content starts: its source opened
             self.bstage = 99
-            p.reset(self.text if op == _OP_TEXT else self.html if op == _OP_HTML
+            p.reset(self.text if op == _DO_TEXT else self.html if op == _DO_HTML
                     else self.files[self.ops[self.op] >> 4][2], None)
             self.left = p.size
-        if op == _OP_FILE:
+        if op == _DO_FILE:
             n = self._base64(buf)
         else:
             n = p.readinto(buf)
