@@ -55,12 +55,13 @@ def test_private_constants_agree_across_modules():
     """protocol.py, transport.py, secure.py, auth.py, __init__.py and message.py each inline
     the same request, result, TLS-mode, phase, AUTH and body-scan values as private consts
     (a name kept costs heap on a board); native.py the body bytes and the encoder's state
-    layout of message.py's."""
+    layout of message.py's; mime.py the header parts (_H_*) and encoder state of
+    message.py's."""
     seen = {}
     for name in ("protocol", "transport", "secure", "auth", "__init__", "message", "native",
-                 "trace"):
+                 "trace", "mime"):
         src = (runtimes.ROOT / "firmware" / "microsmtp" / (name + ".py")).read_text()
-        pattern = r"^_?((?:OP|ERR|TLS|P|N|CAP|F|AUTH|LINE|SCAN|S)_[A-Z_0-9]+|CR|LF|DOT|EQ) " \
+        pattern = r"^_?((?:OP|ERR|TLS|P|N|CAP|F|AUTH|LINE|SCAN|S|H)_[A-Z_0-9]+|CR|LF|DOT|EQ) " \
                   r"= const\((-?[0-9A-Fa-fx]+)\)"
         for const, value in re.findall(pattern, src, re.M):
             value = int(value, 0)

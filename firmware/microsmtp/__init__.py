@@ -100,6 +100,15 @@ def _timeouts_ms(timeouts):
     return tuple(int(merged[k] * 1000) for k in _TIMEOUT_KEYS)
 
 
+def _mime_mail(session):
+    """mime.py, loaded now: the session's Mail in place of its Head."""
+    try:
+        from .mime import Mail
+    except MemoryError:
+        raise _out_of_memory() from None
+    return Mail(session)
+
+
 def _out_of_memory():
     # A constant sentence: no heap. Made here, so the calls that raise it stay small.
     return SMTPError(PACKET_ALLOCATE_ERROR, _OUT_OF_MEMORY, "SESSION")
@@ -181,11 +190,27 @@ class Client:
         return "<microsmtp.Client %s:%d from %s>" % (s.host, s.port,
                                                      bytes(s.head.from_address).decode())
 
-    def send(self, recipients, subject, body, priority=PRIORITY_NORMAL):
-        """Send one mail; None on success, SMTPError otherwise. ValueError on bad input."""
+    def send(self, recipients, subject, body, priority=PRIORITY_NORMAL, **rich):
+        """Send one mail; None on success, SMTPError otherwise. ValueError on bad input.
+        Keywords cc, bcc, reply_to, headers, html, attachments, and recipients with
+        display names ("Name" <addr>), make a rich mail: mime.py, loaded then."""
+        if rich or message.named(recipients):
+            recipients = self._rich(recipients, body, rich)
+            body = self._session.head.source
         recipients = message.check_mail(recipients, subject, priority)
         self._begin(True).load(recipients, subject, body, priority)  # (load cannot fail)
         self._single()
+
+    def _rich(self, recipients, body, rich):
+        """A rich mail's arguments checked (nothing sent) and kept in the session's
+        mime.Mail, made at the first (it then stands for message.Head); the envelope's
+        recipients and the body to load."""
+        s = self._session
+        if s is None:
+            self._begin(True)  # raises: a closed client
+        if type(s.head) is message.Head:  # the first rich mail: no import statement later
+            s.head = _mime_mail(s)
+        return s.head.prepare(recipients, body, rich)
 
     def session(self):
         """Several mails over one connection (one EHLO, TLS and AUTH):

@@ -29,9 +29,9 @@ class Client(_Client):
     _ready = None
     _timer = None
 
-    async def send(self, recipients, subject, body, priority=PRIORITY_NORMAL):
-        """As Client.send."""
-        _Client.send(self, recipients, subject, body, priority)  # checked, loaded, ready
+    async def send(self, recipients, subject, body, priority=PRIORITY_NORMAL, **rich):
+        """As Client.send (rich mails too)."""
+        _Client.send(self, recipients, subject, body, priority, **rich)  # checked, ready
         try:
             await self._run()
         finally:
@@ -196,7 +196,7 @@ class Session:
         return self.inner.alive
 
     async def send(self, recipients, subject, body, priority=PRIORITY_NORMAL, date=None,
-                   message_id=None):
-        """As ClientSession.send."""
-        self.inner.send(recipients, subject, body, priority, date, message_id)  # ready
+                   message_id=None, **rich):
+        """As ClientSession.send (rich mails too)."""
+        self.inner.send(recipients, subject, body, priority, date, message_id, **rich)
         await self.inner.client._run()

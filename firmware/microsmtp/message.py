@@ -111,6 +111,18 @@ def check_mail(recipients, subject, priority):
     return recipients
 
 
+def named(recipients):
+    """True when a recipient (a str, or one in a list or tuple) has a display name,
+    "Name" <addr>: a rich mail, mime.py's to check and send."""
+    if isinstance(recipients, str):
+        return "<" in recipients
+    if isinstance(recipients, list) or isinstance(recipients, tuple):
+        for i in range(len(recipients)):
+            if isinstance(recipients[i], str) and "<" in recipients[i]:
+                return True
+    return False
+
+
 # RFC 5321 §4.1.2-4.1.3, for check(): data[0:sep] a local part (the "@" at sep),
 # data[sep+1:end] a domain.
 def _local(data, sep):
@@ -213,6 +225,8 @@ _H_FROM = const(3)
 _H_TO = const(6)
 _H_SUBJECT = const(7)
 _H_ID = const(10)
+_H_TYPE = const(14)  # the MIME headers up to the transfer encoding's name (mime.py: multipart)
+_H_CTE = const(15)
 _H_END = const(17)
 
 
@@ -292,10 +306,10 @@ class Head:
             return b"@"
         if k == 13:
             return self.domain
-        if k == 14:
+        if k == _H_TYPE:
             return (b">\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8"
                     b"\r\nContent-Transfer-Encoding: ")
-        if k == 15:
+        if k == _H_CTE:
             return CTE_WIRE[self.cte]
         if k == 16:
             p = self.priority

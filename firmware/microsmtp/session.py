@@ -33,9 +33,13 @@ class ClientSession:
         return self.client._state != _OVER
 
     def send(self, recipients, subject, body, priority=PRIORITY_NORMAL, date=None,
-             message_id=None):
-        """As Client.send; date: seconds since the epoch for the Date header (the time the
-        mail was made, e.g. queued), message_id: the Message-ID's part before "@"."""
+             message_id=None, **rich):
+        """As Client.send (rich mails too); date: seconds since the epoch for the Date
+        header (the time the mail was made, e.g. queued), message_id: the Message-ID's part
+        before "@"."""
+        if rich or message.named(recipients):
+            recipients = self.client._rich(recipients, body, rich)
+            body = self.client._session.head.source
         recipients = message.check_mail(recipients, subject, priority)
         if message_id is not None:
             message.check(message_id, "message_id", message.DOMAIN, 64)
