@@ -8,7 +8,8 @@
 # str, or {"file": path}); attachments a list of {name, type, and one of text, hex, file
 # (a path: the file open, read as it is sent), chunks (a list of str: an iterator), locked
 # (a path: read with the heap locked from its first byte to its last, MicroPython), cid}.
-# A send may say "measure": mem_total() around it whole (MicroPython).
+# A send may say "measure": mem_total() around it whole (MicroPython); with how "session",
+# "date" (seconds) and "message_id": the mail's Date and Message-ID.
 # Each result: status (0 or the SMTPError's, or "ValueError: ..." for refused input),
 # error, mem (bytes allocated, or None), locked_ok, pool_full, mime_loaded.
 import gc
@@ -130,9 +131,13 @@ def run(cfg, emit, net=None):
         return run_aio(aio.Client(cfg["server"], cfg["port"], **options), cfg, emit)
     client = microsmtp.Client(cfg["server"], cfg["port"], **options)
     if cfg.get("how") == "session":
+        results = []
         with client.session() as s:
             for one in cfg["sends"]:
-                emit(send(client, s.send, one))
+                results.append(send(client, s.send, one))
+        for res in results:  # the pool as the session left it
+            res["pool_full"] = client.pool.available() == client.pool.count
+            emit(res)
     else:
         for one in cfg["sends"]:
             emit(send(client, client.send, one))
@@ -143,6 +148,9 @@ def send(client, how, one):
     e = mem = None
     try:
         rich = keywords(one.get("rich", {}), opened)
+        if "date" in one:  # a session's send: the Date and Message-ID given (the same bytes)
+            rich["date"] = one["date"]
+            rich["message_id"] = one["message_id"]
         body = one.get("body", "Boiler at 92 C.\n")
         gc.collect()
         before = mem_total() if mem_total and one.get("measure") else None

@@ -288,7 +288,7 @@ def test_smuggling_bodies_micropython(smtp_proxy, mp_send_dir, tmp_path, body):
 HOSTILE = ["alerts@[127.0.0.1]> SMTPUTF8 AUTH=<> X=]",
            "a@[127.0.0.1]> NOTIFY=NEVER ORCPT=rfc822;x]",
            "evil@evil.example,victim@example.com", "a(b)@example.org", "a@b@example.org",
-           "a b@example.org", "<a@example.org>", "a>@example.org", '"a> X=Y"@example.org',
+           "a b@example.org", "a>@example.org", '"a> X=Y"@example.org',
            '"a,b"@example.org', "a@example.org> X=Y", "a@[1.2.3.4] X", "a@[1.2.3]",
            "a@[256.1.1.1]", "a@[IPv6:1::2::3]", "a@[IPv6:1:2:3:4:5:6:7]", "a@[IPv6:fe80::1%eth0]",
            "a..b@example.org", ".a@example.org", "a.@example.org", "a@-x.example",

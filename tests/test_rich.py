@@ -286,6 +286,26 @@ def test_a_second_address_in_a_display_name_stays_in_the_name(runtime, server, t
 
 
 @BOTH
+def test_an_angle_address_is_its_address(runtime, server, tmp_path):
+    """"<a@example.org>" is a mailbox with no display name (RFC 5322 §3.4): RCPT TO and To
+    carry the bare address; as the sender it is refused (From is an address only)."""
+    res = run(runtime, {"port": server.port, "sends": [
+        {"to": ["<a@example.org>", " <b@example.org>"]},
+        {"to": "\r\n<c@example.org>"}]}, tmp_path)
+    assert res[0]["status"] == 0, res
+    assert "control character" in str(res[1]["status"]), res
+    m = server.handler.messages[0]
+    assert m["rcpt_tos"] == ["a@example.org", "b@example.org"]
+    assert parsed(m)["To"] == "a@example.org, b@example.org"
+    assert b"To: a@example.org,\r\n b@example.org\r\n" in m["content"]
+    assert len(server.handler.messages) == 1
+    import microsmtp
+
+    with pytest.raises(ValueError):
+        microsmtp.Client("127.0.0.1", 25, from_address="<a@example.org>")
+
+
+@BOTH
 def test_encoded_words_in_names_and_headers_show_literally(runtime, server, tmp_path):
     """"=?...?=" in a display name or a header value would be decoded by a reader: it is
     encoded itself, so it shows as it was written (CVE-2024-6923's shape)."""
@@ -321,3 +341,39 @@ def test_a_1mb_attachment_allocates_as_a_plain_alert_does(server, tmp_path):
     assert res[3]["mem"] <= res[2]["mem"] * 1.10, res
     got = files_of(parsed(server.handler.messages[3]))["big.bin"][1]
     assert got == big.read_bytes()
+
+
+def test_an_html_mail_with_attachments_through_postfix_byte_exact(pf, server, tmp_path):
+    """The same mail (its Date and Message-ID given) to aiosmtpd and to the private Postfix
+    (the real-servers issue's): what Postfix delivers to the Maildir is what the client
+    sent, byte for byte, below the lines Postfix adds on top (Return-Path, X-Original-To,
+    Delivered-To, Received); every part decodes back. On both runtimes, through a session each."""
+    photo = tmp_path / "still.jpg"
+    photo.write_bytes(bytes((i * 131) & 255 for i in range(60000)))
+    mail = {"to": ['"Ops" <ops@example.org>'], "subject": "Boiler 92 °C",
+            "body": "Boiler at 92 °C.\nStill attached.\n", "date": 1790000000,
+            "message_id": "rich1", "rich": {
+                "cc": "pager@example.org", "html": "<p>Boiler at <b>92 °C</b></p>\n",
+                "attachments": [
+                    {"name": "still.jpg", "type": "image/jpeg", "file": str(photo)},
+                    {"name": "all.bin", "type": "application/octet-stream",
+                     "hex": ALL_BYTES.hex()}]}}
+    for runtime in ("cpython", "micropython"):
+        pf.clear()
+        server.handler.reset()
+        for port in (server.port, pf.ports["plain"]):
+            res = run(runtime, {"port": port, "how": "session", "sends": [mail]}, tmp_path)
+            assert res[0]["status"] == 0 and res[0]["pool_full"], (runtime, res)
+        sent = server.handler.messages[0]["content"].replace(b"\r\n", b"\n")
+        assert len(pf.wait_messages(1, "pager")) == 1  # the Cc copy
+        files = pf.wait_messages(1)
+        delivered = files[0].read_bytes()
+        assert delivered.endswith(sent), runtime
+        added = delivered[:-len(sent)].decode().splitlines()
+        assert [line.split(":")[0] for line in added if not line[0].isspace()] == [
+            "Return-Path", "X-Original-To", "Delivered-To", "Received"], added
+        msg = email.message_from_bytes(delivered, policy=email.policy.default)
+        got = files_of(msg)
+        assert got["still.jpg"][1] == photo.read_bytes()
+        assert got["all.bin"][1] == ALL_BYTES
+        assert msg.get_body(("html",)).get_content() == "<p>Boiler at <b>92 °C</b></p>\n"

@@ -72,6 +72,7 @@ def _split(entry, what):
     if lt < 0:
         check(entry, what, message.ADDRESS)
         return None, entry
+    check(entry, what, message.TEXT, 600)  # no control character anywhere (CR, LF, TAB)
     if not entry.endswith(">"):
         raise ValueError("%s %r: a display name's address ends with '>'" % (what, entry))
     addr = entry[lt + 1:-1]
@@ -103,8 +104,8 @@ def _render(entries, what, envelope):
     for i in range(len(entries)):
         name, addr = _split(entries[i], what)
         envelope.append(addr)
-        if name is not None and out is None:
-            out = list(entries[:i])
+        if (name is not None or addr is not entries[i]) and out is None:
+            out = list(entries[:i])  # "<addr>" too is written as the bare address
         if out is not None:
             out.append(addr if name is None else "%s <%s>" % (_phrase(name), addr))
     return out
