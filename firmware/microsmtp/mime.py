@@ -168,6 +168,8 @@ def _check_filename(name):
     for c in name:
         if ord(c) < 32 or 127 <= ord(c) < 160:
             raise ValueError("filename %r contains a control character" % name)
+    if name[0] == " " or name[-1] == " ":  # mail readers strip them: another name
+        raise ValueError("filename %r begins or ends with a space" % name)
 
 
 def _needs_2231(name):
