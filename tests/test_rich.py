@@ -377,3 +377,34 @@ def test_an_html_mail_with_attachments_through_postfix_byte_exact(pf, server, tm
         assert got["still.jpg"][1] == photo.read_bytes()
         assert got["all.bin"][1] == ALL_BYTES
         assert msg.get_body(("html",)).get_content() == "<p>Boiler at <b>92 °C</b></p>\n"
+
+
+@BOTH
+def test_a_mail_over_the_servers_size_is_refused_before_its_upload(runtime, tmp_path):
+    """RFC 1870: the parts' size (base64 counted) goes into SIZE=; a mail over the limit
+    the server announced is refused at MAIL, before a byte of it is uploaded."""
+    srv = Server(auth=False, data_size_limit=50000).start()
+    try:
+        big = tmp_path / "big.bin"
+        big.write_bytes(bytes(40000))  # 53 KB as base64
+        small = tmp_path / "small.bin"
+        small.write_bytes(bytes(9000))
+        res = run(runtime, {"port": srv.port, "sends": [
+            {"to": RCPT, "rich": {"attachments": [
+                {"name": "big.bin", "type": "application/octet-stream", "file": str(big)}]}},
+            {"to": RCPT, "rich": {"attachments": [
+                {"name": "small.bin", "type": "application/octet-stream",
+                 "file": str(small)}]}},
+        ]}, tmp_path)
+        import microsmtp
+
+        assert res[0]["status"] == microsmtp.OVERSIZE_MAIL_DATA, res
+        assert "SIZE" in res[0]["error"] and res[0]["pool_full"], res
+        assert res[1]["status"] == 0, res
+        assert [m["subject"] for m in srv.handler.messages] == ["Boiler alert"]
+        assert srv.handler.events.count("DATA") == 1  # the small one only
+        size = int(next(o for o in srv.handler.messages[0]["mail_options"]
+                        if o.startswith("SIZE="))[5:])
+        assert len(srv.handler.messages[0]["content"]) <= size
+    finally:
+        srv.stop()
