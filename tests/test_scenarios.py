@@ -17,8 +17,11 @@ RUNNER_KEYS = ("name", "script", "client", "send", "connect", "next")
 # At the harness's 56K that ran out once the table grew (a fragmented heap, not the
 # client's use: the library's own bars run at runtimes.HEAP, e.g. tests/test_engine.py).
 # The asyncio driver's runner (asyncio's scheduler and aio.py besides) fits it too: make
-# bench has the aio client's own figures.
-SCENARIO_HEAP = "64K"
+# bench has the aio client's own figures. 72K since issue 14: a recipient holding "<" is
+# read as a display name's form, so the injection scenario with "\r\nRCPT TO:<...>" in one
+# loads mime.py (then refuses it), and every later scenario runs beside its bytecode; the
+# aio runner needed 69K then (64K before).
+SCENARIO_HEAP = "72K"
 
 
 def test_scenario_names_unique():

@@ -61,8 +61,8 @@ def test_private_constants_agree_across_modules():
     for name in ("protocol", "transport", "secure", "auth", "__init__", "message", "native",
                  "trace", "mime"):
         src = (runtimes.ROOT / "firmware" / "microsmtp" / (name + ".py")).read_text()
-        pattern = r"^_?((?:OP|ERR|TLS|P|N|CAP|F|AUTH|LINE|SCAN|S|H)_[A-Z_0-9]+|CR|LF|DOT|EQ) " \
-                  r"= const\((-?[0-9A-Fa-fx]+)\)"
+        pattern = r"^_?((?:OP|ERR|TLS|P|N|CAP|F|AUTH|LINE|SCAN|S|H|PRIORITY)_[A-Z_0-9]+" \
+                  r"|CR|LF|DOT|EQ) = const\((-?[0-9A-Fa-fx]+)\)"
         for const, value in re.findall(pattern, src, re.M):
             value = int(value, 0)
             assert seen.setdefault(const, value) == value, (name, const)

@@ -144,7 +144,7 @@ def _parse_reply(reply):
                                           auth=microsmtp.AUTH_NONE)
         c._session.buffers(bytearray(512), bytearray(536), bytearray(536))
     s = c._session
-    s.load(["ops@example.org"], "s", "x\n", 2)
+    s.load(["ops@example.org"], "s", "x\n")
     total = getattr(micropython, "mem_total", None)  # the unix port's allocation count
     gen = s.engine
     op = gen.send(1)  # a session starts: OP_CONNECT

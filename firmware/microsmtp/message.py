@@ -20,7 +20,6 @@ _PACKET_ALLOCATE_ERROR = const(0xA6)  # the package's status code
 CTE_7BIT = const(0)
 CTE_8BIT = const(1)
 CTE_QP = const(2)
-CTE_NAMES = ("7bit", "8bit", "quoted-printable")
 CTE_WIRE = (b"7bit", b"8bit", b"quoted-printable")
 
 PRIORITY_LOW = const(1)

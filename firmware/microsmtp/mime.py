@@ -84,6 +84,17 @@ def _split(entry, what):
     return name or None, addr
 
 
+def rich(client, recipients, body, rich):
+    """Client._rich once mime.py is loaded: the session's Mail (made at the first rich
+    mail, in the place of its message.Head for good) checks and keeps the mail."""
+    s = client._session
+    if s is None:
+        client._begin(True)  # raises: a closed client
+    if not isinstance(s.head, Mail):
+        s.head = Mail(s)
+    return s.head.prepare(recipients, body, rich)
+
+
 def _words(text):
     """text as RFC 2047 B encoded words (message.subject_words: whole UTF-8 characters)."""
     return ["=?utf-8?B?%s?=" % w.decode() for w in message.subject_words(text)]
@@ -325,7 +336,7 @@ class Mail(message.Head):
     def _plain(self):
         """No rich part: the mail goes out as Head sends it."""
         self.to = self.extra = self.text = self.html = self.files = self.names = None
-        self.source = None  # what the session reads as the body: this Mail, or the text
+        self.body = None  # what the session reads as the body: this Mail, or the text
         self.flags = self.size = 0  # the text parts' _SCAN_* flags, the body's size
         self.top = -1  # the multipart level of the whole mail; -1: none (text/plain)
         self.x = self.nops = self.op = self.bpos = self.left = 0
@@ -335,7 +346,7 @@ class Mail(message.Head):
 
     def prepare(self, to, body, rich):
         """Check a rich mail's arguments (nothing sent yet) and keep them; the envelope's
-        recipients (RCPT TO). The body the session is to read is then self.source. (Small
+        recipients (RCPT TO). The body the session is to read is then self.body. (Small
         steps: a call with many locals takes its frame from the heap.)"""
         _check_rich(rich)
         if "cc" in rich or "bcc" in rich or "reply_to" in rich or "headers" in rich or \
@@ -358,7 +369,7 @@ class Mail(message.Head):
         self.files = rich.get("attachments", ())
         self.names = _names(self.files)
         self._program()
-        self.source = self if self.top >= 0 else body
+        self.body = self if self.top >= 0 else body
 
     def _address(self, to, rich):
         """To, Cc, Bcc, Reply-To and the caller's headers checked: the envelope (every

@@ -95,6 +95,7 @@ _END = const(5)  # "\r\n.\r\n": what BodyEncoder.finish() may add after the body
 _SCAN_8BIT = const(1024)  # message.py's: what BodySource.scan() found (-1: a stream)
 _SCAN_UNFIT = const(2048)
 _H_END = const(17)  # message.py: Head's parts are done
+_PRIORITY_NORMAL = const(2)  # message.py's
 
 # EHLO keywords in 10-byte slots; a keyword's bit in Session.caps is 1 << its slot.
 _KEYWORDS = const(b"8BITMIME  PIPELININGSTARTTLS  SIZE      AUTH      ")
@@ -196,15 +197,17 @@ class Session:
         self.tx = tx
         self.scratch = scratch
 
-    def load(self, recipients, subject, body, priority):
+    def load(self, recipients, subject, body):
         """The next mail: checked arguments (message.check_mail), its body (str, bytes, a
         file, an iterator). Only kept here, nothing made, so nothing can fail yet: after
-        it, head.time (seconds for its Date) and head.id (its Message-ID's unique part) may
-        be set, and body.left (NetX's body_length); start() makes the rest."""
+        it, head.priority must be set, and head.time (seconds for its Date) and head.id
+        (its Message-ID's unique part) may be, and body.left (NetX's body_length); start()
+        makes the rest. (The priority apart: Client.send's frame, with its **rich, stays
+        within the 11 words the C stack holds only with a call of three arguments here.)"""
         h = self.head
         h.recipients = recipients
         h.subject = subject
-        h.priority = priority
+        h.priority = _PRIORITY_NORMAL
         h.id = h.time = None
         self.body.body = body
         self.body.left = -1
@@ -739,7 +742,7 @@ class Session:
                             "the streamed body has %s, which %s mail cannot carry; pass it "
                             "in memory or as a file, which are checked before MAIL" % (
                                 "a line over 998 bytes" if self.enc.too_long else
-                                "a NUL (zero) byte", message.CTE_NAMES[self.head.cte]))
+                                "a NUL (zero) byte", message.CTE_WIRE[self.head.cte].decode()))
 
     def line(self, step, start, data, end):
         """The command line start + data + end + CRLF after what tx holds (pipelining)."""

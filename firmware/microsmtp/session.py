@@ -39,7 +39,7 @@ class ClientSession:
         before "@"."""
         if rich or message.named(recipients):
             recipients = self.client._rich(recipients, body, rich)
-            body = self.client._session.head.source
+            body = self.client._session.head.body
         recipients = message.check_mail(recipients, subject, priority)
         if message_id is not None:
             message.check(message_id, "message_id", message.DOMAIN, 64)
@@ -49,7 +49,8 @@ class ClientSession:
         # heap: ~150 B; all below it run on the C stack.)
         c = self.client
         s = c._session
-        s.load(recipients, subject, body, priority)
+        s.load(recipients, subject, body)
+        s.head.priority = priority
         s.head.time = date
         s.head.id = message_id
         c._deliver()
@@ -80,7 +81,8 @@ def mail_send(client, recipient, priority, subject, body, body_length=None):
         return _INVALID_PARAM  # NetX: bad input, checked before any connection
     try:
         s = client._begin(True)
-        s.load((recipient,), subject, body, priority)
+        s.load((recipient,), subject, body)
+        s.head.priority = priority
         if body_length is not None:
             s.body.left = body_length
         client._single()
