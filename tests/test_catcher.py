@@ -16,6 +16,7 @@ import select
 import shutil
 import signal
 import smtplib
+import socket
 import struct
 import subprocess
 import sys
@@ -271,6 +272,14 @@ def test_cc_bcc_html_part_and_inline_images(catcher):
                  "/inline/..%2F..%2Fetc%2Fpasswd/0", "/html/" + urllib.parse.quote(
                      keys["plain only"], ""), "/html/no-such-key", "/html/..%2Fnew"):
         assert http_get(catcher, path)[0] == 404, path
+    # A digit that is not ASCII ("²" as one Latin-1 byte, as http.server reads a request
+    # line) is no index: 404, not a failed int().
+    for kind in ("inline", "attachment"):
+        with socket.create_connection(("127.0.0.1", catcher.http_port), timeout=10) as s:
+            s.sendall(b"GET /%s/%s/\xb2 HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
+                      b"Connection: close\r\n\r\n" % (kind.encode(), key.encode(),
+                                                        catcher.http_port))
+            assert s.makefile("rb").readline().startswith(b"HTTP/1.1 404 "), kind
 
 
 def test_cc_and_bcc_are_bounded_and_clean(catcher):

@@ -182,8 +182,9 @@ def handler_class(catcher):
                 return "json", unquote(parts[2][:-len(".json")])
             if len(parts) == 3 and parts[1] in ("message", "raw", "body", "delete", "html"):
                 return parts[1], unquote(parts[2])
+            # An index is ASCII digits ("²".isdigit() too, and int() refuses it), bounded.
             if (len(parts) == 4 and parts[1] in ("attachment", "inline")
-                    and parts[3].isdigit() and len(parts[3]) < 10):
+                    and parts[3].isascii() and parts[3].isdigit() and len(parts[3]) < 10):
                 return parts[1], (unquote(parts[2]), int(parts[3]))
             return None, path
 
