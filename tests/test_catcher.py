@@ -241,6 +241,16 @@ def test_cc_bcc_html_part_and_inline_images(catcher):
     one = json.loads(http_get(catcher, m["json_url"])[2])
     for field in ("header_to", "cc", "bcc", "has_html", "html_url", "inline_images"):
         assert one[field] == m[field], field
+    html_only = EmailMessage()
+    html_only["From"], html_only["To"], html_only["Subject"] = SENDER, RCPT, "HTML only"
+    html_only.set_content("<p>Boiler <b>hot</b></p>", subtype="html")
+    smtp_send(catcher.smtp_port, html_only)
+    [alone] = [m for m in json.loads(http_get(catcher, "/messages.json")[2])
+               if m["subject"] == "HTML only"]
+    # A lone HTML part: its source is the text body, as before, and it is the HTML part.
+    assert alone["has_html"] is True and alone["body"].strip() == "<p>Boiler <b>hot</b></p>"
+    assert (alone["cc"], alone["bcc"], alone["inline_images"]) == ([], [], [])
+    assert http_get(catcher, alone["html_url"])[2].strip() == b"<p>Boiler <b>hot</b></p>"
     plain = listed_mails["plain only"]
     assert (plain["cc"], plain["bcc"], plain["has_html"], plain["html_url"],
             plain["inline_images"]) == ([], [], False, None, [])
@@ -1196,7 +1206,16 @@ def test_chromium_html_part_runs_no_script_and_loads_nothing_remote(catcher, tmp
 
     browser = DevTools(tmp_path / "profile")
     try:
-        page = Page(browser, catcher.web_url + "message/" + urllib.parse.quote(m["key"], ""))
+        # The list: To, Cc, Bcc with its note, and a badge for the HTML part.
+        page = Page(browser, catcher.web_url)
+        meta = wait_for(lambda: page.js("(document.querySelector('article .meta') || {})"
+                                        ".textContent"), 10, "the list")
+        assert meta.endswith(" \u2192 %s \u00b7 cc %s \u00b7 bcc %s (received but not in "
+                             "headers) HTML" % (RCPT, CC, BCC)), meta
+        assert page.js("document.querySelector('article .meta .badge').textContent") == "HTML"
+        assert page.js("document.querySelectorAll('iframe').length") == 0  # not in the list
+
+        page.goto(catcher.web_url + "message/" + urllib.parse.quote(m["key"], ""))
         wait_for(lambda: page.js("document.querySelector('iframe.html') !== null"), 15,
                  "the HTML part's iframe")
         fields = dict(page.js("Array.from(document.querySelectorAll('table.fields tr'),"
