@@ -4,8 +4,9 @@ An aiosmtpd server on loopback takes every mail and stores it, as received, in a
 (the Maildir is the source of truth: delete a file there and it is gone from the page too);
 a web page on loopback lists the alerts newest first (a marker on high-priority ones, a
 search over subject, sender and recipients), shows one mail with its headers and raw source,
-deletes one or all, and refreshes itself as mail arrives. docs/CATCHER.md documents the page
-and its JSON API.
+its Cc and Bcc (envelope recipients in neither To nor Cc) and its HTML part (sandboxed, with
+its inline images, nothing remote), deletes one or all, and refreshes itself as mail
+arrives. docs/CATCHER.md documents the page and its JSON API.
 
     microsmtp catch                      SMTP on 127.0.0.1:2525, web page on 127.0.0.1:8025
     microsmtp catch --auth alerts:secret AUTH PLAIN/LOGIN required with these credentials

@@ -112,6 +112,38 @@ def _addresses(text):
     return [a.strip() for a in text.split(",") if a.strip()]
 
 
+def _header_addresses(msg, name):
+    """[(shown, addr-spec)] of every address in every `name` header (To, Cc), as parsed by
+    the email package (a display name may hold a comma); [] if there is none or it is
+    beyond parsing."""
+    found = []
+    try:
+        for value in msg.get_all(name) or ():
+            for addr in getattr(value, "addresses", ()):
+                found.append((str(addr), addr.addr_spec or ""))
+    except Exception:  # a header the parser cannot make sense of: shown among the headers
+        return []
+    return found
+
+
+def _content_id(part):
+    """A part's Content-ID without its <>, or ''."""
+    return clean(_header(part, "Content-ID")).strip().strip("<>").strip()
+
+
+def _is_inline_image(part):
+    """An image part the HTML can show by its Content-ID (cid: URL, RFC 2392). Only images:
+    anything else a cid: may name is not inlined (and stays a download)."""
+    return part.get_content_maintype() == "image" and bool(_content_id(part))
+
+
+def _html_part(msg):
+    try:
+        return msg.get_body(preferencelist=("html",))
+    except Exception:
+        return None
+
+
 def parse_message(raw, delivered, body_chars=PREVIEW_CHARS):
     """A summary of one stored mail (bytes): the fields of MaildirStore.messages() but the key.
 
@@ -123,13 +155,26 @@ def parse_message(raw, delivered, body_chars=PREVIEW_CHARS):
 
 def _summarise(msg, delivered, body_chars):
     body = _body_part(msg)
-    attachments = []
+    attachments, inline = [], []
     for i, part in enumerate(_attachment_parts(msg, body)[:MAX_LISTED]):
         payload = part.get_payload(decode=True) or b""
-        attachments.append((_filename(part, i), part.get_content_type()[:HEADER_CHARS],
-                            len(payload)))
-    to = _addresses(_header(msg, "X-microsmtp-Rcpt-To")) or _addresses(_header(msg, "To"))
+        ctype = part.get_content_type()[:HEADER_CHARS]
+        attachments.append((_filename(part, i), ctype, len(payload)))
+        if _is_inline_image(part):
+            inline.append((i, _content_id(part)[:HEADER_CHARS], ctype, len(payload)))
+    envelope = _addresses(_header(msg, "X-microsmtp-Rcpt-To"))
+    to = envelope or _addresses(_header(msg, "To"))
+    header_to = _header_addresses(msg, "To")
+    cc = _header_addresses(msg, "Cc")
+    # Bcc: whoever the mail was delivered to (RCPT TO, kept in the catcher's own
+    # X-microsmtp-Rcpt-To) and named in neither To nor Cc. Compared case-insensitively: a
+    # local part may be case-sensitive in theory, never in an alert's recipients.
+    named = {spec.casefold() for _, spec in header_to + cc}
+    bcc = [r for r in envelope if r.strip("<>").casefold() not in named]
     text = _text_of(body) if body is not None else ""
+
+    def listed(addresses):
+        return [clean(a)[:HEADER_CHARS] for a in addresses[:MAX_LISTED]]
     return {
         "time": delivered,
         "from": (_header(msg, "From") or _header(msg, "X-microsmtp-Mail-From"))[:HEADER_CHARS],
@@ -140,13 +185,18 @@ def _summarise(msg, delivered, body_chars):
         "body": text[:body_chars],
         "body_chars": len(text),
         "attachments": attachments,
+        "header_to": listed([shown for shown, _ in header_to]),
+        "cc": listed([shown for shown, _ in cc]),
+        "bcc": listed(bcc),
+        "has_html": _html_part(msg) is not None,
+        "inline_images": inline,
     }
 
 
 def _matches(summary, words):
     """Every word of the search (casefolded) is in the subject, the sender or a recipient."""
     text = " ".join([summary["subject"], summary["from"], summary["envelope_from"],
-                     *summary["to"]]).casefold()
+                     *summary["to"], *summary["header_to"], *summary["cc"]]).casefold()
     return all(word in text for word in words)
 
 
@@ -292,7 +342,8 @@ class MaildirStore:
                 except Exception as e:  # keep listing the rest; the file stays as it is
                     summary = {"time": mtime, "from": "", "to": [], "envelope_from": "",
                                "priority": "normal", "attachments": [], "body": "",
-                               "body_chars": 0,
+                               "body_chars": 0, "header_to": [], "cc": [], "bcc": [],
+                               "has_html": False, "inline_images": [],
                                "subject": "(unreadable message: %s)" % clean(str(e))[:200]}
                 summary["key"] = key
                 self._cache[key] = summary
@@ -302,7 +353,10 @@ class MaildirStore:
         """Every mail in the Maildir, newest first: dicts with key, time (epoch seconds),
         from, to (list), envelope_from, subject (decoded), priority ('high', 'normal',
         'low'), body (the first PREVIEW_CHARS characters of the text; body() reads all of
-        it), body_chars (its full length), attachments [(filename, content_type, size)].
+        it), body_chars (its full length), attachments [(filename, content_type, size)],
+        header_to and cc (the To and Cc headers' addresses), bcc (envelope recipients in
+        neither), has_html (a text/html part: html() reads it), inline_images
+        [(attachment index, content_id, content_type, size)] (image parts with a Content-ID).
         With a query, only the mails whose subject, sender or recipients hold every one of
         its words (case-insensitive)."""
         files = self._files()
@@ -365,3 +419,33 @@ class MaildirStore:
         part = parts[index]
         return (_filename(part, index), part.get_content_type(),
                 part.get_payload(decode=True) or b"")
+
+    def html(self, key):
+        """(html, {content_id: attachment index}) of a stored mail with a text/html part:
+        the HTML as text (not yet made safe: web.py serves it sandboxed) and its inline
+        images; None if there is no such mail or it has no HTML."""
+        raw = self.read(key)
+        if raw is None:
+            return None
+        msg = _parse(raw)
+        part = _html_part(msg)
+        if part is None:
+            return None
+        images = {}
+        for i, p in enumerate(_attachment_parts(msg, _body_part(msg))):
+            if _is_inline_image(p):
+                images.setdefault(_content_id(p), i)
+        return _text_of(part), images
+
+    def inline_image(self, key, index):
+        """(content_type, bytes) of attachment `index` if it is an image with a Content-ID
+        (what an HTML part may show inline), else None."""
+        raw = self.read(key)
+        if raw is None:
+            return None
+        msg = _parse(raw)
+        parts = _attachment_parts(msg, _body_part(msg))
+        if not 0 <= index < len(parts) or not _is_inline_image(parts[index]):
+            return None
+        part = parts[index]
+        return part.get_content_type(), part.get_payload(decode=True) or b""

@@ -5,9 +5,14 @@ and script as files, and JSON; static/catcher.js builds the page with DOM calls 
 only. The Content-Security-Policy allows scripts and styles from the catcher's own files only
 (nothing inline), and Trusted Types make any string reaching an HTML sink (innerHTML, ...) an
 error. Mail content is served only as JSON, text/plain (raw source, whole body) or a download
-(attachments), always with nosniff. The API is documented in docs/CATCHER.md."""
+(attachments), always with nosniff; the one exception is a mail's HTML part, which the page
+shows in an <iframe sandbox> from its own URL, under a policy of its own (HTML_PART_CSP): no
+scripts, no forms, no plugins, no loads from anywhere but the catcher's own URLs for this
+mail's inline images, no navigating the page around it. The API is documented in
+docs/CATCHER.md."""
 
 import json
+import re
 import time
 from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, quote, unquote
@@ -15,8 +20,22 @@ from urllib.parse import parse_qs, quote, unquote
 from .store import VIEW_CHARS
 
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
-       "base-uri 'none'; form-action 'none'; frame-ancestors 'none'; "
+       "frame-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'; "
        "require-trusted-types-for 'script'; trusted-types 'none'")
+# A mail's HTML part. `sandbox` (every flag off, as the page's iframe sets too) gives it an
+# origin of its own, no scripts, no forms, no popups and no navigating the top page, also
+# when it is opened in its own tab; default-src 'none' blocks every load (remote images,
+# fonts, CSS @import, frames, media, prefetch) but inline styles, data: images and this
+# mail's inline images, named by the catcher's full URL for them: 'self' would mean the
+# sandbox's own origin, which matches nothing. frame-ancestors: only the catcher's page may
+# frame it. cid: is not allowed: every cid: the catcher can show is rewritten to its URL.
+HTML_PART_CSP = ("default-src 'none'; img-src data: %(images)s; style-src 'unsafe-inline'; "
+                 "base-uri 'none'; form-action 'none'; frame-ancestors %(origin)s; sandbox")
+# An inline image: shown by the HTML part's <img>, or opened on its own (an SVG runs no
+# script either way).
+IMAGE_CSP = "default-src 'none'; style-src 'unsafe-inline'; sandbox"
+IMAGE_TYPE = re.compile(r"image/[a-z0-9][a-z0-9.+-]{0,100}")
+CID_URL = re.compile(r"cid:([^\s\"'<>()\\]+)", re.IGNORECASE)  # RFC 2392: cid:content-id
 STATIC = {  # file in static/ -> Content-Type
     "index.html": "text/html; charset=utf-8",
     "catcher.css": "text/css; charset=utf-8",
@@ -35,6 +54,19 @@ def _key_url(prefix, key, suffix=""):
     return prefix + quote(key, "") + suffix
 
 
+def inline_html(html, images, key):
+    """The HTML part with each cid: URL of an inline image (images: {content_id: index})
+    replaced by the catcher's URL for that image; other cid: URLs are left as they are
+    (the HTML part's policy loads none)."""
+    from urllib.parse import unquote as url_unquote
+
+    def replace(match):
+        index = images.get(url_unquote(match.group(1)))
+        return match.group(0) if index is None else _key_url("/inline/", key, "/%d" % index)
+
+    return CID_URL.sub(replace, html)
+
+
 def _more(text, total):
     """`text`, the start of `total` characters, with a note of how many are left out."""
     return text if total <= len(text) else text + "\n[... %d more characters]" % (
@@ -48,6 +80,7 @@ def web_message(m):
         "key": key, "time": m["time"],
         "time_text": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(m["time"])),
         "from": m["from"], "to": m["to"], "envelope_from": m["envelope_from"],
+        "header_to": m["header_to"], "cc": m["cc"], "bcc": m["bcc"],
         "subject": m["subject"], "priority": m["priority"],
         "body": _more(m["body"], m["body_chars"]), "body_chars": m["body_chars"],
         "body_url": _key_url("/body/", key) if m["body_chars"] > len(m["body"]) else None,
@@ -59,6 +92,12 @@ def web_message(m):
             {"filename": name, "content_type": ctype, "size": size,
              "url": _key_url("/attachment/", key, "/%d" % i)}
             for i, (name, ctype, size) in enumerate(m["attachments"])],
+        "has_html": m["has_html"],
+        "html_url": _key_url("/html/", key) if m["has_html"] else None,
+        "inline_images": [
+            {"content_id": cid, "content_type": ctype, "size": size, "attachment": i,
+             "url": _key_url("/inline/", key, "/%d" % i)}
+            for i, cid, ctype, size in m["inline_images"]],
     }
 
 
@@ -91,14 +130,14 @@ def handler_class(catcher):
         def log_message(self, format, *args):  # noqa: A002 (the base class's name)
             pass
 
-        def _send(self, status, body, content_type, extra=()):
+        def _send(self, status, body, content_type, extra=(), csp=CSP, corp="same-origin"):
             self.send_response(status)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
-            self.send_header("Content-Security-Policy", CSP)
+            self.send_header("Content-Security-Policy", csp)
             self.send_header("X-Content-Type-Options", "nosniff")
             self.send_header("Referrer-Policy", "no-referrer")
-            self.send_header("Cross-Origin-Resource-Policy", "same-origin")
+            self.send_header("Cross-Origin-Resource-Policy", corp)
             for name, value in extra:
                 self.send_header(name, value)
             self.end_headers()
@@ -141,10 +180,12 @@ def handler_class(catcher):
                 return "static", parts[2]
             if len(parts) == 3 and parts[1] == "messages" and parts[2].endswith(".json"):
                 return "json", unquote(parts[2][:-len(".json")])
-            if len(parts) == 3 and parts[1] in ("message", "raw", "body", "delete"):
+            if len(parts) == 3 and parts[1] in ("message", "raw", "body", "delete", "html"):
                 return parts[1], unquote(parts[2])
-            if len(parts) == 4 and parts[1] == "attachment" and parts[3].isdigit():
-                return "attachment", (unquote(parts[2]), int(parts[3]))
+            # An index is ASCII digits ("²".isdigit() too, and int() refuses it), bounded.
+            if (len(parts) == 4 and parts[1] in ("attachment", "inline")
+                    and parts[3].isascii() and parts[3].isdigit() and len(parts[3]) < 10):
+                return parts[1], (unquote(parts[2]), int(parts[3]))
             return None, path
 
         def do_HEAD(self):
@@ -197,7 +238,39 @@ def handler_class(catcher):
                 return self._send(200, data, "application/octet-stream",
                                   [("Content-Disposition", _content_disposition(filename)),
                                    ("Cache-Control", "no-store")])
+            if kind == "html":
+                return self._html_part(arg)
+            if kind == "inline":
+                found = catcher.store.inline_image(*arg)
+                if found is None:
+                    return self._error(404, "no such inline image")
+                content_type, data = found
+                # Loaded by the HTML part's sandbox, whose origin is its own: a same-origin
+                # resource policy would block it there. The mail's key is in the URL.
+                return self._send(200, data, content_type if IMAGE_TYPE.fullmatch(content_type)
+                                  else "application/octet-stream",
+                                  [("Cache-Control", "no-store")], csp=IMAGE_CSP,
+                                  corp="cross-origin")
             return self._error(404, "not found: " + quote(arg))
+
+        def _origin(self):
+            """This server's origin as the browser names it (the Host it sent, one of ours:
+            _foreign_host() refused any other)."""
+            host = self.headers.get("Host")
+            return "http://" + (host.lower() if host else "%s:%d" % (catcher.url_host,
+                                                                      catcher.http_port))
+
+        def _html_part(self, key):
+            found = catcher.store.html(key)
+            if found is None:
+                return self._error(404, "no such message, or it has no HTML part")
+            html, images = found
+            origin = self._origin()
+            csp = HTML_PART_CSP % {"origin": origin,
+                                   "images": origin + _key_url("/inline/", key, "/")}
+            body = inline_html(html, images, key).encode("utf-8", "surrogateescape")
+            return self._send(200, body, "text/html; charset=utf-8",
+                              [("Cache-Control", "no-store")], csp=csp)
 
         def do_POST(self):
             if self._foreign_host() or not self._read_post_body():

@@ -3,6 +3,8 @@
 // JSON (docs/CATCHER.md); this script builds the list and the message view with DOM calls and
 // textContent only, so mail content never becomes markup (the CSP's Trusted Types would
 // refuse a string reaching innerHTML anyway). Every URL of a mail comes from the JSON.
+// A mail's HTML part is the one thing not drawn here: an <iframe sandbox> loads it from its
+// own URL, where the server sends it under a policy that allows no script and no remote load.
 (function () {
   var POLL_MS = 1000;  // the list refreshes itself this often
   var ARM_MS = 4000;  // "Delete all" asks for a second click within this time
@@ -51,24 +53,50 @@
     return m;
   }
 
+  var BCC_NOTE = "received but not in headers";
+
+  // The To header's addresses; the envelope's when the mail has no To or Cc header at all.
+  function shownTo(m) {
+    return (m.header_to.length || m.cc.length ? m.header_to : m.to).join(", ");
+  }
+
   function meta(m) {
     var d = el("div", "meta");
     var mark = marker(m.priority);
     if (mark) { d.append(mark, " "); }
     d.append(el("time", "", m.time_text), " ", el("span", "from", m.from), " \u2192 ",
-             el("span", "to", m.to.join(", ")));
+             el("span", "to", shownTo(m)));
+    if (m.cc.length) { d.append(" \u00b7 cc ", el("span", "cc", m.cc.join(", "))); }
+    if (m.bcc.length) {
+      d.append(" \u00b7 bcc ", el("span", "bcc", m.bcc.join(", ")), " ",
+               el("span", "note", "(" + BCC_NOTE + ")"));
+    }
+    if (m.has_html) { d.append(" ", el("span", "badge", "HTML")); }
     return d;
   }
 
   function attachments(m) {
     var ul = el("ul", "attachments");
-    m.attachments.forEach(function (f) {
+    var inline = {};
+    m.inline_images.forEach(function (i) { inline[i.attachment] = true; });
+    m.attachments.forEach(function (f, n) {
       var li = el("li"), a = link(f.filename, f.url);
       a.setAttribute("download", "");
-      li.append(a, " (" + f.content_type + ", " + f.size + " bytes)");
+      li.append(a, " (" + f.content_type + ", " + f.size + " bytes" +
+                (inline[n] ? ", inline image of the HTML part" : "") + ")");
       ul.append(li);
     });
     return ul;
+  }
+
+  // The HTML part: sandboxed with every flag off (no scripts, no same origin, no forms, no
+  // popups, no top navigation); its URL's own policy blocks every load but inline images.
+  function htmlPart(m) {
+    var frame = el("iframe", "html");
+    frame.setAttribute("sandbox", "");
+    frame.title = "HTML part of the mail";
+    frame.src = m.html_url;
+    return frame;
   }
 
   function deleteButton(m, then) {
@@ -185,13 +213,22 @@
     var actions = el("div", "actions");
     actions.append(link("\u2190 all mail", "/"), link("raw source", m.raw_url),
                    deleteButton(m, function () { location.assign("/"); }));
-    a.append(actions, h, fields([
-      ["From", m.from], ["To", m.to.join(", ")], ["Envelope from", m.envelope_from || "<>"],
-      ["Received", m.time_text], ["Priority", m.priority], ["Size", m.raw_size + " bytes"]]));
+    var rows = [["From", m.from], ["To", m.header_to.join(", ") || "(no To header)"]];
+    if (m.cc.length) { rows.push(["Cc", m.cc.join(", ")]); }
+    if (m.bcc.length) { rows.push(["Bcc", m.bcc.join(", ") + " (" + BCC_NOTE + ")"]); }
+    rows.push(["Envelope to", m.to.join(", ")], ["Envelope from", m.envelope_from || "<>"],
+              ["Received", m.time_text], ["Priority", m.priority],
+              ["Size", m.raw_size + " bytes"]);
+    a.append(actions, h, fields(rows));
 
     a.append(el("h3", "", "Body"), el("pre", "body", m.body));
     if (m.body_url) {
       a.append(link("whole body (" + m.body_chars + " characters)", m.body_url, "full"));
+    }
+    if (m.html_url) {
+      var own = el("p", "note", "shown sandboxed: no scripts, no remote content; ");
+      own.append(link("open it on its own", m.html_url));
+      a.append(el("h3", "", "HTML part"), htmlPart(m), own);
     }
     if (m.attachments.length) { a.append(el("h3", "", "Attachments"), attachments(m)); }
 
