@@ -43,83 +43,22 @@ def _exists(path):
         return False
 
 
-class Path:
-    """An attachment's data to read from this file when the mail is sent, not copied into
-    the outbox: put(..., attachments=[("cam.jpg", "image/jpeg", Path("/flash/cam.jpg"))]).
-    Gone or unreadable by then: the mail goes to dead/ with the reason, the rest goes on."""
+def Path(name):
+    """An attachment's data read from the file `name` when the mail is sent, not copied
+    into the outbox: put(..., attachments=[("cam.jpg", "image/jpeg", Path("/cam.jpg"))]).
+    Gone or unreadable by then: the mail goes to dead/ with the reason, the rest goes on.
+    (outbox_rich.py's class, loaded now: a plain outbox never holds it.)"""
+    from .outbox_rich import Path
 
-    def __init__(self, name):
-        message.check(name, "Path", message.TEXT)  # a str, no control character
-        if not name:
-            raise ValueError("Path needs a file name")
-        self.name = name
-
-    def __repr__(self):
-        return "Path(%r)" % self.name
+    return Path(name)
 
 
-class _Part:
-    """Bytes [start, start + size) of an open outbox file as a file of their own
-    (readinto, tell, seek), for mime.py to stream: a copied attachment is never read
-    into RAM whole. Parts of one file share its handle: each seeks to its place."""
-
-    def __init__(self, f, start, size):
-        self.f = f
-        self.start = start
-        self.size = size
-        self.pos = 0
-
-    def tell(self):
-        return self.pos
-
-    def seek(self, pos, whence=0):
-        pos += self.pos if whence == 1 else self.size if whence == 2 else 0
-        self.pos = 0 if pos < 0 else self.size if pos > self.size else pos
-        return self.pos
-
-    def readinto(self, buf):
-        n = self.size - self.pos
-        if n <= 0:
-            return 0
-        self.f.seek(self.start + self.pos)
-        # (A view only for the last, short chunk: 16 B, once a part.)
-        n = self.f.readinto(buf if n >= len(buf) else memoryview(buf)[:n]) or 0
-        self.pos += n
-        return n
-
-    def close(self):  # the file is the outbox's to close
-        pass
-
-
-def _is_file(path):
-    return os.stat(path)[0] & 0xF000 == 0x8000  # S_IFREG
-
-
-def _bytes(body):
-    if isinstance(body, str):
-        return body.encode()
-    if not (isinstance(body, bytes) or isinstance(body, bytearray)):
-        raise TypeError("an outbox body is str or bytes")
-    return body
-
-
-def _too_big():
-    return SMTPError(OUTBOX_FULL, "The message is bigger than the outbox (OUTBOX).", "OUTBOX")
-
-
-def _slice(f, base, size, place):
-    """[offset, length] of the data after the head line, checked to lie within it."""
-    if not isinstance(place, list) or len(place) != 2:
-        raise TypeError("a part's place is [offset, length]")
-    off, n = place
-    if not (isinstance(off, int) and isinstance(n, int) and 0 <= off and 0 <= n and
-            off + n <= size):
-        raise ValueError("a part's place %r is outside the file" % (place,))
-    return _Part(f, base + off, n)
-
-
-def _close(mail):
-    for h in mail[9]:
+def _close(files, f):
+    """A mail's files closed: a rich one's list, or a plain one's f (no tuple made)."""
+    if files is None:
+        f.close()
+        return
+    for h in files:
         h.close()
 
 
@@ -192,11 +131,16 @@ class Outbox:
         max_bytes, or an attachment as Path(name), read at flush time). Returns its name.
         The mail keeps the time of put() as its Date (RFC 5322 §3.6.1: when it was ready
         to go) and one Message-ID for every try, so a duplicate can be recognised."""
-        if rich or message.named(recipients):  # mime.py's to check: loaded for these only
-            name = self._put_rich(recipients, subject, body, priority, rich)
+        if rich or message.named(recipients):  # outbox_rich.py, mime.py: for these only
+            from .outbox_rich import put
+
+            name = put(self, recipients, subject, body, priority, rich)
         else:
             recipients = message.check_mail(recipients, subject, priority)  # as Client.send
-            body = _bytes(body)
+            if isinstance(body, str):
+                body = body.encode()
+            elif not isinstance(body, (bytes, bytearray)):
+                raise TypeError("an outbox body is str or bytes")
             head = json.dumps(self._head(recipients, subject, priority)).encode()
             self._room(len(head) + 1 + len(body))
             name = self._name()
@@ -213,7 +157,8 @@ class Outbox:
         """Room for a message of size bytes: the oldest dropped for it (DROP_OLDEST), or
         SMTPError(OUTBOX_FULL)."""
         if size > self.max_bytes:  # refused before anything is dropped for it
-            raise _too_big()
+            raise SMTPError(OUTBOX_FULL, "The message is bigger than the outbox (OUTBOX).",
+                            "OUTBOX")
         names = self.pending()
         used = sum(os.stat(self.path + "/" + n)[6] for n in names)
         while names and (len(names) >= self.max_messages or used + size > self.max_bytes):
@@ -224,107 +169,6 @@ class Outbox:
             used -= os.stat(self.path + "/" + name)[6]
             os.remove(self.path + "/" + name)
             self._retry.pop(name, None)
-
-    def _put_rich(self, to, subject, body, priority, rich):
-        """put() of a rich mail: checked by mime.py as send() checks it (Path data as an
-        empty attachment), then written to tmp/ whole (its parts copied: an iterator's
-        length is known only then), made room for, and renamed into place."""
-        from . import mime
-
-        files = rich.get("attachments")
-        if (isinstance(files, list) or isinstance(files, tuple)) and files:
-            checked = dict(rich)
-            checked["attachments"] = [a[:2] + (b"",) + a[3:] if isinstance(a, tuple) and
-                                      len(a) > 2 and isinstance(a[2], Path) else a
-                                      for a in files]
-            for a in files:
-                if isinstance(a, tuple) and len(a) > 2 and isinstance(a[2], Path) and \
-                        not (_exists(a[2].name) and _is_file(a[2].name)):
-                    raise ValueError("attachment %r: %s is not a file" % (a[0], a[2].name))
-        else:
-            checked = rich
-        envelope = mime.envelope(to, checked)
-        message.check_mail(envelope, subject, priority)  # as ClientSession.send
-        body = _bytes(body)
-        # The head as it will be, each copied part's [offset, length] at its widest (no
-        # part is longer than max_bytes): its line is written that long first, the parts
-        # after it, then the line again with their places, padded with spaces (JSON).
-        head = self._head([to] if isinstance(to, str) else list(to), subject, priority)
-        fields = {"body": len(body)}
-        head["rich"] = fields
-        copies = [body]
-        for key in ("cc", "bcc", "reply_to"):
-            if key in rich:
-                fields[key] = rich[key]
-        if "headers" in rich:
-            h = rich["headers"]
-            fields["headers"] = list(h.items() if isinstance(h, dict) else h)
-        if "html" in rich:
-            fields["html"] = self._place(rich["html"], copies)
-        if files:
-            fields["attachments"] = [list(a[:2]) + [{"path": a[2].name} if isinstance(
-                a[2], Path) else self._place(a[2], copies)] + list(a[3:]) for a in files]
-        width = len(json.dumps(head).encode())
-        name = self._name()
-        tmp = self.path + "/tmp/" + name
-        try:
-            with open(tmp, "wb") as f:
-                f.write(b" " * width + b"\n")
-                at = 0
-                room = self.max_bytes - width - 1
-                for i in range(len(copies)):
-                    n = self._copy(copies[i], f, room - at)
-                    if i:  # (the body's length is known: it is bytes)
-                        copies[i][1][0] = at
-                        copies[i][1][1] = n
-                    at += n
-                line = json.dumps(head).encode()
-                f.seek(0)
-                f.write(line)
-                f.write(b" " * (width - len(line)))
-                _sync(f)
-            self._room(width + 1 + at)
-        except BaseException:  # refused, or the copy failed: nothing queued
-            if _exists(tmp):
-                os.remove(tmp)
-            raise
-        os.rename(tmp, self.path + "/" + name)
-        return name
-
-    def _place(self, data, copies):
-        """A part to copy after the body: its [offset, length], filled in as it is."""
-        place = [self.max_bytes, self.max_bytes]
-        copies.append((data, place))
-        return place
-
-    def _copy(self, data, f, room):
-        """data (str, bytes, a file from where it stands, an iterator of str or bytes
-        chunks) written to f; its length. More than room: SMTPError(OUTBOX_FULL)."""
-        if isinstance(data, tuple):
-            data = data[0]
-        n = 0
-        if hasattr(data, "readinto"):
-            buf = bytearray(256)
-            view = memoryview(buf)
-            while True:
-                k = data.readinto(buf) or 0
-                if not k:
-                    return n
-                n += k
-                if n > room:
-                    raise _too_big()
-                f.write(view[:k])
-        if not (isinstance(data, str) or isinstance(data, bytes) or
-                isinstance(data, bytearray) or isinstance(data, memoryview)):
-            for chunk in data:  # an iterator: consumed now
-                n += self._copy(chunk, f, room - n)
-            return n
-        if isinstance(data, str):
-            data = data.encode()
-        if len(data) > room:
-            raise _too_big()
-        f.write(data)
-        return len(data)
 
     def _name(self):
         # One more than the newest name queued or dead (a message moved to dead/ must not
@@ -450,7 +294,7 @@ class Outbox:
                             error = e
                         except (ValueError, TypeError) as e:  # (checked by _read: cannot be)
                             error = SMTPError(_MESSAGE_FORMAT_ERROR, "Not sent: %s" % e)
-                        _close(mail)
+                        _close(mail[9], mail[2])
                         f = None
                         if error is not None and not s.alive and not self._own(error):
                             # The session ended before this mail was taken or refused (no
@@ -477,7 +321,7 @@ class Outbox:
                 self._later(name)
         finally:
             if f is not None:
-                _close(f)
+                _close(f[9], f[2])
         return sent
 
     def _own(self, e):
@@ -489,10 +333,10 @@ class Outbox:
 
     def _read(self, name):
         """A queued message as (to, subject, body, priority, time, id, head, rich keywords
-        or None, envelope, files to close); one that cannot be read (flash damage, a file
-        copied in by hand, an attachment's Path gone) goes to dead/."""
+        or None, envelope, files to close or None: the body's); one that cannot be read
+        (flash damage, a file copied in by hand, an attachment's Path gone) goes to dead/."""
         f = open(self.path + "/" + name, "rb")
-        files = [f]
+        files = None  # a rich mail's: f and its Paths' files (a plain one has only f)
         try:
             head = json.loads(f.readline())
             to, subject = head["to"], head["subject"]
@@ -504,14 +348,10 @@ class Outbox:
                 # A tampered file must not inject either: held to what send() takes.
                 to = envelope = message.check_mail(to, subject, priority)
             else:  # held to what send() takes, by mime.py's checks, as put() was
-                rich, body = self._rich(f, fields, files)
-                from . import mime
+                from .outbox_rich import read
 
-                envelope = mime.envelope(to, rich)
-                message.check_mail(envelope, subject, priority)
-                rcpt = head.get("rcpt")  # the recipients still owed it (see _done)
-                if rcpt is not None:
-                    envelope = rich["envelope"] = mime.only(envelope, rcpt)
+                files = [f]
+                rich, body, envelope = read(f, head, files)
             msgid = head.get("id")
             if msgid is not None:
                 message.check(msgid, "id", message.DOMAIN, 64)
@@ -519,57 +359,10 @@ class Outbox:
             return to, subject, body, priority, when if isinstance(when, int) else None, \
                 msgid, head, rich, envelope, files
         except (ValueError, KeyError, TypeError, OverflowError, OSError) as e:
-            for h in files:
-                h.close()
+            _close(files, f)
             self._bury(name, ("Not sent: %s" if isinstance(e, OSError) else
                               "Unreadable outbox file: %s") % e)
             return None
-
-    def _rich(self, f, fields, files):
-        """A rich mail's keywords for send() from its fields, and its body: the copied
-        parts as _Parts of f (checked to lie within it), Path attachments opened (onto
-        files). OSError for a Path that cannot be read."""
-        base = f.tell()
-        size = f.seek(0, 2) - base
-        rich = {}
-        for key in fields:
-            value = fields[key]
-            if key == "cc" or key == "bcc" or key == "reply_to":
-                rich[key] = value
-            elif key == "headers":
-                if not isinstance(value, list):
-                    raise TypeError("headers is a list of (name, value)")
-                rich[key] = [tuple(h) if isinstance(h, list) else h for h in value]
-            elif key == "html":
-                rich[key] = _slice(f, base, size, value)
-            elif key == "attachments":
-                if not isinstance(value, list):
-                    raise TypeError("attachments is a list")
-                rich[key] = [self._file(f, base, size, a, files) for a in value]
-            elif key != "body":
-                raise ValueError("unknown rich field %r" % key)
-        return rich, _slice(f, base, size, [0, fields["body"]])
-
-    def _file(self, f, base, size, a, files):
-        """An attachment: (filename, type, data[, content ID]), its data a _Part of f or
-        its Path's file, open."""
-        if not isinstance(a, list) or not 3 <= len(a) <= 4:
-            raise TypeError("an attachment is [filename, type, data(, content ID)]")
-        data = a[2]
-        if isinstance(data, dict):
-            path = data["path"]
-            message.check(path, "Path", message.TEXT)
-            try:
-                if not _is_file(path):
-                    raise OSError("not a file")
-                data = open(path, "rb")
-            except OSError as e:
-                raise OSError("attachment %s: its file %s cannot be read (%s)" % (
-                    a[0], path, e)) from None
-            files.append(data)
-        else:
-            data = _slice(f, base, size, data)
-        return (a[0], a[1], data) + tuple(a[3:])
 
     def _done(self, name, head, error, to):
         """The mail's result: deleted, kept for some recipients (to: its envelope), or
