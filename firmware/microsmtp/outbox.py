@@ -141,17 +141,15 @@ class Outbox:
                 body = body.encode()
             elif not isinstance(body, (bytes, bytearray)):
                 raise TypeError("an outbox body is str or bytes")
-            head = json.dumps(self._head(recipients, subject, priority)).encode()
+            head = json.dumps({"to": recipients, "subject": subject, "priority": priority,
+                               "time": int(time.time()),
+                               "id": binascii.hexlify(os.urandom(12)).decode()}).encode()
             self._room(len(head) + 1 + len(body))
             name = self._name()
             self._write(name, head, body)
         if self._wake is not None:
             self._wake.set()
         return name
-
-    def _head(self, to, subject, priority):
-        return {"to": to, "subject": subject, "priority": priority, "time": int(time.time()),
-                "id": binascii.hexlify(os.urandom(12)).decode()}
 
     def _room(self, size):
         """Room for a message of size bytes: the oldest dropped for it (DROP_OLDEST), or

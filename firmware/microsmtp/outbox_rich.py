@@ -9,8 +9,10 @@
 # from the byte after the line, an attachment read at flush as {"path": name}); then the
 # body, the HTML and the copied attachments, one after the other. A retry for some of the
 # recipients adds "rcpt" beside "rich" (outbox.py's _done): the headers stay as they were.
+import binascii
 import json
 import os
+import time
 
 from . import message, mime
 from .outbox import _sync
@@ -98,7 +100,10 @@ def put(box, to, subject, body, priority, rich):
         body = body.encode()
     elif not (isinstance(body, bytes) or isinstance(body, bytearray)):
         raise TypeError("an outbox body is str or bytes")
-    head = box._head([to] if isinstance(to, str) else list(to), subject, priority)
+    # outbox.py's head line (put() of a plain mail) and "rich".
+    head = {"to": [to] if isinstance(to, str) else list(to), "subject": subject,
+            "priority": priority, "time": int(time.time()),
+            "id": binascii.hexlify(os.urandom(12)).decode()}
     fields = {"body": len(body)}
     head["rich"] = fields
     copies = [(body, None)]
