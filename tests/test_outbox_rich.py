@@ -497,3 +497,33 @@ def test_a_rich_put_allocates_little(server, tmp_path):
     assert len(server.handler.messages) == 6
     got = files_of(parsed(server.handler.messages[5]))
     assert got["data.bin"][1] == big.read_bytes() and got["cam.jpg"][1] == cam.read_bytes()
+
+
+def test_a_part_that_fails_mid_send_keeps_the_mail(server, tmp_path, monkeypatch):
+    # An OSError while an attachment streams (flash, an SD card pulled: injected) ends the
+    # session; flush() does not raise, the mail stays queued with last_error, every buffer
+    # is back, and the next flush sends it whole.
+    from microsmtp import outbox_rich
+
+    client = microsmtp.Client("127.0.0.1", server.port, from_address="boiler@example.org",
+                              tls=microsmtp.TLS_NONE, net=net)
+    o = outbox.Outbox(client, str(tmp_path / "outbox"), backoff=1)
+    name = o.put(OPS, "flaky", "b\n", attachments=[("a.bin", "application/octet-stream",
+                                                     ALL_BYTES)])
+    readinto = outbox_rich._Part.readinto
+
+    def failing(self, buf):
+        if self.size == len(ALL_BYTES):
+            raise OSError(5, "EIO")
+        return readinto(self, buf)
+
+    monkeypatch.setattr(outbox_rich._Part, "readinto", failing)
+    assert o.flush() == 0 and o.pending() == [name] and o.dead() == []
+    assert o.last_error.status == microsmtp.MESSAGE_FORMAT_ERROR
+    assert "could not be read" in str(o.last_error)
+    assert client.pool.available() == client.pool.count
+    monkeypatch.undo()
+    o = outbox.Outbox(client, str(tmp_path / "outbox"))  # a reboot: due at once
+    assert o.flush() == 1 and o.pending() == []
+    assert server.handler.subjects == ["flaky"]
+    assert files_of(parsed(server.handler.messages[0]))["a.bin"][1] == ALL_BYTES

@@ -292,6 +292,10 @@ class Outbox:
                             error = e
                         except (ValueError, TypeError) as e:  # (checked by _read: cannot be)
                             error = SMTPError(_MESSAGE_FORMAT_ERROR, "Not sent: %s" % e)
+                        except OSError as e:  # a file of the mail failed mid-send (flash,
+                            # an SD card pulled): the session is over, the mail stays queued
+                            error = SMTPError(_MESSAGE_FORMAT_ERROR, "Not sent: its file could "
+                                              "not be read (%s) (OUTBOX)." % e, "OUTBOX")
                         _close(mail[9], mail[2])
                         f = None
                         if error is not None and not s.alive and not self._own(error):
