@@ -528,3 +528,21 @@ def test_a_part_that_fails_mid_send_keeps_the_mail(server, tmp_path, monkeypatch
     assert o.flush() == 1 and o.pending() == []
     assert server.handler.subjects == ["flaky"]
     assert files_of(parsed(server.handler.messages[0]))["a.bin"][1] == ALL_BYTES
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_a_partly_refused_rich_mail_without_cc_keeps_its_to(runtime, rcpt_server, mp_dir,
+                                                            tmp_path):
+    # Bare addresses in To, an attachment: To is written from the envelope, so the retry
+    # for grey alone must still show both (the headers are the mail's, not the retry's).
+    srv = rcpt_server
+    res = run_ops(runtime, srv.port, tmp_path / "outbox", [
+        ["rich", [OPS, GREY], "Window", BODY, {"attachments": [
+            {"name": "a.txt", "type": "text/plain", "text": "open"}]}],
+        ["flush"], ["reboot"], ["flush"]], mp_dir, tmp_path)
+    assert res[1] == ["flush", 1, ["00000001.msg"], []], res
+    assert res[3] == ["flush", 1, [], []], res
+    first, retry = srv.handler.messages
+    assert first["rcpt_tos"] == [OPS] and retry["rcpt_tos"] == [GREY]
+    assert parsed(retry)["To"] == parsed(first)["To"] == "%s, %s" % (OPS, GREY)
+    assert files_of(parsed(retry))["a.txt"][1] == b"open"

@@ -64,6 +64,8 @@ class ClientSession:
             from .mime import only
 
             head = self.client._session.head
+            if head.to is None:  # To is written from the envelope: from the whole one
+                head.to = recipients
             recipients = head.armed = only(recipients, rcpt)  # armed: Mail.start's own
         return recipients
 
