@@ -546,3 +546,17 @@ def test_a_partly_refused_rich_mail_without_cc_keeps_its_to(runtime, rcpt_server
     assert first["rcpt_tos"] == [OPS] and retry["rcpt_tos"] == [GREY]
     assert parsed(retry)["To"] == parsed(first)["To"] == "%s, %s" % (OPS, GREY)
     assert files_of(parsed(retry))["a.txt"][1] == b"open"
+
+
+def test_keywords_given_as_none_are_none_as_send_takes_them(server, tmp_path):
+    client = microsmtp.Client("127.0.0.1", server.port, from_address="boiler@example.org",
+                              tls=microsmtp.TLS_NONE, net=net)
+    o = outbox.Outbox(client, str(tmp_path / "outbox"))
+    o.put(OPS, "nones", "b\n", html=None, reply_to=None, headers=None)
+    assert head_of(tmp_path / "outbox" / "00000001.msg")["rich"] == {"body": 2}
+    assert o.flush() == 1
+    msg = parsed(server.handler.messages[0])
+    assert msg.get_content_type() == "text/plain" and msg["Reply-To"] is None
+    with pytest.raises(TypeError):  # as send() refuses it
+        o.put(OPS, "x", "b\n", cc=None)
+    assert o.pending() == [] and os.listdir(tmp_path / "outbox" / "tmp") == []

@@ -107,13 +107,13 @@ def put(box, to, subject, body, priority, rich):
     fields = {"body": len(body)}
     head["rich"] = fields
     copies = [(body, None)]
-    for key in ("cc", "bcc", "reply_to"):
-        if key in rich:
+    for key in ("cc", "bcc", "reply_to"):  # (None, as send() takes it: none)
+        if rich.get(key) is not None:
             fields[key] = rich[key]
-    if "headers" in rich:
-        h = rich["headers"]
+    h = rich.get("headers")
+    if h is not None:
         fields["headers"] = list(h.items() if isinstance(h, dict) else h)
-    if "html" in rich:
+    if rich.get("html") is not None:
         fields["html"] = _place(box, rich["html"], copies)
     if files:
         fields["attachments"] = [list(a[:2]) + [{"path": a[2].name} if _is_path(a) else
