@@ -281,6 +281,59 @@ def _check_file(item, html):
         check(cid, "content_id", message.ADDRESS if "@" in cid else message.DOMAIN, 100)
 
 
+def _fielded(to, rich):
+    """True when the header fields need mime.py (Cc, Reply-To, headers, display names);
+    otherwise Head writes To from the envelope."""
+    return "cc" in rich or "bcc" in rich or "reply_to" in rich or "headers" in rich or \
+        message.named(to)
+
+
+def _fields(to, rich):
+    """To, Cc, Bcc, Reply-To and the caller's headers checked: (the envelope, every
+    address once more as RCPT TO; To's entries as written, or None when all are bare;
+    the header lines after To, or None)."""
+    to = _addresses(to, "recipients")
+    cc = _addresses(rich.get("cc", ()), "cc")
+    bcc = _addresses(rich.get("bcc", ()), "bcc")
+    if not to:
+        raise ValueError("no recipient given (To needs one; cc and bcc add more)")
+    if len(to) + len(cc) + len(bcc) > 100:  # RFC 5321 §4.5.3.1.8
+        raise ValueError("more than 100 recipients in one mail")
+    envelope = []
+    shown = _render(to, "recipient", envelope)
+    extra = []
+    if cc:
+        extra.append("Cc: " + ",\r\n ".join(_render(cc, "cc", envelope) or cc))
+    _render(bcc, "bcc", envelope)  # the envelope only: never a header
+    reply = rich.get("reply_to")
+    if reply is not None:
+        reply = _addresses(reply, "reply_to")
+        extra.append("Reply-To: " + ",\r\n ".join(_render(reply, "reply_to", []) or reply))
+    _headers(rich.get("headers"), extra)
+    return envelope, shown if shown is not None else to, \
+        ("\r\n" + "\r\n".join(extra)).encode() if extra else None
+
+
+def envelope(to, rich):
+    """send()'s rich arguments checked as Mail.prepare checks them, nothing kept: the
+    envelope's addresses (RCPT TO). Outbox.put checks a mail with it before writing it,
+    and flush() the mail it reads back (a tampered file must not inject either)."""
+    _check_rich(rich)
+    return _fields(to, rich)[0] if _fielded(to, rich) else _own(to)
+
+
+def only(envelope, rcpt):
+    """rcpt (a list of addresses, each one of envelope's) as the envelope: a session's
+    send(envelope=...), the outbox's retry for the recipients a server refused."""
+    if not (isinstance(rcpt, list) or isinstance(rcpt, tuple)) or not rcpt:
+        raise TypeError("envelope must be a non-empty list of the mail's addresses")
+    for i in range(len(rcpt)):
+        if rcpt[i] not in envelope:
+            raise ValueError("envelope address %r is not one of the mail's recipients"
+                             % (rcpt[i],))
+    return list(rcpt)
+
+
 def _b64(src, n, buf, o):
     """src[:n] as base64 into buf from o, a CRLF after every 76 characters (57 bytes) and
     at the end; the new o. Small ints only: nothing allocated (RFC 2045 §6.8). Bytecode,
@@ -352,9 +405,8 @@ class Mail(message.Head):
         recipients (RCPT TO). The body the session is to read is then self.body. (Small
         steps: a call with many locals takes its frame from the heap.)"""
         _check_rich(rich)
-        if "cc" in rich or "bcc" in rich or "reply_to" in rich or "headers" in rich or \
-                message.named(to):
-            envelope = self._address(to, rich)
+        if _fielded(to, rich):
+            envelope, self.to, self.extra = _fields(to, rich)
         else:  # To alone, bare addresses: Head writes it from the envelope
             envelope = _own(to)
             self.to = self.extra = None
@@ -373,32 +425,6 @@ class Mail(message.Head):
         self.names = _names(self.files)
         self._program()
         self.body = self if self.top >= 0 else body
-
-    def _address(self, to, rich):
-        """To, Cc, Bcc, Reply-To and the caller's headers checked: the envelope (every
-        address once more as RCPT TO), self.to (To's entries as written) and self.extra
-        (the header lines after To)."""
-        to = _addresses(to, "recipients")
-        cc = _addresses(rich.get("cc", ()), "cc")
-        bcc = _addresses(rich.get("bcc", ()), "bcc")
-        if not to:
-            raise ValueError("no recipient given (To needs one; cc and bcc add more)")
-        if len(to) + len(cc) + len(bcc) > 100:  # RFC 5321 §4.5.3.1.8
-            raise ValueError("more than 100 recipients in one mail")
-        envelope = []
-        shown = _render(to, "recipient", envelope)
-        extra = []
-        if cc:
-            extra.append("Cc: " + ",\r\n ".join(_render(cc, "cc", envelope) or cc))
-        _render(bcc, "bcc", envelope)  # the envelope only: never a header
-        reply = rich.get("reply_to")
-        if reply is not None:
-            reply = _addresses(reply, "reply_to")
-            extra.append("Reply-To: " + ",\r\n ".join(_render(reply, "reply_to", []) or reply))
-        _headers(rich.get("headers"), extra)
-        self.to = shown if shown is not None else to
-        self.extra = ("\r\n" + "\r\n".join(extra)).encode() if extra else None
-        return envelope
 
     def _program(self):
         """The body's op list: which parts, in which multiparts (RFC 2046 §5.1)."""

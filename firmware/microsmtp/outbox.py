@@ -3,8 +3,12 @@
 # MIT licence.
 #
 # A message is one file: a JSON line (recipients, subject, priority) and then the body.
-# put() writes it to tmp/, flushes and syncs, then renames it into place, so a power cut
-# leaves either the whole message or none. flush() sends every due message over one SMTP
+# A rich mail (put() with send()'s cc=, bcc=, reply_to=, headers=, html=, attachments=)
+# has its fields under "rich" in that line, and its HTML and copied attachments after the
+# body, each found by [offset, length] from the byte after the line; an attachment given
+# as Path(name) is read from that file at flush time instead. put() writes it to tmp/,
+# flushes and syncs, then renames it into place, so a power cut leaves either the whole
+# message or none. flush() sends every due message over one SMTP
 # session: 250 deletes the file; 4xx or a lost connection keeps it and waits (exponential
 # backoff with jitter, in RAM: after a reboot everything is due at once); 5xx moves it to
 # dead/ with the server's reply. Refusals at RCPT are judged per recipient: 4xx ones stay
@@ -37,6 +41,25 @@ def _exists(path):
         return True
     except OSError:
         return False
+
+
+def Path(name):
+    """An attachment's data read from the file `name` when the mail is sent, not copied
+    into the outbox: put(..., attachments=[("cam.jpg", "image/jpeg", Path("/cam.jpg"))]).
+    Gone or unreadable by then: the mail goes to dead/ with the reason, the rest goes on.
+    (outbox_rich.py's class, loaded now: a plain outbox never holds it.)"""
+    from .outbox_rich import Path
+
+    return Path(name)
+
+
+def _close(files, f):
+    """A mail's files closed: a rich one's list, or a plain one's f (no tuple made)."""
+    if files is None:
+        f.close()
+        return
+    for h in files:
+        h.close()
 
 
 def _sync(f):
@@ -102,19 +125,38 @@ class Outbox:
         """Names of the messages a server refused for good (see their .reply files)."""
         return self._list(self.path + "/dead")
 
-    def put(self, recipients, subject, body, priority=message.PRIORITY_NORMAL):
-        """Queue one mail durably; the same arguments as Client.send. Returns its name.
+    def put(self, recipients, subject, body, priority=message.PRIORITY_NORMAL, **rich):
+        """Queue one mail durably; the same arguments as Client.send (its rich keywords
+        too: an attachment's data, the HTML, copied into the outbox file and counted in
+        max_bytes, or an attachment as Path(name), read at flush time). Returns its name.
         The mail keeps the time of put() as its Date (RFC 5322 §3.6.1: when it was ready
         to go) and one Message-ID for every try, so a duplicate can be recognised."""
-        recipients = message.check_mail(recipients, subject, priority)  # as Client.send
-        if isinstance(body, str):
-            body = body.encode()
-        elif not isinstance(body, (bytes, bytearray)):
-            raise TypeError("an outbox body is str or bytes")
-        head = json.dumps({"to": recipients, "subject": subject, "priority": priority,
-                           "time": int(time.time()),
-                           "id": binascii.hexlify(os.urandom(12)).decode()}).encode()
-        size = len(head) + 1 + len(body)
+        if rich or message.named(recipients):  # outbox_rich.py, mime.py: for these only
+            from .outbox_rich import put
+
+            name = put(self, recipients, subject, body, priority, rich)
+        else:
+            recipients = message.check_mail(recipients, subject, priority)  # as Client.send
+            if isinstance(body, str):
+                body = body.encode()
+            elif not isinstance(body, (bytes, bytearray)):
+                raise TypeError("an outbox body is str or bytes")
+            head = json.dumps({"to": recipients, "subject": subject, "priority": priority,
+                               "time": int(time.time()),
+                               "id": binascii.hexlify(os.urandom(12)).decode()}).encode()
+            self._room(len(head) + 1 + len(body))
+            name = self._name()
+            self._write(name, head, body)
+        if self._wake is not None:
+            self._wake.set()
+        return name
+
+    def _room(self, size):
+        """Room for a message of size bytes: the oldest dropped for it (DROP_OLDEST), or
+        SMTPError(OUTBOX_FULL)."""
+        if size > self.max_bytes:  # refused before anything is dropped for it
+            raise SMTPError(OUTBOX_FULL, "The message is bigger than the outbox (OUTBOX).",
+                            "OUTBOX")
         names = self.pending()
         used = sum(os.stat(self.path + "/" + n)[6] for n in names)
         while names and (len(names) >= self.max_messages or used + size > self.max_bytes):
@@ -125,14 +167,6 @@ class Outbox:
             used -= os.stat(self.path + "/" + name)[6]
             os.remove(self.path + "/" + name)
             self._retry.pop(name, None)
-        if size > self.max_bytes:
-            raise SMTPError(OUTBOX_FULL, "The message is bigger than the outbox (OUTBOX).",
-                            "OUTBOX")
-        name = self._name()
-        self._write(name, head, body)
-        if self._wake is not None:
-            self._wake.set()
-        return name
 
     def _name(self):
         # One more than the newest name queued or dead (a message moved to dead/ must not
@@ -239,16 +273,30 @@ class Outbox:
                         if mail is None:
                             i += 1
                             continue
-                        f = mail[2]
+                        f = mail
                         error = None
                         try:
-                            if aio:
-                                await s.send(mail[0], mail[1], f, mail[3], mail[4], mail[5])
+                            if mail[7] is None:
+                                if aio:
+                                    await s.send(mail[0], mail[1], mail[2], mail[3], mail[4],
+                                                 mail[5])
+                                else:
+                                    s.send(mail[0], mail[1], mail[2], mail[3], mail[4], mail[5])
+                            elif aio:
+                                await s.send(mail[0], mail[1], mail[2], mail[3], mail[4],
+                                             mail[5], **mail[7])
                             else:
-                                s.send(mail[0], mail[1], f, mail[3], mail[4], mail[5])
+                                s.send(mail[0], mail[1], mail[2], mail[3], mail[4], mail[5],
+                                       **mail[7])
                         except SMTPError as e:
                             error = e
-                        f.close()
+                        except (ValueError, TypeError) as e:  # (checked by _read: cannot be)
+                            error = SMTPError(_MESSAGE_FORMAT_ERROR, "Not sent: %s" % e)
+                        except OSError as e:  # a file of the mail failed mid-send (flash,
+                            # an SD card pulled): the session is over, the mail stays queued
+                            error = SMTPError(_MESSAGE_FORMAT_ERROR, "Not sent: its file could "
+                                              "not be read (%s) (OUTBOX)." % e, "OUTBOX")
+                        _close(mail[9], mail[2])
                         f = None
                         if error is not None and not s.alive and not self._own(error):
                             # The session ended before this mail was taken or refused (no
@@ -258,7 +306,7 @@ class Outbox:
                             for name in due[i:]:
                                 self._later(name)
                             return sent
-                        sent += self._done(due[i], mail[6], error)
+                        sent += self._done(due[i], mail[6], error, mail[8])
                         i += 1
                         if not s.alive:
                             break  # this mail's own error ended it: a new session for the rest
@@ -275,7 +323,7 @@ class Outbox:
                 self._later(name)
         finally:
             if f is not None:
-                f.close()
+                _close(f[9], f[2])
         return sent
 
     def _own(self, e):
@@ -286,30 +334,43 @@ class Outbox:
                                         e.reply_code or e.status == _MESSAGE_FORMAT_ERROR)
 
     def _read(self, name):
-        """A queued message as (to, subject, file at its body, priority, time, id, head);
-        one that cannot be read (flash damage, a file copied in by hand) goes to dead/."""
+        """A queued message as (to, subject, body, priority, time, id, head, rich keywords
+        or None, envelope, files to close or None: the body's); one that cannot be read
+        (flash damage, a file copied in by hand, an attachment's Path gone) goes to dead/."""
         f = open(self.path + "/" + name, "rb")
+        files = None  # a rich mail's: f and its Paths' files (a plain one has only f)
         try:
             head = json.loads(f.readline())
             to, subject = head["to"], head["subject"]
             priority = head.get("priority", message.PRIORITY_NORMAL)
-            # A tampered file must not inject either: held to what send() takes.
-            to = message.check_mail(to, subject, priority)
+            fields = head.get("rich")
+            rich = None
+            body = f
+            if fields is None:
+                # A tampered file must not inject either: held to what send() takes.
+                to = envelope = message.check_mail(to, subject, priority)
+            else:  # held to what send() takes, by mime.py's checks, as put() was
+                from .outbox_rich import read
+
+                files = [f]
+                rich, body, envelope = read(f, head, files)
             msgid = head.get("id")
             if msgid is not None:
                 message.check(msgid, "id", message.DOMAIN, 64)
             when = head.get("time")  # the put() time is the mail's Date
-            return to, subject, f, priority, when if isinstance(when, int) else None, \
-                msgid, head
-        except (ValueError, KeyError, TypeError, OverflowError) as e:
-            f.close()
-            self._bury(name, "Unreadable outbox file: %s" % e)
+            return to, subject, body, priority, when if isinstance(when, int) else None, \
+                msgid, head, rich, envelope, files
+        except (ValueError, KeyError, TypeError, OverflowError, OSError) as e:
+            _close(files, f)
+            self._bury(name, ("Not sent: %s" if isinstance(e, OSError) else
+                              "Unreadable outbox file: %s") % e)
             return None
 
-    def _done(self, name, head, error):
-        """The mail's result: deleted, kept for some recipients, or buried; 1 when the
-        server took it (for some recipients at least), else 0."""
-        to = head["to"]
+    def _done(self, name, head, error, to):
+        """The mail's result: deleted, kept for some recipients (to: its envelope), or
+        buried; 1 when the server took it (for some recipients at least), else 0. A rich
+        mail's headers stay as they were: "rcpt" in its head says whom it is still for."""
+        key = "to" if head.get("rich") is None else "rcpt"
         later = gone = ()
         if error is not None:
             self.last_error = error
@@ -329,11 +390,11 @@ class Outbox:
             self._bury(name, str(error))
             return took
         if gone:  # a copy for them in dead/, under a new name
-            head["to"] = gone
+            head[key] = gone
             self._bury(self._name(), str(error), head, name)
         if later:
             if len(later) < len(to):  # only they get it next time; Date and id stay
-                head["to"] = later
+                head[key] = later
                 self._write(name, json.dumps(head).encode(), name)
             self._later(name)
         else:

@@ -36,9 +36,11 @@ class ClientSession:
              message_id=None, **rich):
         """As Client.send (rich mails too); date: seconds since the epoch for the Date
         header (the time the mail was made, e.g. queued), message_id: the Message-ID's part
-        before "@"."""
+        before "@"; envelope (a rich keyword, sessions only): a list of the mail's own
+        addresses, the only ones it goes to (RCPT TO), its headers unchanged (the outbox's
+        retry for the recipients a server refused)."""
         if rich or message.named(recipients):
-            recipients = self.client._rich(recipients, body, rich)
+            recipients = self._rich(recipients, body, rich)
             body = self.client._session.head.body
         recipients = message.check_mail(recipients, subject, priority)
         if message_id is not None:
@@ -54,6 +56,19 @@ class ClientSession:
         s.head.time = date
         s.head.id = message_id
         c._deliver()
+
+    def _rich(self, recipients, body, rich):
+        """Client._rich, and envelope= (apart: a plain mail's frame stays as small)."""
+        rcpt = rich.pop("envelope", None)
+        recipients = self.client._rich(recipients, body, rich)
+        if rcpt is not None:
+            from .mime import only
+
+            head = self.client._session.head
+            if head.to is None:  # To is written from the envelope: from the whole one
+                head.to = recipients
+            recipients = head.armed = only(recipients, rcpt)  # armed: Mail.start's own
+        return recipients
 
 
 def mail_send(client, recipient, priority, subject, body, body_length=None):
