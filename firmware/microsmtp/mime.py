@@ -19,7 +19,7 @@ from micropython import const
 
 from . import message
 from .message import CTE_8BIT, CTE_QP, CTE_WIRE, check
-from .native import copy
+from .native import copy, scan_body
 
 _H_TO = const(6)  # message.Head's parts (its _H_*): tests/test_units.py checks they agree
 _H_SUBJECT = const(7)
@@ -28,6 +28,7 @@ _H_CTE = const(15)
 _S_QP = const(3)  # message.BodyEncoder's state: 1 while quoted-printable
 _SCAN_8BIT = const(1024)  # message.py's _SCAN_*
 _SCAN_UNFIT = const(2048)
+_F_UTF8 = const(128)  # message.Head.start()'s answer: the mail needs SMTPUTF8
 _MAX_FILES = const(16)
 _B64_LINE = const(57)  # input bytes of one 76-character base64 line (RFC 2045 §6.8)
 _B64_RAW = const(342)  # 6 lines: 468 bytes of output, within a 536-byte pool buffer
@@ -265,6 +266,8 @@ def _check_file(item, html):
             raise ValueError("an inline part (with a content ID) needs html= to show it")
         cid = item[3]
         check(cid, "content_id", message.ADDRESS if "@" in cid else message.DOMAIN, 100)
+        if scan_body(cid, len(cid), 0) & _SCAN_8BIT:  # an address may have UTF-8; not it
+            raise ValueError("content_id %r has non-ASCII characters" % cid)
 
 
 def _b64(src, n, buf, o):
@@ -323,6 +326,7 @@ class Mail(message.Head):
         """No rich part: the mail goes out as Head sends it."""
         self.to = self.extra = self.text = self.html = self.files = self.names = None
         self.source = None  # what the session reads as the body: this Mail, or the text
+        self.wide_reply = None  # a Reply-To address with UTF-8: the mail needs SMTPUTF8
         self.flags = self.size = 0  # the text parts' _SCAN_* flags, the body's size
         self.top = -1  # the multipart level of the whole mail; -1: none (text/plain)
         self.x = self.nops = self.op = self.bpos = self.left = 0
@@ -335,6 +339,7 @@ class Mail(message.Head):
         recipients (RCPT TO). The body the session is to read is then self.source. (Small
         steps: a call with many locals takes its frame from the heap.)"""
         _check_rich(rich)
+        self.wide_reply = None
         if "cc" in rich or "bcc" in rich or "reply_to" in rich or "headers" in rich or \
                 message.named(to):
             envelope = self._address(to, rich)
@@ -377,7 +382,12 @@ class Mail(message.Head):
         reply = rich.get("reply_to")
         if reply is not None:
             reply = _addresses(reply, "reply_to")
-            extra.append("Reply-To: " + ",\r\n ".join(_render(reply, "reply_to", []) or reply))
+            seen = []
+            extra.append("Reply-To: " + ",\r\n ".join(_render(reply, "reply_to", seen) or reply))
+            for addr in seen:  # utf8.py names it when the server lacks SMTPUTF8
+                if scan_body(addr, len(addr), 0) & _SCAN_8BIT:
+                    self.wide_reply = addr
+                    break
         _headers(rich.get("headers"), extra)
         self.to = shown if shown is not None else to
         self.extra = ("\r\n" + "\r\n".join(extra)).encode() if extra else None
@@ -430,10 +440,12 @@ class Mail(message.Head):
         if self.armed is not self.recipients or self.armed is None:
             self._plain()  # a plain mail after a rich one: Head's, as it always was
         self.armed = None
-        message.Head.start(self, gmtime)
+        # A Reply-To address with UTF-8 is only in a header, yet RFC 6532's UTF-8 there
+        # needs SMTPUTF8 too.
+        wide = message.Head.start(self, gmtime) or (0 if self.wide_reply is None else _F_UTF8)
         self.x = self.op = self.bpos = self.bstage = 0
         if self.top < 0:
-            return  # rich headers, a text/plain body as any: the session looks at it
+            return wide  # rich headers, a text/plain body as any: the session looks at it
         s = self.session
         # The session reads this Mail: its scan (the transfer encoding of the text parts)
         # and its size (RFC 1870 SIZE=, an estimate) are the parts'.
@@ -444,6 +456,7 @@ class Mail(message.Head):
         s.body.scanned = self.flags
         s.body.size = self._size()
         self.part.reset(None, None)
+        return wide
 
     def _size(self):
         """The body's size once encoded, near enough for SIZE=; -1 if a part's is unknown."""
@@ -499,7 +512,7 @@ class Mail(message.Head):
         k = self.index
         if k == _H_TO and self.to is not None:
             r = self.r
-            return b",\r\n " if r & 1 else self.to[r >> 1]
+            return b",\r\n " if r & 1 else message.encode(self.to[r >> 1])  # UTF-8: bytes
         if k == _H_SUBJECT and self.x == 0 and self.extra is not None:
             return self.extra  # Cc, Reply-To, the caller's headers: after To
         if self.top >= 0:
