@@ -26,6 +26,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from servers import RCPT, SENDER, Recorder, Server
 from test_injection import ATEXT, _accepted, _check_address_on_wire, oracle
+from test_outbox import run_ops
 from test_rich import BOTH, run
 
 pytestmark = pytest.mark.timeout(120)
@@ -236,6 +237,44 @@ def test_ehlo_domain_stays_ascii():
                          auth=microsmtp.AUTH_NONE)
     microsmtp.Client("mail.test", from_address=ZOE, client_domain="xn--bcher-kva.example",
                      auth=microsmtp.AUTH_NONE, net=scripted.ScriptedNet([]))
+
+
+@pytest.fixture
+def outbox_mpy(runtime, tmp_path_factory):
+    """tests/test_outbox.py's MicroPython side (its mp_dir fixture's files)."""
+    if runtime != "micropython":
+        return None
+    return runtimes.compile_mpy([runtimes.ROOT / "tests" / "outbox_ops.py",
+                                 runtimes.ROOT / "tests" / "mp_outbox.py"],
+                                tmp_path_factory.mktemp("mp_outbox"))
+
+
+@pytest.mark.parametrize("runtime", ["cpython", pytest.param(
+    "micropython", marks=pytest.mark.unixport)])
+@pytest.mark.parametrize("smtputf8", [True, False], ids=["smtputf8", "without"])
+def test_outbox(runtime, smtputf8, outbox_mpy, tmp_path):
+    """The outbox keeps a UTF-8 address (its JSON line) and flushes it in the session of
+    the rest: with SMTPUTF8 delivered; without, to dead/ (permanent) with the sentence
+    beside it, no MAIL for it, and the ASCII mail after it goes."""
+    srv = serve(enable_SMTPUTF8=smtputf8)
+    try:
+        res = run_ops(runtime, srv.port, tmp_path / "outbox", [
+            ["put", [JORG], "wide", "Kessel 92 C\n"], ["put", [RCPT], "ascii", "ok\n"],
+            ["flush"]], outbox_mpy, tmp_path)
+        h = srv.handler
+        assert h.sessions == 1 and res[-1] == ["pool", True], res
+        if smtputf8:
+            assert res[2] == ["flush", 2, [], []], res
+            assert h.subjects == ["wide", "ascii"]
+            assert [m["rcpt_tos"] for m in h.messages] == [[JORG], [RCPT]]
+            assert ["SMTPUTF8" in m["mail_options"] for m in h.messages] == [True, False]
+        else:
+            assert res[2] == ["flush", 1, [], ["00000001.msg"]], res
+            assert h.subjects == ["ascii"] and len(h.mail_froms) == 1
+            reply = (tmp_path / "outbox" / "dead" / "00000001.reply").read_text("utf-8")
+            assert reply == REFUSED % JORG
+    finally:
+        srv.stop()
 
 
 # --- transcripts (tests/scripted.py): the exact lines ---------------------------------------
