@@ -322,6 +322,27 @@ def test_no_mail_on_the_wire_without_smtputf8(caps):
     assert client.pool.available() == client.pool.count
 
 
+def test_utf8_module_without_memory():
+    """utf8.py loads at the first mail that needs it, in the session after EHLO: no heap
+    for it is an SMTPError PACKET_ALLOCATE_ERROR (temporary) with every buffer back, as
+    for the other modules loaded when used, and the next send loads it and goes."""
+    from unit_cases import _NoMemoryFor
+
+    caps = "250-mail.test\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n"
+    net = scripted.ScriptedNet([scenarios.S(scenarios.GREETING), scenarios.C(scenarios.EHLO),
+                                scenarios.S(caps)] + _script(
+        caps, "MAIL FROM:<%s> BODY=8BITMIME SMTPUTF8\r\n" % SENDER))
+    client = microsmtp.Client("mail.test", from_address=SENDER, client_domain="dev.example.org",
+                              net=net, auth=microsmtp.AUTH_NONE)
+    with _NoMemoryFor("utf8"):
+        with pytest.raises(microsmtp.SMTPError) as e:
+            client.send(JORG, "Grüße", "x\n")
+    assert e.value.status == microsmtp.PACKET_ALLOCATE_ERROR and e.value.temporary
+    assert client.pool.available() == client.pool.count
+    client.send(JORG, "Grüße", "x\n")
+    assert not net.errors and not net.leftover(), net.errors
+
+
 # --- the grammar: generated UTF-8 local parts ---------------------------------------------
 
 # Non-ASCII characters of every UTF-8 length (2, 3 and 4 bytes), none a control.
