@@ -277,6 +277,18 @@ def test_outbox(runtime, smtputf8, outbox_mpy, tmp_path):
         srv.stop()
 
 
+@pytest.mark.parametrize("cid", ["logo@bücher.example", "lögo"])
+def test_content_id_stays_ascii(cid):
+    """A Content-ID is checked as an address or a domain, yet it is no mailbox: no UTF-8
+    there (a header RFC 6532 would allow only with SMTPUTF8, for an id a cid: URL names)."""
+    client = microsmtp.Client("mail.test", from_address=SENDER, auth=microsmtp.AUTH_NONE,
+                              net=scripted.ScriptedNet([]))
+    with pytest.raises(ValueError, match="non-ASCII"):
+        client.send(RCPT, "s", "b", html="<img src='cid:x'>",
+                    attachments=[("logo.png", "image/png", b"x", cid)])
+    assert client.pool.available() == client.pool.count
+
+
 # --- transcripts (tests/scripted.py): the exact lines ---------------------------------------
 
 def _script(caps, mail_line):
