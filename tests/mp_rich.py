@@ -12,7 +12,8 @@
 # holding attachments only, or nothing); with how "session",
 # "date" (seconds) and "message_id": the mail's Date and Message-ID.
 # Each result: status (0 or the SMTPError's, or "ValueError: ..." for refused input),
-# error, mem (bytes allocated, or None), locked_ok, pool_full, mime_loaded.
+# error, step and temporary (an SMTPError's), mem (bytes allocated, or None), locked_ok,
+# pool_full, mime_loaded, utf8_loaded (tests/test_smtputf8.py).
 import gc
 import json
 import sys
@@ -109,16 +110,21 @@ def result(client, e, mem, opened):
     locked = [f for f in opened if isinstance(f, Locked)]
     for f in opened:
         f.close()
+    step = temporary = None
     if isinstance(e, microsmtp.SMTPError):
         status = e.status
+        step = e.step
+        temporary = e.temporary
     elif e is not None:
         status = "%s: %s" % (type(e).__name__, e)
     else:
         status = 0
-    return {"status": status, "error": e and str(e), "mem": mem,
+    return {"status": status, "error": e and str(e), "mem": mem, "step": step,
+            "temporary": temporary,
             "locked_ok": all(f.state == 2 for f in locked) if locked else None,
             "pool_full": client.pool.available() == client.pool.count,
-            "mime_loaded": "microsmtp.mime" in sys.modules}
+            "mime_loaded": "microsmtp.mime" in sys.modules,
+            "utf8_loaded": "microsmtp.utf8" in sys.modules}
 
 
 def run(cfg, emit, net=None):

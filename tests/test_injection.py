@@ -309,19 +309,23 @@ SPLICE = [" ", ">", "<", ",", "(", ")", "@", "[", "]", '"', "\\", ":", ";", ".",
 def oracle(addr):
     """RFC 5321 §4.1.2-4.1.3 Mailbox as microsmtp takes it, written apart from the firmware
     (regular expressions and the ipaddress module): a dot-string or a quoted string
-    without space, '<', '>' or ','; a host name or an IPv4 / IPv6 literal."""
+    without space, '<', '>' or ','; a host name or an IPv4 / IPv6 literal. RFC 6531 §3.3:
+    UTF-8 (any character from U+00A0: C1 controls are refused) in atext, qtext and a
+    domain's labels; lengths in UTF-8 bytes (64 before "@", 63 a label, 255 in all)."""
     import ipaddress
 
-    atom = r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]+"
-    qtext = r"[\x21\x23-\x2b\x2d-\x3b\x3d\x3f-\x5b\x5d-\x7e]"  # no space " , < > \\
+    u8 = r"[^\x00-\x9f]"  # RFC 6531's UTF8-non-ascii, C1 controls (U+0080-U+009F) aside
+    atom = rf"(?:[A-Za-z0-9!#$%&'*+\-/=?^_`{{|}}~]|{u8})+"
+    qtext = rf"(?:[\x21\x23-\x2b\x2d-\x3b\x3d\x3f-\x5b\x5d-\x7e]|{u8})"  # no space " , < > \\
     local = rf'(?:{atom}(?:\.{atom})*|"(?:{qtext}|\\["\\])+")'
-    label = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    let = rf"(?:[A-Za-z0-9]|{u8})"
+    label = rf"{let}(?:(?:{let}|-)*{let})?"
     m = re.fullmatch(rf"({local})@(?:({label}(?:\.{label})*)|\[(.*)\])", addr, re.S)
-    if not m or len(addr.encode()) > 255 or len(m.group(1)) > 64:
+    if not m or len(addr.encode()) > 255 or len(m.group(1).encode()) > 64:
         return False
     literal = m.group(3)
     if literal is None:
-        return True
+        return all(len(x.encode()) <= 63 for x in m.group(2).split("."))
     if literal[:5].upper() == "IPV6:":
         v6 = literal[5:]
         if not re.fullmatch(r"[0-9A-Fa-f:.]+", v6):
@@ -373,12 +377,21 @@ def _accepted(addr):
         return False
 
 
+def _wide(addr):
+    return any(ord(c) > 127 for c in addr)
+
+
 def _wire_of(addr):
     """The client's bytes for one send from and to `addr`; the script wants the exact
-    MAIL and RCPT lines, so anything more (a parameter) fails the session."""
+    MAIL and RCPT lines, so anything more (a parameter) fails the session. An address with
+    UTF-8 goes to a server that offers SMTPUTF8, with MAIL's SMTPUTF8 (RFC 6531) and
+    BODY=8BITMIME (the server offers 8BITMIME), and nothing else."""
     wire = io.BytesIO()
+    wide = _wide(addr)
     net = scripted.ScriptedNet(scenarios.session(
-        to=(addr,), mail="MAIL FROM:<%s>\r\n" % addr), wire=wire)
+        caps=scenarios.CAPS_NOAUTH.replace("250 DSN", "250-DSN\r\n250 SMTPUTF8") if wide
+        else scenarios.CAPS_NOAUTH, to=(addr,), mail="MAIL FROM:<%s>%s\r\n" % (
+            addr, " BODY=8BITMIME SMTPUTF8" if wide else "")), wire=wire)
     _client(net, from_address=addr).send(addr, "Boiler", "Temperature 92 C\n")
     assert not net.errors and not net.leftover(), net.errors
     return wire.getvalue()
@@ -394,9 +407,12 @@ def _check_address_on_wire(addr):
     wire = _wire_of(addr)
     for line in wire.split(b"\r\n"):
         if line.startswith((b"MAIL ", b"RCPT ")):
-            # One path, no parameter: "<", the address, ">" and nothing after it.
-            assert re.fullmatch(rb"(MAIL FROM|RCPT TO):<[^<> ,]+>", line), line
-    msg = email.message_from_bytes(_sent_message(wire), policy=email.policy.compat32)
+            # One path, no parameter: "<", the address, ">" and nothing after it (but MAIL's
+            # SMTPUTF8 for an address with UTF-8, the client's own).
+            assert re.fullmatch(rb"(MAIL FROM|RCPT TO):<[^<> ,]+>", line) or _wide(addr) and \
+                re.fullmatch(rb"MAIL FROM:<[^<> ,]+> BODY=8BITMIME SMTPUTF8", line), line
+    # RFC 6532: the headers carry the address's UTF-8 as it is.
+    msg = email.message_from_string(_sent_message(wire).decode(), policy=email.policy.compat32)
     assert msg["To"] == addr and msg["From"] == addr, (msg["To"], msg["From"])
 
 
@@ -426,8 +442,9 @@ def test_generated_addresses_match_the_grammar(addr):
     "".join))
 def test_generated_client_domains(domain):
     """EHLO's argument: a host name or a valid address literal, else ValueError before
-    connecting (issue 9: "[1.2.3.4] MAIL FROM:<a@b>]" reached EHLO)."""
-    accepted = oracle("a@" + domain)
+    connecting (issue 9: "[1.2.3.4] MAIL FROM:<a@b>]" reached EHLO). ASCII only: an
+    address's domain may have UTF-8 (RFC 6531), EHLO's may not."""
+    accepted = oracle("a@" + domain) and domain.isascii()
     try:
         microsmtp.message.check(domain, "client_domain", microsmtp.message.DOMAIN)
         assert accepted, domain

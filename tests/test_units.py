@@ -43,7 +43,7 @@ def test_status_codes_match_protocol_constants():
     they must equal the public ones."""
     found = []
     for name in ("protocol", "pool", "status", "auth", "secure", "outbox", "session", "message",
-                 "trace"):
+                 "trace", "utf8"):
         src = (runtimes.ROOT / "firmware" / "microsmtp" / (name + ".py")).read_text()
         found += re.findall(r"^_([A-Z_]+) = const\((0x[0-9A-F]+)\)", src, re.M)
     assert len(found) > 10
@@ -56,13 +56,14 @@ def test_private_constants_agree_across_modules():
     the same request, result, TLS-mode, phase, AUTH and body-scan values as private consts
     (a name kept costs heap on a board); native.py the body bytes and the encoder's state
     layout of message.py's; mime.py the header parts (_H_*) and encoder state of
-    message.py's."""
+    message.py's; utf8.py the EHLO bits (_CAP_*) and transfer encoding (_CTE_8BIT) of
+    protocol.py's and message.py's, and message.py and mime.py Session.flags' _F_UTF8."""
     seen = {}
     for name in ("protocol", "transport", "secure", "auth", "__init__", "message", "native",
-                 "trace", "mime"):
+                 "trace", "mime", "utf8"):
         src = (runtimes.ROOT / "firmware" / "microsmtp" / (name + ".py")).read_text()
-        pattern = r"^_?((?:OP|ERR|TLS|P|N|CAP|F|AUTH|LINE|SCAN|S|H|PRIORITY)_[A-Z_0-9]+" \
-                  r"|CR|LF|DOT|EQ) = const\((-?[0-9A-Fa-fx]+)\)"
+        pattern = r"^_?((?:OP|ERR|TLS|P|N|CAP|F|AUTH|LINE|SCAN|S|H|PRIORITY|CTE)_" \
+                  r"[A-Z_0-9]+|CR|LF|DOT|EQ) = const\((-?[0-9A-Fa-fx]+)\)"
         for const, value in re.findall(pattern, src, re.M):
             value = int(value, 0)
             assert seen.setdefault(const, value) == value, (name, const)
@@ -84,11 +85,11 @@ def test_ehlo_name_tables_match():
         bit = re.search(r"^_MECH_%s = const\((\d+)\)" % name, src, re.M).group(1)
         assert int(bit) == 1 << (getattr(microsmtp, "AUTH_" + name) - 1), name
     keywords = slots(protocol._KEYWORDS)
-    assert keywords == [b"8BITMIME", b"PIPELINING", b"STARTTLS", b"SIZE", b"AUTH"]
+    assert keywords == [b"8BITMIME", b"PIPELINING", b"STARTTLS", b"SIZE", b"AUTH", b"SMTPUTF8"]
     for name, bit in (("8BITMIME", protocol._CAP_8BITMIME),
                       ("PIPELINING", protocol._CAP_PIPELINING),
                       ("STARTTLS", protocol._CAP_STARTTLS), ("SIZE", protocol._CAP_SIZE),
-                      ("AUTH", protocol._CAP_AUTH)):
+                      ("AUTH", protocol._CAP_AUTH), ("SMTPUTF8", protocol._CAP_SMTPUTF8)):
         assert 1 << keywords.index(name.encode()) == bit
     assert 1 << protocol._SLOT_SIZE == protocol._CAP_SIZE
     assert 1 << protocol._SLOT_AUTH == protocol._CAP_AUTH

@@ -170,13 +170,17 @@ def _parse_reply(reply):
 def case_input_checks():
     bad = ("a\r\n@example.org", "a@example.org\r\nRCPT TO:<x@y>", "a\x00@example.org",
            "a b@example.org", "<a@example.org>", "no-at-sign", "@example.org", "a@",
-           "a@exa mple.org", "caf\u00e9@example.org", "x" * 65 + "@example.org",
-           "a@" + "d" * 250 + ".org", "a@[192.0.2.1")
+           "a@exa mple.org", "x" * 65 + "@example.org", "\u00e9" * 33 + "@example.org",
+           "a@" + "d" * 250 + ".org", "a@[192.0.2.1", "a\u0085b@example.org",
+           "caf\u00e9@exa mple.org", "caf\u00e9@[192.0.2.1")
     for addr in bad:
         raises(ValueError, message.check, addr, "recipient", message.ADDRESS)
     for addr in ("a@example.org", "first.last+tag@sub.example.org", "a@[192.0.2.1]",
-                 "x" * 64 + "@example.org"):
-        message.check(addr, "recipient", message.ADDRESS)
+                 "x" * 64 + "@example.org", "caf\u00e9@example.org", "\u00e9" * 32 + "@x.org",
+                 "j\u00f6rg@b\u00fccher.example", '"z\u00f6e..x"@example.org'):
+        message.check(addr, "recipient", message.ADDRESS)  # RFC 6531: UTF-8 too
+    # EHLO's name stays ASCII (IDNA is not done here: its punycode form is).
+    raises(ValueError, message.check, "b\u00fccher.example", "client_domain", message.DOMAIN)
     for text in ("hi\r\nBcc: x@y", "tab\there", "del\x7f", "nul\x00"):
         raises(ValueError, message.check, text, "subject")
     raises(TypeError, message.check, b"bytes", "subject")

@@ -48,31 +48,38 @@ def check(value, name, mode=TEXT, limit=255):
     injection), over-long values, and addresses or domains that are not of their form.
 
     ADDRESS: RFC 5321 §4.1.2 Mailbox: a dot-atom or quoted-string local part (<= 64
-    bytes), "@", a domain or an IPv4/IPv6 address literal. DOMAIN: a host name or an
-    address literal (EHLO's argument, §4.1.4). The grammar is the injection guard: no
-    space, '<', '>' or ',' passes it, so no ESMTP parameter or second address can."""
+    bytes), "@", a domain or an IPv4/IPv6 address literal; UTF-8 in the local part and the
+    domain's labels too (RFC 6531 §3.3: sent only to a server that offers SMTPUTF8).
+    DOMAIN: a host name of ASCII or an address literal (EHLO's argument, §4.1.4). The
+    grammar is the injection guard: no space, '<', '>' or ',' passes it, so no ESMTP
+    parameter or second address can."""
     # The checks are split over small functions, as the rest of a send is: a call with
     # more than 11 words of locals and stack takes its frame from the heap (py/objfun.c,
     # VM_MAX_STATE_ON_STACK), and this runs for every recipient of every mail.
     if not isinstance(value, str):
         raise TypeError(name + " must be a str")
-    err = _fault(as_bytes(value), value.rfind("@") if mode == ADDRESS else -1, mode, limit)
+    err = _fault(as_bytes(value), mode, limit)
     if err:
         raise ValueError("%s %r %s" % (name, value, err) if mode else "%s %s" % (name, err))
 
 
-def _fault(data, pos, mode, limit):
-    """What is wrong with a value's bytes (pos: its last "@", for ADDRESS), or None."""
+def _fault(data, mode, limit):
+    """What is wrong with a value's bytes, or None."""
     n = len(data)
     if n > limit:
         return "is longer than %d bytes" % limit
     if mode and not n:
         return "is empty"
+    pos = -1  # ADDRESS: its last "@", in bytes (str.rfind would count characters)
     for i in range(n):
-        if data[i] < 32 or data[i] == 127:  # C0 controls and DEL, TAB too
-            return "contains a control character (code %d)" % data[i]
-        if mode and data[i] > 127:
-            # RFC 6531 (SMTPUTF8) and IDNA are not supported: refused, never mangled.
+        # C0 controls and DEL (TAB too); in an address or a domain also Unicode's C1
+        # controls, U+0080-U+009F (NEL among them, a line break to str.splitlines()): UTF-8
+        # C2 80-9F. (A str is valid UTF-8: a lead byte's bytes are there.)
+        if data[i] < 32 or data[i] == 127 or mode and data[i] == 0xC2 and data[i + 1] < 0xA0:
+            return "contains a control character (byte %d)" % data[i]
+        if data[i] == 64 and mode == ADDRESS:
+            pos = i
+        if mode == DOMAIN and data[i] > 127:  # EHLO's name: ASCII (IDNA is not done here)
             return "has non-ASCII characters (use the punycode form of a domain)"
     if mode == ADDRESS:
         if not 0 < pos < n - 1:
@@ -110,6 +117,22 @@ def check_mail(recipients, subject, priority):
     return recipients
 
 
+# What BodySource.scan() finds in a body (RFC 2045 §2.7-2.8, RFC 5322 §2.1.1): bytes over
+# 127, and a NUL or a line over 998 octets (which only quoted-printable can carry); -1:
+# not looked at (a stream read only once). scan_body() keeps the open line's length below
+# them. protocol.py has the same values (tests/test_units.py checks).
+_SCAN_8BIT = const(1024)  # 1 << 10: above any line length scan_body() keeps
+_SCAN_UNFIT = const(2048)
+
+
+def encode(value):
+    """A str as copy() can take it: the str itself when it is ASCII (read in place: its
+    len() counts its bytes), else its UTF-8 bytes (a view: a str's len() counts
+    characters). The one allocation is a UTF-8 address's (RFC 6531), for RCPT and To.
+    (A name MicroPython interns anyway: a new one costs heap on a board.)"""
+    return as_bytes(value) if scan_body(value, len(value), 0) & _SCAN_8BIT else value
+
+
 def named(recipients):
     """True when a recipient (a str, or one in a list or tuple) has a display name,
     "Name" <addr>: a rich mail, mime.py's to check and send."""
@@ -126,8 +149,8 @@ def named(recipients):
 # data[sep+1:end] a domain.
 def _local(data, sep):
     """A local part: atoms of atext joined by single dots, or a quoted string of printable
-    ASCII with \\" and \\\\ pairs, but no space, '<', '>' or ',' (legal there, yet servers
-    and mail readers that cut at them exist)."""
+    characters with \\" and \\\\ pairs, but no space, '<', '>' or ',' (legal there, yet
+    servers and mail readers that cut at them exist). UTF-8 in either (RFC 6531 §3.3)."""
     if data[0] == 34:  # a quoted string
         k = 1
         while k < sep - 1:
@@ -145,15 +168,17 @@ def _local(data, sep):
             if dot:
                 return False
             dot = True
-        elif 48 <= c <= 57 or 65 <= c <= 90 or 97 <= c <= 122 or c in _ATEXT:
-            dot = False
+        elif 48 <= c <= 57 or 65 <= c <= 90 or 97 <= c <= 122 or c in _ATEXT or c > 127:
+            dot = False  # (over 127: UTF-8, RFC 6531 §3.3's atext)
         else:
             return False
     return not dot
 
 
 def _domain(data, sep, end):
-    """Labels of letters, digits and inner hyphens, 1-63 bytes each (RFC 1035)."""
+    """Labels of letters, digits and inner hyphens, 1-63 bytes each (RFC 1035); UTF-8
+    letters too (only a non-ASCII address gets here with them: check() keeps DOMAIN's
+    ASCII)."""
     label = 0
     c = 46
     for k in range(sep + 1, end):
@@ -162,7 +187,8 @@ def _domain(data, sep, end):
             if not label or data[k - 1] == 45:
                 return False
             label = 0
-        elif 48 <= c <= 57 or 65 <= c <= 90 or 97 <= c <= 122 or c == 45 and label:
+        elif 48 <= c <= 57 or 65 <= c <= 90 or 97 <= c <= 122 or c > 127 or \
+                c == 45 and label:  # (over 127: a U-label's UTF-8, RFC 6531 §3.3)
             label += 1
             if label > 63:
                 return False
@@ -180,14 +206,6 @@ def _literal(data, sep, end):
         raise SMTPError(_PACKET_ALLOCATE_ERROR, "Out of memory while checking an address "
                         "literal; nothing was sent.") from None
     return valid(data, sep, end)
-
-
-# What BodySource.scan() finds in a body (RFC 2045 §2.7-2.8, RFC 5322 §2.1.1): bytes over
-# 127, and a NUL or a line over 998 octets (which only quoted-printable can carry); -1:
-# not looked at (a stream read only once). scan_body() keeps the open line's length below
-# them. protocol.py has the same values (tests/test_units.py checks).
-_SCAN_8BIT = const(1024)  # 1 << 10: above any line length scan_body() keeps
-_SCAN_UNFIT = const(2048)
 
 
 def encoded_subject_needed(subject):
@@ -227,6 +245,7 @@ _H_ID = const(10)
 _H_TYPE = const(14)  # the MIME headers up to the transfer encoding's name (mime.py: multipart)
 _H_CTE = const(15)
 _H_END = const(17)
+_F_UTF8 = const(128)  # protocol.py's Session.flags bit: Head.start()'s answer
 
 
 class Head:
@@ -235,9 +254,10 @@ class Head:
     buffers made once, no string per header. Sender and domain are set once a client."""
 
     def __init__(self, from_address):
-        self.from_address = as_bytes(from_address)
-        # The Message-ID's right side: the sender's domain.
-        self.domain = self.from_address[from_address.rfind("@") + 1:]
+        self.from_address = a = as_bytes(from_address)
+        # The Message-ID's right side: the sender's domain, after the last "@" of its
+        # bytes (str.rfind counts characters: a UTF-8 local part has more bytes).
+        self.domain = a[bytes(a).rfind(b"@") + 1:]
         self.date = bytearray(b"Mon, 00 Jan 0000 00:00:00 +0000")
         self.mid = bytearray(24)
         self.cte = self.priority = 0
@@ -253,7 +273,9 @@ class Head:
 
     def start(self, gmtime):
         """The mail's subject words, Date (gmtime: time.gmtime, the Client's clock) and
-        Message-ID, for fill(); the transfer encoding (cte) is set once EHLO is known."""
+        Message-ID, for fill(); the transfer encoding (cte) is set once EHLO is known.
+        protocol.py's Session.flags bit _F_UTF8 when the mail needs SMTPUTF8 (an address
+        with UTF-8), else 0."""
         self.cte = CTE_7BIT
         self.words = None  # RFC 2047 words of a subject that needs them
         self.index = self.r = self.pos = 0
@@ -269,6 +291,14 @@ class Head:
             _date(self.date, date)
         if self.id is None:  # 24 hex digits, in place
             _hex(self.mid, os.urandom(12))
+        # _F_UTF8 when an envelope address has UTF-8: the mail needs a server that offers
+        # SMTPUTF8 (RFC 6531 §3.4). Read in place (encode() makes nothing for ASCII).
+        if encode(self.from_address) is not self.from_address:
+            return _F_UTF8
+        for i in range(len(self.recipients)):
+            if encode(self.recipients[i]) is not self.recipients[i]:
+                return _F_UTF8
+        return 0
 
     def _part(self):
         """The piece of part k (b"" for an empty one), None past the end."""
@@ -287,7 +317,7 @@ class Head:
             return b"\r\nTo: "
         if k == _H_TO:  # one address per line keeps lines short (§2.2.3 folding)
             r = self.r
-            return b",\r\n " if r & 1 else self.recipients[r >> 1]
+            return b",\r\n " if r & 1 else encode(self.recipients[r >> 1])
         if k == _H_SUBJECT:
             if self.words is None:
                 return b"\r\nSubject: "
@@ -354,7 +384,7 @@ class Head:
                 return m
             if self.pos:  # the rest of a cut piece
                 buf[n:n + m] = as_bytes(p)[self.pos:]
-            else:  # a str is copied as it is (checked: ASCII), not through a view (32 B)
+            else:  # an ASCII str is copied as it is, not through a view (32 B): encode()
                 copy(buf, n, p, 0, m)
             n += m
             self._next()

@@ -19,7 +19,7 @@ from micropython import const
 
 from . import message
 from .message import CTE_8BIT, CTE_QP, CTE_WIRE, check
-from .native import copy
+from .native import copy, scan_body
 
 _H_TO = const(6)  # message.Head's parts (its _H_*): tests/test_units.py checks they agree
 _H_SUBJECT = const(7)
@@ -28,6 +28,7 @@ _H_CTE = const(15)
 _S_QP = const(3)  # message.BodyEncoder's state: 1 while quoted-printable
 _SCAN_8BIT = const(1024)  # message.py's _SCAN_*
 _SCAN_UNFIT = const(2048)
+_F_UTF8 = const(128)  # message.Head.start()'s answer: the mail needs SMTPUTF8
 _MAX_FILES = const(16)
 _B64_LINE = const(57)  # input bytes of one 76-character base64 line (RFC 2045 §6.8)
 _B64_RAW = const(342)  # 6 lines: 468 bytes of output, within a 536-byte pool buffer
@@ -279,6 +280,8 @@ def _check_file(item, html):
             raise ValueError("an inline part (with a content ID) needs html= to show it")
         cid = item[3]
         check(cid, "content_id", message.ADDRESS if "@" in cid else message.DOMAIN, 100)
+        if scan_body(cid, len(cid), 0) & _SCAN_8BIT:  # an address may have UTF-8; not it
+            raise ValueError("content_id %r has non-ASCII characters" % cid)
 
 
 def _fielded(to, rich):
@@ -291,7 +294,7 @@ def _fielded(to, rich):
 def _fields(to, rich):
     """To, Cc, Bcc, Reply-To and the caller's headers checked: (the envelope, every
     address once more as RCPT TO; To's entries as written, or None when all are bare;
-    the header lines after To, or None)."""
+    the header lines after To, or None; a Reply-To address with UTF-8, or None)."""
     to = _addresses(to, "recipients")
     cc = _addresses(rich.get("cc", ()), "cc")
     bcc = _addresses(rich.get("bcc", ()), "bcc")
@@ -306,12 +309,18 @@ def _fields(to, rich):
         extra.append("Cc: " + ",\r\n ".join(_render(cc, "cc", envelope) or cc))
     _render(bcc, "bcc", envelope)  # the envelope only: never a header
     reply = rich.get("reply_to")
+    wide = None
     if reply is not None:
         reply = _addresses(reply, "reply_to")
-        extra.append("Reply-To: " + ",\r\n ".join(_render(reply, "reply_to", []) or reply))
+        seen = []
+        extra.append("Reply-To: " + ",\r\n ".join(_render(reply, "reply_to", seen) or reply))
+        for addr in seen:  # utf8.py names it when the server lacks SMTPUTF8
+            if scan_body(addr, len(addr), 0) & _SCAN_8BIT:
+                wide = addr
+                break
     _headers(rich.get("headers"), extra)
     return envelope, shown if shown is not None else to, \
-        ("\r\n" + "\r\n".join(extra)).encode() if extra else None
+        ("\r\n" + "\r\n".join(extra)).encode() if extra else None, wide
 
 
 def envelope(to, rich):
@@ -393,6 +402,7 @@ class Mail(message.Head):
         """No rich part: the mail goes out as Head sends it."""
         self.to = self.extra = self.text = self.html = self.files = self.names = None
         self.body = None  # what the session reads as the body: this Mail, or the text
+        self.wide_reply = None  # a Reply-To address with UTF-8: the mail needs SMTPUTF8
         self.flags = self.size = 0  # the text parts' _SCAN_* flags, the body's size
         self.top = -1  # the multipart level of the whole mail; -1: none (text/plain)
         self.x = self.nops = self.op = self.bpos = self.left = 0
@@ -406,10 +416,10 @@ class Mail(message.Head):
         steps: a call with many locals takes its frame from the heap.)"""
         _check_rich(rich)
         if _fielded(to, rich):
-            envelope, self.to, self.extra = _fields(to, rich)
+            envelope, self.to, self.extra, self.wide_reply = _fields(to, rich)
         else:  # To alone, bare addresses: Head writes it from the envelope
             envelope = _own(to)
-            self.to = self.extra = None
+            self.to = self.extra = self.wide_reply = None
         self._keep(body, rich)
         # Armed for the mail whose recipients are this envelope (Session.load keeps them):
         # any other loaded later (this one never sent: a closed client, a bad subject) is
@@ -473,10 +483,12 @@ class Mail(message.Head):
         if self.armed is not self.recipients or self.armed is None:
             self._plain()  # a plain mail after a rich one: Head's, as it always was
         self.armed = None
-        message.Head.start(self, gmtime)
+        # A Reply-To address with UTF-8 is only in a header, yet RFC 6532's UTF-8 there
+        # needs SMTPUTF8 too.
+        wide = message.Head.start(self, gmtime) or (0 if self.wide_reply is None else _F_UTF8)
         self.x = self.op = self.bpos = self.bstage = 0
         if self.top < 0:
-            return  # rich headers, a text/plain body as any: the session looks at it
+            return wide  # rich headers, a text/plain body as any: the session looks at it
         s = self.session
         # The session reads this Mail: its scan (the transfer encoding of the text parts)
         # and its size (RFC 1870 SIZE=, an estimate) are the parts'.
@@ -487,6 +499,7 @@ class Mail(message.Head):
         s.body.scanned = self.flags
         s.body.size = self._size()
         self.part.reset(None, None)
+        return wide
 
     def _size(self):
         """The body's size once encoded, near enough for SIZE=; -1 if a part's is unknown."""
@@ -542,7 +555,7 @@ class Mail(message.Head):
         k = self.index
         if k == _H_TO and self.to is not None:
             r = self.r
-            return b",\r\n " if r & 1 else self.to[r >> 1]
+            return b",\r\n " if r & 1 else message.encode(self.to[r >> 1])  # UTF-8: bytes
         if k == _H_SUBJECT and self.x == 0 and self.extra is not None:
             return self.extra  # Cc, Reply-To, the caller's headers: after To
         if self.top >= 0:

@@ -98,12 +98,13 @@ _H_END = const(17)  # message.py: Head's parts are done
 _PRIORITY_NORMAL = const(2)  # message.py's
 
 # EHLO keywords in 10-byte slots; a keyword's bit in Session.caps is 1 << its slot.
-_KEYWORDS = const(b"8BITMIME  PIPELININGSTARTTLS  SIZE      AUTH      ")
+_KEYWORDS = const(b"8BITMIME  PIPELININGSTARTTLS  SIZE      AUTH      SMTPUTF8  ")
 _CAP_8BITMIME = const(1)
 _CAP_PIPELINING = const(2)
 _CAP_STARTTLS = const(4)  # (secure.py reads it)
 _CAP_SIZE = const(8)
 _CAP_AUTH = const(16)
+_CAP_SMTPUTF8 = const(32)  # RFC 6531: UTF-8 addresses (and headers, RFC 6532)
 _SLOT_SIZE = const(3)
 _SLOT_AUTH = const(4)
 # auth.py's mechanism names in its order, in 10-byte slots: a listed one's MECH_* bit is
@@ -137,6 +138,7 @@ _F_QUIT_SENT = const(8)  # QUIT travelled with the "." (PIPELINING)
 _F_RSET = const(16)  # a failed transaction is left open: RSET before the next mail
 _F_BROKEN = const(32)  # a reply broke the protocol: no mail goes on this session
 _F_SINGLE = const(64)  # Client.send: one mail, QUIT may travel with its "." (the caller's)
+_F_UTF8 = const(128)  # the mail has an address with UTF-8: SMTPUTF8 (RFC 6531), utf8.py
 
 # What _next() asks the engine to do.
 _N_SEND = const(1)  # send tx, then read a reply
@@ -221,7 +223,7 @@ class Session:
         src.reset(src.body, src.left)
         src.scanned = src.scan(self.scratch)
         self.refused = self.error = None
-        self.head.start(gmtime)
+        self.flags = self.flags & ~_F_UTF8 | self.head.start(gmtime)  # _F_UTF8 or 0
 
     def release(self):
         """Drop every reference to the mail and the buffers: the initial state again."""
@@ -239,7 +241,7 @@ class Session:
         a = self.auth
         if a is not None and not isinstance(a, tuple):
             a.tried = a.mechs = 0
-        self.flags &= _F_SINGLE  # _F_*: what this session has done and learned
+        self.flags &= _F_SINGLE | _F_UTF8  # _F_*: what this session has done and learned
         self.text = self.failed = None
         self.step = "CONNECT"
         self.wait_ms = self.io_ms = self.timeouts[_T_ENVELOPE]
@@ -632,7 +634,7 @@ class Session:
             if cmd == 0:
                 self._mail_from()
             elif cmd <= n:
-                rcpt = self.head.recipients[cmd - 1]
+                rcpt = message.encode(self.head.recipients[cmd - 1])  # UTF-8: its bytes
                 if self.tx_n + 12 + len(rcpt) > len(self.tx):  # "RCPT TO:<" rcpt ">\r\n"
                     break
                 self.line("RCPT", b"RCPT TO:<", rcpt, b">")
@@ -683,6 +685,10 @@ class Session:
                 d //= 10
         if self.head.cte == message.CTE_8BIT:
             self.put(b" BODY=8BITMIME")
+        if self.flags & _F_UTF8:  # RFC 6531: an address with UTF-8 (Head.start saw it)
+            from . import utf8  # (loaded with the first such mail)
+
+            utf8.start(self)  # SMTPUTF8 (MAIL goes), or the mail refused (tx let go)
         self.put(b"\r\n")
 
     def _set_step(self):
