@@ -85,21 +85,6 @@ TIMEOUTS = {"connect": 10, "greeting": 10, "envelope": 10, "message": 30, "quit"
 _TIMEOUT_KEYS = const(("connect", "greeting", "envelope", "message", "quit"))
 
 
-def _timeouts_ms(timeouts):
-    merged = dict(TIMEOUTS)
-    if timeouts is not None:
-        if not isinstance(timeouts, dict):
-            raise TypeError("timeouts must be a dict such as {'message': 60}")
-        for key in timeouts:
-            if key not in merged:
-                raise ValueError("unknown timeout %r; known: %s" % (key, ", ".join(_TIMEOUT_KEYS)))
-            value = timeouts[key]
-            if not isinstance(value, (int, float)) or value <= 0:
-                raise ValueError("timeout %r must be a positive number of seconds" % key)
-            merged[key] = value
-    return tuple(int(merged[k] * 1000) for k in _TIMEOUT_KEYS)
-
-
 def _out_of_memory():
     # A constant sentence: no heap. Made here, so the calls that raise it stay small.
     return SMTPError(PACKET_ALLOCATE_ERROR, _OUT_OF_MEMORY, "SESSION")
@@ -166,12 +151,26 @@ class Client:
         elif not isinstance(pool, BufferPool):
             raise TypeError("pool must be a BufferPool")
         self.pool = pool
+        # (Here, not in a function of its own: one function object less held by a board.)
+        merged = dict(TIMEOUTS)
+        if timeouts is not None:
+            if not isinstance(timeouts, dict):
+                raise TypeError("timeouts must be a dict such as {'message': 60}")
+            for key in timeouts:
+                if key not in merged:
+                    raise ValueError("unknown timeout %r; known: %s" % (
+                        key, ", ".join(_TIMEOUT_KEYS)))
+                value = timeouts[key]
+                if not isinstance(value, (int, float)) or value <= 0:
+                    raise ValueError("timeout %r must be a positive number of seconds" % key)
+                merged[key] = value
+        timeouts = tuple(int(merged[k] * 1000) for k in _TIMEOUT_KEYS)  # ms, in Session's order
         self._net = net
         self._driver = None  # transport.Driver, made at the first mail
         self._state = _OVER
         # (trace: checked by trace.py, which loads with it; a wrong one is a TypeError here)
         self._session = protocol.Session(server, port, from_address, username, password,
-                                         client_domain, auth, _timeouts_ms(timeouts), tls, ca,
+                                         client_domain, auth, timeouts, tls, ca,
                                          allow_plaintext_auth, oauth_token, trace)
 
     def __repr__(self):  # never shows the password
