@@ -8,7 +8,7 @@ import json
 import microsmtp  # noqa: F401 - the empty package: no module of it is loaded yet
 
 ORDER = ("status", "pool", "native", "message", "protocol", "transport", "auth", "secure",
-         "session", "literal", "utf8", "outbox", "trace")
+         "session", "literal", "utf8", "outbox", "mime", "outbox_rich", "trace")
 held = {}
 gc.collect()
 before = gc.mem_alloc()
