@@ -1,6 +1,5 @@
 # MicroPython side of `make bench` (bench/bench.py runs it on the unix port, capped heap).
-# argv[1]: a JSON file: port, body_file, warm (sends measured one by one), auth, password,
-# attach_file (the body_file's text as the alert, this file attached: a rich mail);
+# argv[1]: a JSON file: port, body_file, warm (sends measured one by one), auth, password;
 # for TLS: server, tls, cadata; count for timed sends (mp_timed.py). Prints one JSON object a
 # line. Small on purpose: it shares the capped heap with the library (the heap bisection
 # runs it alone) and uses only microsmtp's public API.
@@ -34,17 +33,8 @@ print(json.dumps({"heap": [h0, h1, gc.mem_alloc()], "version": sys.implementatio
 
 
 def send(c):
-    if cfg.get("attach_file"):  # a 1 KB alert with the file as its attachment (mime.py)
-        with open(cfg["attach_file"], "rb") as data:
-            c.send(RCPT, "bench", ALERT, attachments=[("readings.txt", "text/plain", data)])
-        return
     with open(cfg["body_file"], "rb") as body:
         c.send(RCPT, "bench", body)
-
-
-if cfg.get("attach_file"):
-    with open(cfg["body_file"]) as f:
-        ALERT = f.read()
 
 
 # Allocation of a send: the last of `warm` sends, each after a collection (the first one

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from microsmtp import message
 from microsmtp_host import shim
 from microsmtp_host.shim import twins
+from unit_cases import CTE_7BIT, CTE_8BIT, CTE_QP
 
 # Bodies rich in the bytes that matter: CR, LF, ".", "=", space, 8-bit.
 body_bytes = st.lists(st.sampled_from([b"\r", b"\n", b".", b"=", b" ", b"a", b"\xc3\xa9",
@@ -42,13 +43,13 @@ def chunked(body, cuts):
 @settings(max_examples=400, deadline=None)
 @given(body_bytes, st.lists(st.integers(0, 10_000), max_size=8))
 def test_8bit_body_matches_reference(body, cuts):
-    assert unit_cases._encode(chunked(body, cuts), message.CTE_8BIT) == reference(body)
+    assert unit_cases._encode(chunked(body, cuts), CTE_8BIT) == reference(body)
 
 
 @settings(max_examples=400, deadline=None)
 @given(body_bytes, st.lists(st.integers(0, 10_000), max_size=8))
 def test_quoted_printable_round_trips(body, cuts):
-    wire = unit_cases._encode(chunked(body, cuts), message.CTE_QP)
+    wire = unit_cases._encode(chunked(body, cuts), CTE_QP)
     assert wire.endswith(b"\r\n.\r\n") or wire == b".\r\n"
     wire_lines = wire[:-3].split(b"\r\n")[:-1] if wire != b".\r\n" else []
     assert all(len(line) <= 77 for line in wire_lines)  # 76 + a stuffed dot
@@ -61,7 +62,7 @@ def test_quoted_printable_round_trips(body, cuts):
 
 
 def test_soft_break_before_a_dot_is_stuffed():
-    wire = unit_cases._encode([b"x" * 73 + b".\r\n"], message.CTE_QP)
+    wire = unit_cases._encode([b"x" * 73 + b".\r\n"], CTE_QP)
     assert b"=\r\n..\r\n" in wire, wire
 
 
@@ -109,7 +110,7 @@ def _encode_all(chunks, cte, scratch, out):
 
 @settings(max_examples=600, deadline=None)
 @given(long_body_bytes, st.lists(st.integers(0, 10_000), max_size=8),
-       st.sampled_from([message.CTE_7BIT, message.CTE_8BIT, message.CTE_QP]),
+       st.sampled_from([CTE_7BIT, CTE_8BIT, CTE_QP]),
        st.integers(1, 40), st.integers(5, 100))
 def test_transform_gives_the_old_bytes(body, cuts, cte, scratch, out):
     """Chunks cut anywhere (by the iterator and again by a scratch buffer of 1-40 bytes), a
@@ -127,11 +128,11 @@ def test_every_chunk_size_gives_the_old_bytes():
              + b"\x00\x7f\n")
     for body, too_long in ((start + b"y" * 998 + b"\n.end \t", False),
                            (start + b"y" * 998 + b"\r" + b"z" * 999 + b"\r\n.", True)):
-        for cte in (message.CTE_7BIT, message.CTE_8BIT, message.CTE_QP):
+        for cte in (CTE_7BIT, CTE_8BIT, CTE_QP):
             for size in range(1, 65):
                 old, twin, firmware = _encode_all([body], cte, size, 5 + size % 7 * 13)
                 assert twin == old and firmware == old, (cte, size)
-                assert old[1] == (too_long and cte != message.CTE_QP)
+                assert old[1] == (too_long and cte != CTE_QP)
 
 
 def test_twins_know_the_scan_flags():

@@ -68,6 +68,10 @@ def test_private_constants_agree_across_modules():
             value = int(value, 0)
             assert seen.setdefault(const, value) == value, (name, const)
     assert len(seen) >= 30
+    import unit_cases
+
+    assert (unit_cases.CTE_7BIT, unit_cases.CTE_8BIT, unit_cases.CTE_QP) == (
+        seen["CTE_7BIT"], seen["CTE_8BIT"], seen["CTE_QP"])
     for public in ("TLS_NONE", "TLS_STARTTLS", "TLS_IMPLICIT"):
         assert getattr(microsmtp, public) == seen[public]
 

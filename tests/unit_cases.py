@@ -7,6 +7,8 @@ import microsmtp
 from microsmtp import auth, message
 
 # auth.py's private _MECH_* bits: the mechanisms a server lists, 1 << (AUTH_* - 1).
+# message.py's transfer encodings (its private _CTE_*; tests/test_units.py checks them).
+CTE_7BIT, CTE_8BIT, CTE_QP = 0, 1, 2
 _MECH = {m: 1 << (m - 1) for m in (microsmtp.AUTH_LOGIN, microsmtp.AUTH_CRAM_MD5,
                                    microsmtp.AUTH_PLAIN, microsmtp.AUTH_XOAUTH2)}
 
@@ -699,11 +701,11 @@ def case_body_heap_locked():
             _sample_body(100000, 7, f.write)
         with open(path, "rb") as f:
             text = f.read(1000)
-        bodies = [(None, message.CTE_8BIT, False), (None, message.CTE_QP, False),
-                  (text, message.CTE_8BIT, False), (text, message.CTE_QP, False),
-                  ("caf\u00e9 = x \r\n.dot\rbare\n" * 30, message.CTE_QP, False),
-                  (memoryview(text), message.CTE_8BIT, False),
-                  (b"y" * 999, message.CTE_8BIT, True)]  # 999 octets: too long
+        bodies = [(None, CTE_8BIT, False), (None, CTE_QP, False),
+                  (text, CTE_8BIT, False), (text, CTE_QP, False),
+                  ("caf\u00e9 = x \r\n.dot\rbare\n" * 30, CTE_QP, False),
+                  (memoryview(text), CTE_8BIT, False),
+                  (b"y" * 999, CTE_8BIT, True)]  # 999 octets: too long
         for body, cte, too_long in bodies:
             check(_against_old(body, cte, lock, body is None and path) == too_long, "too_long")
     finally:
@@ -730,7 +732,7 @@ def case_body_matches_old_encoder():
     body = bytearray()
     _sample_body(600, 3, body.extend)
     src = message.BodySource()
-    for cte in (message.CTE_7BIT, message.CTE_8BIT, message.CTE_QP):
+    for cte in (CTE_7BIT, CTE_8BIT, CTE_QP):
         for size in range(1, 25):
             out_size = (5, 6, 9, 13, 80)[size % 5]
             src.reset(body, None)

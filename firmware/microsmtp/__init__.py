@@ -184,8 +184,8 @@ class Client:
         """Send one mail; None on success, SMTPError otherwise. ValueError on bad input.
         Keywords cc, bcc, reply_to, headers, html, attachments, and recipients with
         display names ("Name" <addr>), make a rich mail: mime.py, loaded then."""
-        if rich or message.named(recipients):
-            recipients = self._rich(recipients, body, rich)
+        if rich or message.rich(recipients):
+            recipients = self.rich(recipients, body, rich)
             body = self._session.head.body  # the Mail itself, for a mail with parts
         recipients = message.check_mail(recipients, subject, priority)
         # Six arguments' words and a stack of five at most: this frame stays on the C stack
@@ -194,16 +194,17 @@ class Client:
         self._session.head.priority = priority
         self._single()
 
-    def _rich(self, recipients, body, rich):
-        """A rich mail's arguments checked (nothing sent) and kept: mime.py's rich(),
-        loaded at the first rich mail, which then takes this method's place (no import
-        statement in later sends: 24 B each). The envelope's recipients; the body to load
-        is then the session's head.body."""
+    def rich(self, recipients, body, rich):
+        """send()'s step for a rich mail, not an API of its own: its arguments checked
+        (nothing sent) and kept by mime.py's rich(), loaded at the first rich mail, which
+        then takes this method's place (no import statement in later sends: 24 B each).
+        The envelope's recipients; the body to load is then the session's head.body.
+        (Named as **rich is: a name of its own would cost a board heap.)"""
         try:
             from .mime import rich as load
         except MemoryError:
             raise _out_of_memory() from None
-        Client._rich = load
+        Client.rich = load
         return load(self, recipients, body, rich)
 
     def session(self):

@@ -17,9 +17,11 @@ _MAX_RECIPIENTS = const(100)  # RFC 5321 §4.5.3.1.8: a server must take 100 in 
 _PACKET_ALLOCATE_ERROR = const(0xA6)  # the package's status code
 
 # Content-Transfer-Encoding chosen per message (RFC 6152: 8bit only when 8BITMIME is offered).
-CTE_7BIT = const(0)
-CTE_8BIT = const(1)
-CTE_QP = const(2)
+# (Private: a public const is a global and an interned name held on a board; protocol.py
+# and mime.py keep their own copies, tests/test_units.py checks they agree.)
+_CTE_7BIT = const(0)
+_CTE_8BIT = const(1)
+_CTE_QP = const(2)
 CTE_WIRE = (b"7bit", b"8bit", b"quoted-printable")
 
 PRIORITY_LOW = const(1)
@@ -133,9 +135,11 @@ def encode(value):
     return as_bytes(value) if scan_body(value, len(value), 0) & _SCAN_8BIT else value
 
 
-def named(recipients):
+def rich(recipients):
     """True when a recipient (a str, or one in a list or tuple) has a display name,
-    "Name" <addr>: a rich mail, mime.py's to check and send."""
+    "Name" <addr>: a rich mail, mime.py's to check and send. (Named as send()'s **rich
+    and Client.rich are: one interned name for the three, not three; each new name costs
+    a board heap, and past 300 of them a whole new pool of them.)"""
     if isinstance(recipients, str):
         return "<" in recipients
     if isinstance(recipients, list) or isinstance(recipients, tuple):
@@ -276,7 +280,7 @@ class Head:
         Message-ID, for fill(); the transfer encoding (cte) is set once EHLO is known.
         protocol.py's Session.flags bit _F_UTF8 when the mail needs SMTPUTF8 (an address
         with UTF-8), else 0."""
-        self.cte = CTE_7BIT
+        self.cte = _CTE_7BIT
         self.words = None  # RFC 2047 words of a subject that needs them
         self.index = self.r = self.pos = 0
         if encoded_subject_needed(self.subject):
@@ -557,7 +561,7 @@ class BodyEncoder:
         from array import array
 
         self.state = array("i", bytes(4 * _S_SIZE))
-        self.start(CTE_7BIT, b"", b"")  # every attribute now: the instance dict never grows
+        self.start(_CTE_7BIT, b"", b"")  # every attribute now: the instance dict never grows
 
     def start(self, cte, src, buf):
         """A body from buffer `src` into buffer `buf`."""
@@ -565,7 +569,7 @@ class BodyEncoder:
         self.buf = buf
         st = self.state
         st[_S_CAP] = len(buf) - 4
-        st[_S_QP] = 1 if cte == CTE_QP else 0
+        st[_S_QP] = 1 if cte == _CTE_QP else 0
         st[_S_CR] = st[_S_COL] = st[_S_LONG] = 0
         st[_S_BOL] = 1
         self.too_long = False

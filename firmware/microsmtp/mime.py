@@ -18,7 +18,7 @@
 from micropython import const
 
 from . import message
-from .message import CTE_8BIT, CTE_QP, CTE_WIRE, check
+from .message import CTE_WIRE, check
 from .native import copy, scan_body
 
 _H_TO = const(6)  # message.Head's parts (its _H_*): tests/test_units.py checks they agree
@@ -26,6 +26,8 @@ _H_SUBJECT = const(7)
 _H_TYPE = const(14)  # "...Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-..."
 _H_CTE = const(15)
 _S_QP = const(3)  # message.BodyEncoder's state: 1 while quoted-printable
+_CTE_8BIT = const(1)  # message.py's transfer encodings (Head.cte)
+_CTE_QP = const(2)
 _SCAN_8BIT = const(1024)  # message.py's _SCAN_*
 _SCAN_UNFIT = const(2048)
 _F_UTF8 = const(128)  # message.Head.start()'s answer: the mail needs SMTPUTF8
@@ -86,7 +88,7 @@ def _split(entry, what):
 
 
 def rich(client, recipients, body, rich):
-    """Client._rich once mime.py is loaded: the session's Mail (made at the first rich
+    """Client.rich once mime.py is loaded: the session's Mail (made at the first rich
     mail, in the place of its message.Head for good) checks and keeps the mail."""
     s = client._session
     if s is None:
@@ -288,7 +290,7 @@ def _fielded(to, rich):
     """True when the header fields need mime.py (Cc, Reply-To, headers, display names);
     otherwise Head writes To from the envelope."""
     return "cc" in rich or "bcc" in rich or "reply_to" in rich or "headers" in rich or \
-        message.named(to)
+        message.rich(to)
 
 
 def _fields(to, rich):
@@ -566,7 +568,7 @@ class Mail(message.Head):
                     else _BOUNDARY[self.top] if x == 3 \
                     else b"\"\r\nContent-Transfer-Encoding: "
             if k == _H_CTE:  # RFC 2045 §6.4: a multipart is 7bit or 8bit, never encoded
-                return b"8bit" if self.cte == CTE_8BIT else b"7bit"
+                return b"8bit" if self.cte == _CTE_8BIT else b"7bit"
         return message.Head._part(self)
 
     def _next(self):
@@ -706,7 +708,7 @@ class Mail(message.Head):
             n = self._base64(buf)
         else:
             n = p.readinto(buf)
-            self.session.enc.state[_S_QP] = 1 if self.cte == CTE_QP else 0
+            self.session.enc.state[_S_QP] = 1 if self.cte == _CTE_QP else 0
         if not n:
             self._done()
         return n

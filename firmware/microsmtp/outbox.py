@@ -131,7 +131,7 @@ class Outbox:
         max_bytes, or an attachment as Path(name), read at flush time). Returns its name.
         The mail keeps the time of put() as its Date (RFC 5322 §3.6.1: when it was ready
         to go) and one Message-ID for every try, so a duplicate can be recognised."""
-        if rich or message.named(recipients):  # outbox_rich.py, mime.py: for these only
+        if rich or message.rich(recipients):  # outbox_rich.py, mime.py: for these only
             from .outbox_rich import put
 
             name = put(self, recipients, subject, body, priority, rich)

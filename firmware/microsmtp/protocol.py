@@ -96,6 +96,9 @@ _SCAN_8BIT = const(1024)  # message.py's: what BodySource.scan() found (-1: a st
 _SCAN_UNFIT = const(2048)
 _H_END = const(17)  # message.py: Head's parts are done
 _PRIORITY_NORMAL = const(2)  # message.py's
+_CTE_7BIT = const(0)  # message.py's transfer encodings (Head.cte)
+_CTE_8BIT = const(1)
+_CTE_QP = const(2)
 
 # EHLO keywords in 10-byte slots; a keyword's bit in Session.caps is 1 << its slot.
 _KEYWORDS = const(b"8BITMIME  PIPELININGSTARTTLS  SIZE      AUTH      SMTPUTF8  ")
@@ -305,7 +308,7 @@ class Session:
                             # RFC 2045 §2.7-2.8: no NUL in 7bit or 8bit text. A body read
                             # only once cannot be checked before DATA; a file and a body in
                             # memory are (they go quoted-printable then).
-                            if self.head.cte != message.CTE_QP and \
+                            if self.head.cte != _CTE_QP and \
                                     self.scratch.find(b"\0", 0, k) >= 0:
                                 raise self._cut()
                             while enc.index < k:
@@ -655,11 +658,11 @@ class Session:
         takes; its size against the server's limit; MAIL."""
         # RFC 6152: 8-bit only with 8BITMIME; lines over 998 octets or NUL only QP.
         v = self.body.scanned  # -1: a stream, not looked at
-        self.head.cte = message.CTE_QP
+        self.head.cte = _CTE_QP
         if v >= 0 and not v & (_SCAN_8BIT | _SCAN_UNFIT):
-            self.head.cte = message.CTE_7BIT
+            self.head.cte = _CTE_7BIT
         elif self.caps & _CAP_8BITMIME and not (v >= 0 and v & _SCAN_UNFIT):
-            self.head.cte = message.CTE_8BIT
+            self.head.cte = _CTE_8BIT
         self.refused = self.failed = None
         self.got = self.queued = 0
         # RFC 1870 §4: a message over the server's limit is refused now, not after its
@@ -683,7 +686,7 @@ class Session:
                 self.tx[self.tx_n] = 48 + v // d % 10
                 self.tx_n += 1
                 d //= 10
-        if self.head.cte == message.CTE_8BIT:
+        if self.head.cte == _CTE_8BIT:
             self.put(b" BODY=8BITMIME")
         if self.flags & _F_UTF8:  # RFC 6531: an address with UTF-8 (Head.start saw it)
             from . import utf8  # (loaded with the first such mail)

@@ -39,7 +39,7 @@ class ClientSession:
         before "@"; envelope (a rich keyword, sessions only): a list of the mail's own
         addresses, the only ones it goes to (RCPT TO), its headers unchanged (the outbox's
         retry for the recipients a server refused)."""
-        if rich or message.named(recipients):
+        if rich or message.rich(recipients):
             recipients = self._rich(recipients, body, rich)
             body = self.client._session.head.body
         recipients = message.check_mail(recipients, subject, priority)
@@ -58,9 +58,9 @@ class ClientSession:
         c._deliver()
 
     def _rich(self, recipients, body, rich):
-        """Client._rich, and envelope= (apart: a plain mail's frame stays as small)."""
+        """Client.rich, and envelope= (apart: a plain mail's frame stays as small)."""
         rcpt = rich.pop("envelope", None)
-        recipients = self.client._rich(recipients, body, rich)
+        recipients = self.client.rich(recipients, body, rich)
         if rcpt is not None:
             from .mime import only
 
