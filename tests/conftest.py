@@ -378,3 +378,18 @@ def opensmtpd_send(request, tmp_path, osd):
         return res
 
     return run
+
+
+# --- the outbox's MicroPython side (tests/test_outbox.py, test_outbox_rich.py, test_smtputf8.py)
+
+@pytest.fixture
+def mp_box(runtime, tmp_path_factory):
+    """The MicroPython side's modules, compiled for the unix port; none for CPython (so its
+    runs need no mpy-cross, nor the x86-64 the unix port's .mpy files are built for)."""
+    import runtimes
+
+    if runtime != "micropython":
+        return None
+    return runtimes.compile_mpy([runtimes.ROOT / "tests" / "outbox_ops.py",
+                                 runtimes.ROOT / "tests" / "mp_outbox.py"],
+                                tmp_path_factory.mktemp("mp_outbox"))

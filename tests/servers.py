@@ -212,6 +212,16 @@ class Recorder:
         return "250 OK queued"
 
 
+def grey_or_gone(handler, address):
+    """A Recorder's rcpt_reply: "grey..." is greylisted (450) in the first session only,
+    "gone..." refused for good (550), any other taken (the outbox tests')."""
+    if address.startswith("gone"):
+        return "550 5.1.1 no such mailbox here"
+    if address.startswith("grey") and handler.sessions == 1:
+        return "450 4.2.0 greylisted, come back later"
+    return None
+
+
 class SlowRecorder(Recorder):
     """A Recorder whose every reply but the greeting comes `delay` seconds late."""
 

@@ -19,7 +19,7 @@ import runtimes
 import servers
 from microsmtp import outbox
 from microsmtp_host.shim import net
-from servers import ListeningThread, Recorder, Server, free_port
+from servers import ListeningThread, Recorder, Server, free_port, grey_or_gone
 
 RUNTIMES = ["cpython", "micropython"]
 
@@ -45,16 +45,6 @@ def outbox_server():
     yield from serving(recorder())
 
 
-@pytest.fixture
-def mp_dir(runtime, tmp_path_factory):
-    """The MicroPython side's modules, compiled for the unix port; none for CPython (so its
-    runs need no mpy-cross, nor the x86-64 the unix port's .mpy files are built for)."""
-    if runtime != "micropython":
-        return None
-    return runtimes.compile_mpy([runtimes.ROOT / "tests" / "outbox_ops.py",
-                                 runtimes.ROOT / "tests" / "mp_outbox.py"],
-                                tmp_path_factory.mktemp("mp_outbox"))
-
 
 # The Client of run_ops; client_args replace or add to these (as in mp_outbox.py).
 CLIENT_ARGS = {"client_domain": "boiler.example.org", "tls": microsmtp.TLS_NONE,
@@ -68,7 +58,7 @@ CLIENT_ARGS = {"client_domain": "boiler.example.org", "tls": microsmtp.TLS_NONE,
 OUTBOX_HEAP = "58K"
 
 
-def run_ops(runtime, port, path, ops, mp_dir, tmp_path, client_args=None, **kwargs):
+def run_ops(runtime, port, path, ops, mp_box, tmp_path, client_args=None, **kwargs):
     if runtime == "cpython":
         client = microsmtp.Client("127.0.0.1", port, from_address="boiler@example.org",
                                   net=net, **{**CLIENT_ARGS, **(client_args or {})})
@@ -77,7 +67,7 @@ def run_ops(runtime, port, path, ops, mp_dir, tmp_path, client_args=None, **kwar
     cfg = tmp_path / "outbox.json"
     cfg.write_text(json.dumps({"port": port, "path": str(path), "ops": ops, "kwargs": kwargs,
                                "client": client_args or {}}))
-    proc = runtimes.run_micropython("mp_outbox", [str(cfg)], [mp_dir, runtimes.firmware_mpy()],
+    proc = runtimes.run_micropython("mp_outbox", [str(cfg)], [mp_box, runtimes.firmware_mpy()],
                                     timeout=60, heap=OUTBOX_HEAP)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("[")]
     assert lines, proc.stderr[-2000:]
@@ -89,21 +79,21 @@ def put(subject):
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
-def test_whole_queue_in_one_session(runtime, outbox_server, mp_dir, tmp_path):
+def test_whole_queue_in_one_session(runtime, outbox_server, mp_box, tmp_path):
     ctl, handler = outbox_server
     res = run_ops(runtime, ctl.port, tmp_path / "outbox",
-                  [put("one"), put("two"), put("three"), ["flush"]], mp_dir, tmp_path)
+                  [put("one"), put("two"), put("three"), ["flush"]], mp_box, tmp_path)
     assert res[3] == ["flush", 3, [], []]
     assert handler.sessions == 1 and handler.subjects == ["one", "two", "three"]
     assert res[-1] == ["pool", True]
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
-def test_refused_for_good_goes_to_dead_the_rest_goes_out(runtime, outbox_server, mp_dir, tmp_path):
+def test_refused_for_good_goes_to_dead_the_rest_goes_out(runtime, outbox_server, mp_box, tmp_path):
     ctl, handler = outbox_server
     res = run_ops(runtime, ctl.port, tmp_path / "outbox",
                   [put("one"), put("bad one"), put("later one"), put("four"), ["flush"]],
-                  mp_dir, tmp_path)
+                  mp_box, tmp_path)
     flush = res[4]
     assert flush[1] == 2 and handler.subjects == ["one", "four"]
     assert flush[2] == ["00000003.msg"]  # 451: still queued
@@ -115,7 +105,7 @@ def test_refused_for_good_goes_to_dead_the_rest_goes_out(runtime, outbox_server,
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
 def test_a_refusal_and_a_hang_up_after_the_dot_does_not_block_the_queue(
-        runtime, outbox_server, mp_dir, tmp_path):
+        runtime, outbox_server, mp_box, tmp_path):
     # 554 after "." and then the connection closed: the next mail finds it gone. The
     # refusal used to be lost with the session (the batch hook came after RSET), so the
     # message stayed first in the queue and ended every session (issue 9, defect 3b).
@@ -123,7 +113,7 @@ def test_a_refusal_and_a_hang_up_after_the_dot_does_not_block_the_queue(
     box = tmp_path / "outbox"
     res = run_ops(runtime, ctl.port, box, [put("one"), put("hangup two"), put("three"),
                                            ["flush"], ["error"], ["reboot"], ["flush"]],
-                  mp_dir, tmp_path)
+                  mp_box, tmp_path)
     assert res[3] == ["flush", 1, ["00000003.msg"], ["00000002.msg"]]
     # The next mail finds the connection gone (after "." the transaction is over: no RSET).
     assert res[4] == ["error", microsmtp.CONNECTION_CLOSED, "MAIL", True]
@@ -133,10 +123,10 @@ def test_a_refusal_and_a_hang_up_after_the_dot_does_not_block_the_queue(
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
-def test_outage_keeps_everything_until_the_server_is_back(runtime, mp_dir, tmp_path):
+def test_outage_keeps_everything_until_the_server_is_back(runtime, mp_box, tmp_path):
     port = free_port()  # nothing listening: the server is down
     box = tmp_path / "outbox"
-    res = run_ops(runtime, port, box, [put("a"), put("b"), ["flush"], ["flush"]], mp_dir,
+    res = run_ops(runtime, port, box, [put("a"), put("b"), ["flush"], ["flush"]], mp_box,
                   tmp_path)
     assert res[2] == ["flush", 0, ["00000001.msg", "00000002.msg"], []]
     assert res[3][1] == 0  # not due yet: backoff
@@ -144,7 +134,7 @@ def test_outage_keeps_everything_until_the_server_is_back(runtime, mp_dir, tmp_p
     srv = Server(handler=recorder(), auth=False).start()
     handler = srv.handler
     try:
-        res = run_ops(runtime, srv.port, box, [["reboot"], ["flush"]], mp_dir, tmp_path)
+        res = run_ops(runtime, srv.port, box, [["reboot"], ["flush"]], mp_box, tmp_path)
     finally:
         srv.stop()
     assert res[0] == ["reboot", ["00000001.msg", "00000002.msg"]]
@@ -152,14 +142,14 @@ def test_outage_keeps_everything_until_the_server_is_back(runtime, mp_dir, tmp_p
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
-def test_full_outbox_policies(runtime, outbox_server, mp_dir, tmp_path):
+def test_full_outbox_policies(runtime, outbox_server, mp_box, tmp_path):
     ctl, handler = outbox_server
     res = run_ops(runtime, ctl.port, tmp_path / "refuse", [put("1"), put("2"), put("3")],
-                  mp_dir, tmp_path, max_messages=2)
+                  mp_box, tmp_path, max_messages=2)
     assert res[2] == ["put-error", microsmtp.OUTBOX_FULL]
     res = run_ops(runtime, ctl.port, tmp_path / "drop", [put("1"), put("2"), put("3"),
                                                          ["flush"]],
-                  mp_dir, tmp_path, max_messages=2, policy=outbox.DROP_OLDEST)
+                  mp_box, tmp_path, max_messages=2, policy=outbox.DROP_OLDEST)
     assert res[2] == ["put", "00000003.msg"]
     assert res[3][1] == 2 and handler.subjects == ["2", "3"]
 
@@ -249,11 +239,11 @@ def test_backoff_must_be_sensible(backoff, tmp_path):
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
-def test_every_try_has_the_same_message_id(runtime, outbox_server, mp_dir, tmp_path):
+def test_every_try_has_the_same_message_id(runtime, outbox_server, mp_box, tmp_path):
     ctl, handler = outbox_server
     box = tmp_path / "outbox"
     res = run_ops(runtime, ctl.port, box, [put("later"), ["flush"], ["reboot"], ["flush"]],
-                  mp_dir, tmp_path)
+                  mp_box, tmp_path)
     assert res[1][1] == 0 and res[3][1] == 0  # 451 twice: still queued
     assert [t[0] for t in handler.tries] == ["later", "later"]
     assert handler.tries[0][2] == handler.tries[1][2]  # a duplicate can be recognised
@@ -261,7 +251,7 @@ def test_every_try_has_the_same_message_id(runtime, outbox_server, mp_dir, tmp_p
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
-def test_the_date_is_when_the_alert_was_queued(runtime, outbox_server, mp_dir, tmp_path):
+def test_the_date_is_when_the_alert_was_queued(runtime, outbox_server, mp_box, tmp_path):
     # Files as put() writes them, queued an outage ago; the first mail of a flush and the
     # ones after it (handed over mid-session) each keep their own Date and Message-ID.
     ctl, handler = outbox_server
@@ -273,7 +263,7 @@ def test_the_date_is_when_the_alert_was_queued(runtime, outbox_server, mp_dir, t
                 "time": when,  # both runtimes count from 1970; a board reads its own
                 "id": token}
         (box / ("%08d.msg" % n)).write_bytes(json.dumps(head).encode() + b"\nBack door.\n")
-    res = run_ops(runtime, ctl.port, box, [put("now"), ["flush"]], mp_dir, tmp_path)
+    res = run_ops(runtime, ctl.port, box, [put("now"), ["flush"]], mp_box, tmp_path)
     assert res[1] == ["flush", 3, [], []] and handler.sessions == 1
     assert handler.tries[:2] == [
         ("Door opened 1", "Fri, 02 Jan 2026 03:04:05 +0000",
@@ -307,12 +297,12 @@ def test_put_stores_its_own_time(monkeypatch, tmp_path):
     b'\xff\xfe\nbody\n',
 ], ids=["cut", "injected-rcpt", "injected-id", "no-to", "empty-to", "binary"])
 def test_an_unreadable_file_goes_to_dead_and_the_rest_goes_out(runtime, content, outbox_server,
-                                                               mp_dir, tmp_path):
+                                                               mp_box, tmp_path):
     ctl, handler = outbox_server
     box = tmp_path / "outbox"
     box.mkdir()
     (box / "00000001.msg").write_bytes(content)
-    res = run_ops(runtime, ctl.port, box, [put("good"), ["flush"]], mp_dir, tmp_path)
+    res = run_ops(runtime, ctl.port, box, [put("good"), ["flush"]], mp_box, tmp_path)
     assert res[0] == ["put", "00000002.msg"]
     assert res[1] == ["flush", 1, [], ["00000001.msg"]]
     assert handler.subjects == ["good"] and handler.sessions == 1
@@ -320,12 +310,12 @@ def test_an_unreadable_file_goes_to_dead_and_the_rest_goes_out(runtime, content,
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
-def test_a_second_refusal_does_not_overwrite_the_first_in_dead(runtime, outbox_server, mp_dir,
+def test_a_second_refusal_does_not_overwrite_the_first_in_dead(runtime, outbox_server, mp_box,
                                                                tmp_path):
     ctl, handler = outbox_server
     box = tmp_path / "outbox"
     res = run_ops(runtime, ctl.port, box, [put("bad 1"), ["flush"], put("bad 2"), ["flush"]],
-                  mp_dir, tmp_path)
+                  mp_box, tmp_path)
     assert res[1] == ["flush", 0, [], ["00000001.msg"]]
     assert res[2] == ["put", "00000002.msg"]  # numbered after the dead one
     assert res[3] == ["flush", 0, [], ["00000001.msg", "00000002.msg"]]
@@ -361,12 +351,12 @@ def test_outbox_is_loaded_only_by_apps_that_use_it(runtime, tmp_path):
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
-def test_dead_keeps_only_the_newest(runtime, outbox_server, mp_dir, tmp_path):
+def test_dead_keeps_only_the_newest(runtime, outbox_server, mp_box, tmp_path):
     ctl, handler = outbox_server
     box = tmp_path / "outbox"
     res = run_ops(runtime, ctl.port, box, [put("bad 1"), put("bad 2"), ["flush"],
                                            put("bad 3"), ["flush"]],
-                  mp_dir, tmp_path, max_messages=2)
+                  mp_box, tmp_path, max_messages=2)
     assert res[2] == ["flush", 0, [], ["00000001.msg", "00000002.msg"]]
     assert res[4] == ["flush", 0, [], ["00000002.msg", "00000003.msg"]]
     assert sorted(p.name for p in (box / "dead").iterdir()) == [
@@ -376,16 +366,6 @@ def test_dead_keeps_only_the_newest(runtime, outbox_server, mp_dir, tmp_path):
 # --- issue 9: a refusal per recipient, a message that ends the session, the folder itself --
 
 OPS, GREY, GONE = "ops@example.org", "grey@example.org", "gone@example.org"
-
-
-def grey_or_gone(handler, address):
-    """Replies per recipient: "grey..." is greylisted (450) in the first session only,
-    "gone..." refused for good (550)."""
-    if address.startswith("gone"):
-        return "550 5.1.1 no such mailbox here"
-    if address.startswith("grey") and handler.sessions == 1:
-        return "450 4.2.0 greylisted, come back later"
-    return None
 
 
 @pytest.fixture
@@ -398,7 +378,7 @@ def head_of(path):
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
-def test_refused_recipients_are_retried_or_buried_one_by_one(runtime, rcpt_server, mp_dir,
+def test_refused_recipients_are_retried_or_buried_one_by_one(runtime, rcpt_server, mp_box,
                                                               tmp_path):
     # Issue 9, defect 2: a 450 at RCPT for one of two recipients counted the mail as
     # delivered and deleted it, with no last_error; no server bounces a refusal at RCPT
@@ -411,7 +391,7 @@ def test_refused_recipients_are_retried_or_buried_one_by_one(runtime, rcpt_serve
     res = run_ops(runtime, ctl.port, box, [
         ["put", [OPS, GREY, GONE], "Door", "Back door\n"],
         ["put", [GONE, GREY], "Window", "Kitchen\n"],
-        put("Gate"), ["flush"], ["error"], ["reboot"], ["flush"], ["error"]], mp_dir, tmp_path)
+        put("Gate"), ["flush"], ["error"], ["reboot"], ["flush"], ["error"]], mp_box, tmp_path)
     # The server took Door (for ops) and Gate; grey waits in 1 and 2, gone is buried in
     # two copies numbered after every name in use.
     assert res[3] == ["flush", 2, ["00000001.msg", "00000002.msg"],
@@ -472,7 +452,7 @@ def test_a_power_cut_while_a_partly_refused_mail_is_rewritten(rcpt_server, tmp_p
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
-def test_a_message_that_cannot_be_sent_does_not_block_the_rest(runtime, outbox_server, mp_dir,
+def test_a_message_that_cannot_be_sent_does_not_block_the_rest(runtime, outbox_server, mp_box,
                                                                tmp_path):
     # Issue 9, defect 3: a queued body with a line over 998 octets, read back from its file
     # under 8BITMIME, failed mid-DATA (MESSAGE_FORMAT_ERROR, permanent; the session ends)
@@ -484,7 +464,7 @@ def test_a_message_that_cannot_be_sent_does_not_block_the_rest(runtime, outbox_s
     box = tmp_path / "outbox"
     res = run_ops(runtime, ctl.port, box, [["put", [OPS], "Long", "x" * 1200 + "\n"],
                                            put("after"), ["flush"], ["error"]],
-                  mp_dir, tmp_path)
+                  mp_box, tmp_path)
     assert "after" in handler.subjects and res[2][2] == [] and res[-1] == ["pool", True]
     if "Long" in handler.subjects:  # sent quoted-printable
         assert res[2] == ["flush", 2, [], []] and res[3] == ["error"]
@@ -551,7 +531,7 @@ class Greeting554(ListeningThread):
 @pytest.mark.parametrize("runtime", RUNTIMES)
 @pytest.mark.parametrize("case", ["greeting-554", "ehlo-550", "auth-535", "tls-no-ca",
                                   "tls-handshake"])
-def test_a_permanent_error_of_the_session_buries_nothing(runtime, case, mp_dir, tmp_path):
+def test_a_permanent_error_of_the_session_buries_nothing(runtime, case, mp_box, tmp_path):
     # The other side of defect 3: an error about the session, not one message (AUTH 535, a
     # 5xx greeting or EHLO, TLS that cannot start), keeps every message queued, with
     # last_error set, however permanent it is.
@@ -577,7 +557,7 @@ def test_a_permanent_error_of_the_session_buries_nothing(runtime, case, mp_dir, 
     try:
         res = run_ops(runtime, port, tmp_path / "outbox", [put("a"), put("b"), ["flush"],
                                                            ["error"]],
-                      mp_dir, tmp_path, client_args)
+                      mp_box, tmp_path, client_args)
     finally:
         stop()
     assert res[2] == ["flush", 0, ["00000001.msg", "00000002.msg"], []]
@@ -628,7 +608,7 @@ def test_a_memory_error_in_flush_is_a_failed_try(at, outbox_server, monkeypatch,
 # Issue 9, defect 13: the outbox trusted its folder.
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
-def test_a_stray_msg_file_or_folder_is_moved_aside(runtime, outbox_server, mp_dir, tmp_path):
+def test_a_stray_msg_file_or_folder_is_moved_aside(runtime, outbox_server, mp_box, tmp_path):
     # A stray notes.msg made put() raise ValueError; a folder named x.msg (or with a
     # message's name) made every flush raise OSError. Names are read strictly now (8
     # digits, ".msg", a regular file); the rest goes to dead/ with a reason.
@@ -639,7 +619,7 @@ def test_a_stray_msg_file_or_folder_is_moved_aside(runtime, outbox_server, mp_di
     (box / "x.msg").mkdir()
     (box / "00000001.msg").mkdir()
     (box / "notes.txt").write_text("not the outbox's: left alone\n")
-    res = run_ops(runtime, ctl.port, box, [put("good"), ["flush"]], mp_dir, tmp_path)
+    res = run_ops(runtime, ctl.port, box, [put("good"), ["flush"]], mp_box, tmp_path)
     assert res[0] == ["put", "00000002.msg"]  # the folder's name is in use: skipped
     assert res[1] == ["flush", 1, [], []] and handler.subjects == ["good"]
     assert sorted(os.listdir(box)) == ["dead", "notes.txt", "tmp"]
@@ -650,7 +630,7 @@ def test_a_stray_msg_file_or_folder_is_moved_aside(runtime, outbox_server, mp_di
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
-def test_names_never_collide_at_the_end_of_the_range(runtime, outbox_server, mp_dir, tmp_path):
+def test_names_never_collide_at_the_end_of_the_range(runtime, outbox_server, mp_box, tmp_path):
     # dead/99999999.msg made two put() calls both return 100000000.msg, the second
     # overwriting the first. Names stay 8 digits: the count starts again at 1 and skips
     # the names in use.
@@ -660,14 +640,14 @@ def test_names_never_collide_at_the_end_of_the_range(runtime, outbox_server, mp_
     (box / "dead" / "99999999.msg").write_bytes(b'{"to": ["a@example.org"], "subject": "x"}\n')
     (box / "00000002.msg").write_bytes(b'{"to": ["ops@example.org"], "subject": "old"}\nb\n')
     res = run_ops(runtime, ctl.port, box, [put("one"), put("two"), put("three"), ["flush"]],
-                  mp_dir, tmp_path)
+                  mp_box, tmp_path)
     assert [r[1] for r in res[:3]] == ["00000001.msg", "00000003.msg", "00000004.msg"]
     assert res[3] == ["flush", 4, [], ["99999999.msg"]]
     assert sorted(handler.subjects) == ["old", "one", "three", "two"]
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
-def test_put_refuses_what_send_refuses(runtime, outbox_server, mp_dir, tmp_path):
+def test_put_refuses_what_send_refuses(runtime, outbox_server, mp_box, tmp_path):
     # put(priority=[4]) was accepted and then every flush raised TypeError; put() took 150
     # recipients where send() takes at most 100. put() now checks what send() checks, and
     # a file read back that fails those checks goes to dead/ while the rest goes out.
@@ -676,7 +656,7 @@ def test_put_refuses_what_send_refuses(runtime, outbox_server, mp_dir, tmp_path)
     res = run_ops(runtime, ctl.port, box, [
         ["put", [OPS], "p", "b\n", [4]], ["put", [OPS], "p", "b\n", "4"],
         ["put", 101, "many", "b\n"], ["put", {OPS: 1}, "dict", "b\n"],
-        ["put", 100, "hundred", "b\n", microsmtp.PRIORITY_HIGH]], mp_dir, tmp_path)
+        ["put", 100, "hundred", "b\n", microsmtp.PRIORITY_HIGH]], mp_box, tmp_path)
     assert res[:5] == [["put-refused", "ValueError"]] * 3 + [["put-refused", "TypeError"],
                                                              ["put", "00000001.msg"]]
     assert len(head_of(box / "00000001.msg")["to"]) == 100  # as many as send() takes
@@ -687,7 +667,7 @@ def test_put_refuses_what_send_refuses(runtime, outbox_server, mp_dir, tmp_path)
         b"\nbody\n")
     (box / "00000003.msg").write_bytes(json.dumps(
         {"to": [OPS], "subject": "x", "priority": [4]}).encode() + b"\nbody\n")
-    res = run_ops(runtime, ctl.port, box, [put("good"), ["flush"]], mp_dir, tmp_path)
+    res = run_ops(runtime, ctl.port, box, [put("good"), ["flush"]], mp_box, tmp_path)
     assert res[:2] == [["put", "00000004.msg"],
                        ["flush", 1, [], ["00000002.msg", "00000003.msg"]]]
     assert handler.subjects == ["good"]

@@ -26,7 +26,7 @@ import runtimes
 import servers
 from microsmtp import outbox
 from microsmtp_host.shim import net
-from servers import Recorder, Server
+from servers import Recorder, Server, grey_or_gone
 
 RUNTIMES = ["cpython", pytest.param("micropython", marks=pytest.mark.unixport)]
 # The unix port's heap for these runs, the code in emulated flash: not a bar for the
@@ -45,21 +45,13 @@ HTML = "<p>Boiler at <b>92 °C</b><img src=\"cid:logo\"></p>\n"
 BODY = "Boiler at 92 °C.\n.\nSee the readings attached.\n"
 
 
-@pytest.fixture
-def mp_dir(runtime, tmp_path_factory):
-    if runtime != "micropython":
-        return None
-    return runtimes.compile_mpy([runtimes.ROOT / "tests" / "outbox_ops.py",
-                                 runtimes.ROOT / "tests" / "mp_outbox.py"],
-                                tmp_path_factory.mktemp("mp_outbox_rich"))
-
 
 @pytest.fixture
 def server():
     yield from servers.serving(Recorder(), auth=False)
 
 
-def run_ops(runtime, port, path, ops, mp_dir, tmp_path, aio=False, heap=None, **kwargs):
+def run_ops(runtime, port, path, ops, mp_box, tmp_path, aio=False, heap=None, **kwargs):
     """outbox_ops.run on runtime: a microsmtp.Client, or a microsmtp.aio.Client (aio)."""
     args = {"client_domain": "boiler.example.org", "tls": microsmtp.TLS_NONE,
             "timeouts": {"connect": 2, "greeting": 2, "envelope": 2, "message": 3}}
@@ -77,7 +69,7 @@ def run_ops(runtime, port, path, ops, mp_dir, tmp_path, aio=False, heap=None, **
     cfg = tmp_path / "outbox.json"
     cfg.write_text(json.dumps({"port": port, "path": str(path), "ops": ops, "kwargs": kwargs,
                                "aio": aio}))
-    proc = runtimes.run_micropython("mp_outbox", [str(cfg)], [mp_dir, runtimes.firmware_mpy()],
+    proc = runtimes.run_micropython("mp_outbox", [str(cfg)], [mp_box, runtimes.firmware_mpy()],
                                     timeout=60, heap=heap or (AIO_HEAP if aio else RICH_HEAP))
     lines = [line for line in proc.stdout.splitlines() if line.startswith("[")]
     assert lines, (proc.stdout + proc.stderr)[-2000:]
@@ -104,7 +96,7 @@ def put(subject, body=None):
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
 @pytest.mark.parametrize("how", ["flush", "aflush"])
-def test_a_rich_mail_round_trips_through_the_outbox(runtime, how, server, mp_dir, tmp_path):
+def test_a_rich_mail_round_trips_through_the_outbox(runtime, how, server, mp_box, tmp_path):
     # Put in one process, flushed in the next (a reboot): every field, part and byte.
     box = tmp_path / "outbox"
     cam, copied = tmp_path / "cam.jpg", tmp_path / "readings.bin"
@@ -127,7 +119,7 @@ def test_a_rich_mail_round_trips_through_the_outbox(runtime, how, server, mp_dir
         ]}
     res = run_ops(runtime, server.port, box, [
         ["rich", ['"Ops" <ops@example.org>', "desk@example.org"], "Boiler 92 °C", BODY, rich,
-         microsmtp.PRIORITY_HIGH], ["modules"]], mp_dir, tmp_path, aio=how == "aflush")
+         microsmtp.PRIORITY_HIGH], ["modules"]], mp_box, tmp_path, aio=how == "aflush")
     assert res[:2] == [["put", "00000001.msg"], ["modules", True]], res
     stored = (box / "00000001.msg").read_bytes()
     head = head_of(box / "00000001.msg")
@@ -137,7 +129,7 @@ def test_a_rich_mail_round_trips_through_the_outbox(runtime, how, server, mp_dir
     picture = bytes(range(256)) * 40
     cam.write_bytes(picture)
     copied.write_bytes(b"changed after put")  # a copied one is not
-    res = run_ops(runtime, server.port, box, [["flush"], ["error"]], mp_dir, tmp_path,
+    res = run_ops(runtime, server.port, box, [["flush"], ["error"]], mp_box, tmp_path,
                   aio=how == "aflush")
     assert res[:2] == [["flush", 1, [], []], ["error"]] and res[-1] == ["pool", True], res
     m = server.handler.messages[0]
@@ -173,7 +165,7 @@ def test_a_rich_mail_round_trips_through_the_outbox(runtime, how, server, mp_dir
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
-def test_copied_parts_count_against_max_bytes(runtime, server, mp_dir, tmp_path):
+def test_copied_parts_count_against_max_bytes(runtime, server, mp_box, tmp_path):
     big = tmp_path / "big.bin"
     big.write_bytes(bytes(20000))  # a Path: not copied, not counted
 
@@ -188,7 +180,7 @@ def test_copied_parts_count_against_max_bytes(runtime, server, mp_dir, tmp_path)
         ["rich", [OPS], "html", "b\n", {"html": "<p>" + "x" * 1600 + "</p>"}],
         ["rich", [OPS], "path", "b\n", attach(path=str(big))],
         ["rich", [OPS], "small", "b\n", attach(hex=bytes(500).hex())],
-        ["flush"]], mp_dir, tmp_path, max_bytes=1500)
+        ["flush"]], mp_box, tmp_path, max_bytes=1500)
     full = ["put-error", microsmtp.OUTBOX_FULL]
     assert res[:8] == [["put", "00000001.msg"], full, full, full, full,
                        ["put", "00000002.msg"], ["put", "00000003.msg"],
@@ -205,7 +197,7 @@ def test_copied_parts_count_against_max_bytes(runtime, server, mp_dir, tmp_path)
         put("one", "x" * 300), put("two", "x" * 300),
         ["rich", [OPS], "rich", "b\n", attach(hex=bytes(1200).hex())],
         ["rich", [OPS], "huge", "b\n", attach(chunks=["x" * 500] * 5)]],
-        mp_dir, tmp_path, max_bytes=2000, policy=outbox.DROP_OLDEST)
+        mp_box, tmp_path, max_bytes=2000, policy=outbox.DROP_OLDEST)
     assert res[:4] == [["put", "00000001.msg"], ["put", "00000002.msg"],
                        ["put", "00000003.msg"], full], res
     assert sorted(os.listdir(drop)) == ["00000002.msg", "00000003.msg", "dead", "tmp"]
@@ -214,7 +206,7 @@ def test_copied_parts_count_against_max_bytes(runtime, server, mp_dir, tmp_path)
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
-def test_a_path_gone_at_flush_buries_its_mail_alone(runtime, server, mp_dir, tmp_path):
+def test_a_path_gone_at_flush_buries_its_mail_alone(runtime, server, mp_box, tmp_path):
     cam = tmp_path / "cam.jpg"
     cam.write_bytes(b"picture")
     box = tmp_path / "outbox"
@@ -224,7 +216,7 @@ def test_a_path_gone_at_flush_buries_its_mail_alone(runtime, server, mp_dir, tmp
         put("one"),
         ["rich", [OPS], "camera", "b\n", {"cc": "pager@example.org", "attachments": [
             {"name": "cam.jpg", "type": "image/jpeg", "path": str(cam)}]}],
-        put("three"), ["unlink", str(cam)], ["flush"], ["error"]], mp_dir, tmp_path)
+        put("three"), ["unlink", str(cam)], ["flush"], ["error"]], mp_box, tmp_path)
     assert res[0] == ["put-refused", "ValueError"]  # gone already: refused by put()
     assert res[4:7] == [["unlink"], ["flush", 2, [], ["00000002.msg"]], ["error"]], res
     assert res[-1] == ["pool", True]
@@ -257,7 +249,7 @@ RICH_TAMPERED = {
 @pytest.mark.parametrize("case", list(RICH_TAMPERED) + ["rcpt-not-a-recipient",
                                                         "named-to-without-rich"])
 def test_a_tampered_rich_file_goes_to_dead_and_the_rest_goes_out(runtime, case, server,
-                                                                 mp_dir, tmp_path):
+                                                                 mp_box, tmp_path):
     box = tmp_path / "outbox"
     box.mkdir()
     head = {"to": [OPS], "subject": "x", "rich": RICH_TAMPERED.get(case, {"body": 2})}
@@ -266,19 +258,11 @@ def test_a_tampered_rich_file_goes_to_dead_and_the_rest_goes_out(runtime, case, 
     elif case == "named-to-without-rich":  # a display name is for mime.py's checks only
         head = {"to": ['"Ops" <ops@example.org>'], "subject": "x"}
     (box / "00000001.msg").write_bytes(json.dumps(head).encode() + b"\nb\n")
-    res = run_ops(runtime, server.port, box, [put("good"), ["flush"]], mp_dir, tmp_path)
+    res = run_ops(runtime, server.port, box, [put("good"), ["flush"]], mp_box, tmp_path)
     assert res[:2] == [["put", "00000002.msg"], ["flush", 1, [], ["00000001.msg"]]], res
     assert server.handler.subjects == ["good"] and server.handler.sessions == 1
     assert b"evil" not in server.handler.messages[0]["content"]
     assert "Unreadable outbox file" in (box / "dead" / "00000001.reply").read_text()
-
-
-def grey_or_gone(handler, address):
-    if address.startswith("gone"):
-        return "550 5.1.1 no such mailbox here"
-    if address.startswith("grey") and handler.sessions == 1:
-        return "450 4.2.0 greylisted, come back later"
-    return None
 
 
 @pytest.fixture
@@ -287,7 +271,7 @@ def rcpt_server():
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
-def test_a_partly_refused_rich_mail_keeps_its_headers(runtime, rcpt_server, mp_dir, tmp_path):
+def test_a_partly_refused_rich_mail_keeps_its_headers(runtime, rcpt_server, mp_box, tmp_path):
     # grey (Cc) is greylisted, gone (Bcc) refused for good: ops took it. The retry goes to
     # grey alone, the same mail (To, Cc, no Bcc, Date, Message-ID, parts); gone's copy is
     # buried whole. (A plain mail's To is rewritten instead: its old format has no room.)
@@ -297,7 +281,7 @@ def test_a_partly_refused_rich_mail_keeps_its_headers(runtime, rcpt_server, mp_d
         {"name": "all-bytes.bin", "type": "application/octet-stream", "hex": ALL_BYTES.hex()}]}
     res = run_ops(runtime, srv.port, box, [["rich", [OPS], "Door", BODY, rich], ["flush"],
                                            ["error"], ["reboot"], ["flush"], ["error"]],
-                  mp_dir, tmp_path)
+                  mp_box, tmp_path)
     assert res[1] == ["flush", 1, ["00000001.msg"], ["00000002.msg"]], res
     assert res[2][:3] == ["error", microsmtp.RCPT_REPLY_ERROR, "RCPT"]
     assert res[4] == ["flush", 1, [], ["00000002.msg"]] and res[5] == ["error"], res
@@ -316,7 +300,7 @@ def test_a_partly_refused_rich_mail_keeps_its_headers(runtime, rcpt_server, mp_d
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
-def test_a_plain_put_writes_the_old_format_and_loads_no_mime(runtime, server, mp_dir,
+def test_a_plain_put_writes_the_old_format_and_loads_no_mime(runtime, server, mp_box,
                                                              tmp_path, monkeypatch):
     monkeypatch.delitem(sys.modules, "microsmtp.mime", raising=False)  # (CPython: shared)
     box = tmp_path / "outbox"
@@ -328,7 +312,7 @@ def test_a_plain_put_writes_the_old_format_and_loads_no_mime(runtime, server, mp
         b'{"to": ["ops@example.org"], "subject": "old 2", "priority": 4, "time": 1767323045, '
         b'"id": "0123456789abcdef01234567"}\nOld body 2.\n')
     res = run_ops(runtime, server.port, box, [put("new", "New body.\n"), ["modules"],
-                                              ["flush"], ["modules"]], mp_dir, tmp_path)
+                                              ["flush"], ["modules"]], mp_box, tmp_path)
     assert res[:4] == [["put", "00000003.msg"], ["modules", False], ["flush", 3, [], []],
                        ["modules", False]], res
     assert server.handler.subjects == ["old", "old 2", "new"]
@@ -336,7 +320,7 @@ def test_a_plain_put_writes_the_old_format_and_loads_no_mime(runtime, server, mp
             for m in server.handler.messages] == ["Old body.\n", "Old body 2.\n", "New body.\n"]
     assert server.handler.tries[1][1:] == ("Fri, 02 Jan 2026 03:04:05 +0000",
                                            "<0123456789abcdef01234567@example.org>")
-    res = run_ops(runtime, server.port, box, [put("format", "Body.\n")], mp_dir, tmp_path)
+    res = run_ops(runtime, server.port, box, [put("format", "Body.\n")], mp_box, tmp_path)
     line, body = (box / res[0][1]).read_bytes().split(b"\n", 1)
     assert sorted(json.loads(line)) == ["id", "priority", "subject", "time", "to"]
     assert body == b"Body.\n" and not line.endswith(b" ")
@@ -531,7 +515,7 @@ def test_a_part_that_fails_mid_send_keeps_the_mail(server, tmp_path, monkeypatch
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
-def test_a_partly_refused_rich_mail_without_cc_keeps_its_to(runtime, rcpt_server, mp_dir,
+def test_a_partly_refused_rich_mail_without_cc_keeps_its_to(runtime, rcpt_server, mp_box,
                                                             tmp_path):
     # Bare addresses in To, an attachment: To is written from the envelope, so the retry
     # for grey alone must still show both (the headers are the mail's, not the retry's).
@@ -539,7 +523,7 @@ def test_a_partly_refused_rich_mail_without_cc_keeps_its_to(runtime, rcpt_server
     res = run_ops(runtime, srv.port, tmp_path / "outbox", [
         ["rich", [OPS, GREY], "Window", BODY, {"attachments": [
             {"name": "a.txt", "type": "text/plain", "text": "open"}]}],
-        ["flush"], ["reboot"], ["flush"]], mp_dir, tmp_path)
+        ["flush"], ["reboot"], ["flush"]], mp_box, tmp_path)
     assert res[1] == ["flush", 1, ["00000001.msg"], []], res
     assert res[3] == ["flush", 1, [], []], res
     first, retry = srv.handler.messages

@@ -19,13 +19,12 @@ import random
 
 import microsmtp
 import pytest
-import runtimes
 import scenarios
 import scripted
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from servers import RCPT, SENDER, Recorder, Server
-from test_injection import ATEXT, _accepted, _check_address_on_wire, oracle
+from test_injection import ATEXT, _accepted, _check_address_on_wire, assert_same_verdicts, oracle
 from test_outbox import run_ops
 from test_rich import BOTH, run
 
@@ -239,20 +238,10 @@ def test_ehlo_domain_stays_ascii():
                      auth=microsmtp.AUTH_NONE, net=scripted.ScriptedNet([]))
 
 
-@pytest.fixture
-def outbox_mpy(runtime, tmp_path_factory):
-    """tests/test_outbox.py's MicroPython side (its mp_dir fixture's files)."""
-    if runtime != "micropython":
-        return None
-    return runtimes.compile_mpy([runtimes.ROOT / "tests" / "outbox_ops.py",
-                                 runtimes.ROOT / "tests" / "mp_outbox.py"],
-                                tmp_path_factory.mktemp("mp_outbox"))
-
-
 @pytest.mark.parametrize("runtime", ["cpython", pytest.param(
     "micropython", marks=pytest.mark.unixport)])
 @pytest.mark.parametrize("smtputf8", [True, False], ids=["smtputf8", "without"])
-def test_outbox(runtime, smtputf8, outbox_mpy, tmp_path):
+def test_outbox(runtime, smtputf8, mp_box, tmp_path):
     """The outbox keeps a UTF-8 address (its JSON line) and flushes it in the session of
     the rest: with SMTPUTF8 delivered; without, to dead/ (permanent) with the sentence
     beside it, no MAIL for it, and the ASCII mail after it goes."""
@@ -260,7 +249,7 @@ def test_outbox(runtime, smtputf8, outbox_mpy, tmp_path):
     try:
         res = run_ops(runtime, srv.port, tmp_path / "outbox", [
             ["put", [JORG], "wide", "Kessel 92 C\n"], ["put", [RCPT], "ascii", "ok\n"],
-            ["flush"]], outbox_mpy, tmp_path)
+            ["flush"]], mp_box, tmp_path)
         h = srv.handler
         assert h.sessions == 1 and res[-1] == ["pool", True], res
         if smtputf8:
@@ -408,13 +397,4 @@ def test_micropython_checks_utf8_addresses_as_cpython_does(tmp_path):
             at = rnd.randint(0, len(local))
             local = local[:at] + rnd.choice(ONE_LINE) + local[at:]
         cases.append(local + "@" + rnd.choice(["bücher.example", "例え.テスト", "x.org"]))
-    data = tmp_path / "addresses.txt"
-    data.write_text("\n".join(cases) + "\n", encoding="utf-8")
-    mpy = runtimes.compile_mpy([runtimes.ROOT / "tests" / "mp_check.py"], tmp_path / "mpy")
-    proc = runtimes.run_micropython("mp_check", [str(data)], [mpy, runtimes.firmware_mpy()],
-                                    timeout=60)
-    verdicts = proc.stdout.split()
-    assert len(verdicts) == len(cases), proc.stderr[-2000:]
-    assert verdicts == ["1" if _accepted(a) else "0" for a in cases]
-    assert verdicts == ["1" if oracle(a) else "0" for a in cases]
-    assert verdicts.count("1") > 100 and verdicts.count("0") > 100  # both kinds were tried
+    assert_same_verdicts(cases, tmp_path)
