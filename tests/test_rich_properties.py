@@ -55,7 +55,7 @@ def send(server, to, **rich):
 
 def unquoted(name):
     """The display name a reader should see for `name <addr>` as given."""
-    name = name.strip()
+    name = name.strip(" ")
     if len(name) >= 2 and name[0] == name[-1] == '"':
         name = name[1:-1].replace('\\"', '"').replace("\\\\", "\\")
     return name

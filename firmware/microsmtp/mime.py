@@ -55,6 +55,10 @@ _CONTENT = const(1)  # _bpart(): the op's content streams now
 _OWN = ("from", "to", "cc", "bcc", "date", "message-id", "subject", "reply-to", "sender",
         "mime-version", "x-priority", "importance", "return-path", "received")
 _KEYS = ("cc", "bcc", "reply_to", "headers", "html", "attachments")
+# What str.strip() takes off as white space (Python's, which mail readers' resemble): a
+# filename must not begin or end with one. (MicroPython's strip() knows ASCII only.)
+_SPACES = " \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a" \
+    "\u2028\u2029\u202f\u205f\u3000"
 
 
 def _addresses(value, what):
@@ -80,7 +84,7 @@ def _split(entry, what):
         raise ValueError("%s %r: a display name's address ends with '>'" % (what, entry))
     addr = entry[lt + 1:-1]
     check(addr, what, message.ADDRESS)
-    name = entry[:lt].strip()
+    name = entry[:lt].strip(" ")  # (spaces only: the same on CPython and MicroPython)
     if len(name) >= 2 and name[0] == '"' and name[-1] == '"':
         name = name[1:-1].replace('\\"', '"').replace("\\\\", "\\")
     check(name, what + "'s display name", message.TEXT, 200)
@@ -182,7 +186,7 @@ def _check_filename(name):
     for c in name:
         if ord(c) < 32 or 127 <= ord(c) < 160:
             raise ValueError("filename %r contains a control character" % name)
-    if name[0] == " " or name[-1] == " ":  # mail readers strip them: another name
+    if name[0] in _SPACES or name[-1] in _SPACES:  # readers strip them: another name
         raise ValueError("filename %r begins or ends with a space" % name)
 
 
