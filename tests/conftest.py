@@ -289,13 +289,18 @@ def pf(postfix):
     postfix_server.BAD_LOG (what earlier tests logged is not this test's)."""
     import postfix_server
 
-    postfix.clear()
-    postfix.mark_log()
-    yield postfix
-    log = postfix.settled_log(sessions=0)  # (a test may have made none)
-    bad = [line for line in log.splitlines()
-           if any(word in line for word in postfix_server.BAD_LOG)]
-    assert not bad, "Postfix warned:\n" + "\n".join(bad)
+    yield from _one_test("Postfix", postfix, postfix_server.BAD_LOG)
+
+
+def _one_test(name, srv, bad_words):
+    """A fixture's body for one test on a session's MTA: its Maildir emptied, its log
+    marked; after, no line of the test's own log holds any of bad_words."""
+    srv.clear()
+    srv.mark_log()
+    yield srv
+    log = srv.settled_log(sessions=0)  # (a test may have made none)
+    bad = [line for line in log.splitlines() if any(word in line for word in bad_words)]
+    assert not bad, "%s warned:\n%s" % (name, "\n".join(bad))
 
 
 @pytest.fixture(scope="session")
@@ -350,13 +355,7 @@ def osd(opensmtpd):
     opensmtpd_server.BAD_LOG in its log (what earlier tests logged is not this test's)."""
     import opensmtpd_server
 
-    opensmtpd.clear()
-    opensmtpd.mark_log()
-    yield opensmtpd
-    log = opensmtpd.settled_log(sessions=0)  # (a test may have made none)
-    bad = [line for line in log.splitlines()
-           if any(word in line for word in opensmtpd_server.BAD_LOG)]
-    assert not bad, "OpenSMTPD warned:\n" + "\n".join(bad)
+    yield from _one_test("OpenSMTPD", opensmtpd, opensmtpd_server.BAD_LOG)
 
 
 @pytest.fixture

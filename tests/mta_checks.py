@@ -127,6 +127,24 @@ class MtaLog:
         except FileNotFoundError:
             return ""
 
+    def wait_listening(self, name, deadline, exited=lambda: False):
+        """Each of self.ports takes a connection (a session with no mail in it: harmless)
+        within `deadline` seconds of the start; else stop() and a RuntimeError with the
+        log's tail (at once when exited() says the server is gone)."""
+        end = time.monotonic() + deadline
+        for port in self.ports.values():
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", port), 0.5).close()
+                    break
+                except OSError:
+                    if exited() or time.monotonic() > end:
+                        log = self.read_log()[-3000:]
+                        self.stop()
+                        raise RuntimeError("%s did not listen on port %d; log:\n%s" % (
+                            name, port, log)) from None
+                    time.sleep(0.05)
+
     def mark_log(self):
         """From now on, log() is what the server logs after this call."""
         self._log_offset = len(self.read_log())

@@ -39,7 +39,6 @@ import pwd
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -252,19 +251,7 @@ match from any for domain "{domain}" action "deliver"
                 ["unshare", "--mount", "--propagation", "private", "sh",
                  str(self.root / "namespace.sh")], stdin=subprocess.DEVNULL, stdout=log,
                 stderr=subprocess.STDOUT, start_new_session=True)
-        end = time.monotonic() + deadline
-        for port in self.ports.values():
-            while True:
-                try:  # a session with no mail in it: harmless
-                    socket.create_connection(("127.0.0.1", port), 0.5).close()
-                    break
-                except OSError:
-                    if self.proc.poll() is not None or time.monotonic() > end:
-                        log = self.read_log()[-3000:]
-                        self.stop()
-                        raise RuntimeError("OpenSMTPD did not listen on port %d; log:\n%s"
-                                           % (port, log)) from None
-                    time.sleep(0.05)
+        self.wait_listening("OpenSMTPD", deadline, lambda: self.proc.poll() is not None)
         # The probes' sessions end in the log a little later: wait, so that they are in no
         # test's log.
         self.wait_log(" smtp disconnected ", len(self.ports), deadline)

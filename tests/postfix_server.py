@@ -220,18 +220,7 @@ class Postfix(mta_checks.MtaLog):
         if proc.returncode:
             raise RuntimeError("postfix -c %s start: exit %d: %s %s" % (
                 self.conf, proc.returncode, proc.stdout, proc.stderr))
-        end = time.monotonic() + deadline
-        for port in self.ports.values():
-            while True:
-                try:  # a session with no mail in it: harmless
-                    socket.create_connection(("127.0.0.1", port), 0.5).close()
-                    break
-                except OSError:
-                    if time.monotonic() > end:
-                        self.stop()
-                        raise RuntimeError("Postfix did not listen on port %d; log:\n%s" % (
-                            port, self.read_log()[-3000:])) from None
-                    time.sleep(0.05)
+        self.wait_listening("Postfix", deadline)
         # The probes' sessions are logged (through postlogd) a little later: wait for them,
         # so that they are in no test's log.
         self.wait_log(" disconnect from ", len(self.ports), deadline)

@@ -222,6 +222,21 @@ def grey_or_gone(handler, address):
     return None
 
 
+@contextlib.contextmanager
+def http_serving(server):
+    """An http.server on 127.0.0.1 served by a thread: its base URL; shut down and closed
+    after (the accept loop polls every 0.1 s, so that is how long shutdown() waits)."""
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
+                              daemon=True)
+    thread.start()
+    try:
+        yield "http://127.0.0.1:%d" % server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+
 class SlowRecorder(Recorder):
     """A Recorder whose every reply but the greeting comes `delay` seconds late."""
 

@@ -20,7 +20,6 @@ import socket
 import struct
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.parse
@@ -32,6 +31,7 @@ from pathlib import Path
 
 import microsmtp
 import pytest
+import servers
 from microsmtp_host import catcher as catcher_module
 from microsmtp_host import cli
 from microsmtp_host.catcher import Catcher
@@ -1137,15 +1137,8 @@ def remote():
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
     server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
-                              daemon=True)
-    thread.start()
-    try:
-        yield "http://127.0.0.1:%d" % server.server_address[1], asked
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    with servers.http_serving(server) as url:
+        yield url, asked
 
 
 def target_js(browser, url, kind):

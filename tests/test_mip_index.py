@@ -8,11 +8,11 @@ import hashlib
 import json
 import re
 import subprocess
-import threading
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+import servers
 from microsmtp_host import cli, deploy, mipindex
 from microsmtp_host.virtual_board import unix_port_available
 from virtual_boards import MPREMOTE, SOURCES, board_files, run_app
@@ -41,14 +41,8 @@ def served(index):
 
     server = ThreadingHTTPServer(("127.0.0.1", 0),
                                  functools.partial(Quiet, directory=str(out)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield "http://127.0.0.1:%d" % server.server_address[1], made
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(10)
+    with servers.http_serving(server) as url:
+        yield url, made
 
 
 def mip_install(device, url, *extra):
