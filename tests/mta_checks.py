@@ -102,6 +102,27 @@ def check_body(msg, body):
     assert got == normalised(body)
 
 
+# The transfer encoding a body of BODIES takes on an MTA's plain port (both offer 8BITMIME).
+BODY_CTE = {"long-line": "quoted-printable", "utf-8": "8bit"}
+
+
+def check_delivered(raw, msg, body, cte=None):
+    """The one mail an MTA delivered (its raw bytes, parsed): `body` byte for byte, the
+    transfer encoding `cte` (when given), no line over 998 octets (RFC 5322 §2.1.1)."""
+    check_body(msg, body)
+    if cte is not None:
+        assert msg["Content-Transfer-Encoding"] == cte
+    assert max(len(line) for line in raw.split(b"\n")) <= 998
+
+
+def long_line_file(tmp_path):
+    """A body with a line over 998 octets and a UTF-8 one, in a file: (body, path)."""
+    body = BODIES["long-line"] + "é\n"
+    path = tmp_path / "alert.txt"
+    path.write_bytes(body.encode())
+    return body, path
+
+
 def ok(res):
     assert res["status"] == 0, res
 
